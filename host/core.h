@@ -1,0 +1,128 @@
+/*
+** core.h: what the host's C files share. Not installed; embedders and
+** native modules use lasync.h.
+*/
+#ifndef LASYNC_CORE_H
+#define LASYNC_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lasync.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+/* The value a task yields to the scheduler (STYLE 10): any other yield at
+** task level is refused, and coroutine.resume forwards this one outward. */
+extern char lasync__tag;
+#define LASYNC_TAG ((void *)&lasync__tag)
+
+/* Something the ready queue can run: a task step or a callback. */
+typedef struct lasync_Runnable {
+  struct lasync_Runnable *next;
+  unsigned char kind;           /* RUN_TASK or RUN_CALLBACK */
+} lasync_Runnable;
+enum { RUN_TASK, RUN_CALLBACK };
+
+/* A deadline in the host's single timer heap. */
+typedef struct lasync_Timer {
+  uint64_t due;                 /* ns on the host clock */
+  uint32_t seq;                 /* FIFO among equal deadlines */
+  uint32_t idx;                 /* heap slot + 1; 0 when not scheduled */
+  unsigned char kind;           /* TIMER_SLEEP or TIMER_CALLBACK */
+} lasync_Timer;
+enum { TIMER_SLEEP, TIMER_CALLBACK };
+
+/* Task states (lasync.h's LASYNC_* are the finished subset). */
+enum { T_NEW = 10, T_READY, T_RUNNING, T_WAITING };
+/* How the last wait ended. */
+enum { WAKE_OK, WAKE_ERROR, WAKE_CANCEL };
+#define task_done(t) ((t)->state >= LASYNC_DONE && (t)->state <= LASYNC_CANCELLED)
+/* task flags */
+#define TF_OBSERVED   1         /* someone saw its failure */
+#define TF_CANCELREQ  2         /* a cancellation is pending */
+#define TF_STARTED    4
+
+struct lasync_Task {
+  lasync_Runnable run;          /* ready-queue link */
+  unsigned char state, status, flags;
+  int nargs;                    /* values staged on co for the next resume */
+  int ref;                      /* anchor in H's task table while alive */
+  lua_State *co;
+  lasync_Host *H;
+  lasync_Wait *wait;            /* the wait it is in now, or NULL */
+  lasync_Wait self;             /* built-in wait: sleep, await, futures */
+  lasync_Timer timer;           /* built-in deadline for sleep */
+  lasync_WaitList awaiters;     /* tasks awaiting this one */
+  lua_KFunction k;              /* continuation of the current wait */
+  lua_KContext kctx;
+  unsigned gen;                 /* bumped on every wait */
+  int cancel_depth;             /* of the pending cancellation */
+  uint32_t id;
+};
+
+struct lasync_Host {
+  lua_State *L;
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  uv_idle_t idle;               /* keeps the loop polling while work is ready */
+  uv_check_t check;             /* drains the ready queue after I/O */
+  uv_timer_t uvtimer;           /* the one timer behind the heap */
+  lasync_Runnable *ready_head, *ready_tail;
+  lasync_Timer **heap;          /* min-heap of deadlines */
+  uint32_t heap_len, heap_cap, timer_seq;
+  uint64_t clock_offset;        /* virtual clock: ns added to uv_hrtime */
+  int tasks_ref;                /* table: ref -> Task, the strong anchors */
+  int live;                     /* tasks not yet done */
+  uint32_t next_id;
+  lasync_Task *current;         /* task being resumed, or NULL */
+  lasync_Task *main;
+  char unobserved;              /* key of the weak table of failed tasks nobody awaited */
+  lasync_ReportFn report;
+  void *report_ud;
+  int closing;                  /* lasync_free has begun */
+  int closed;                   /* handles whose close callback ran */
+  unsigned char own;            /* loop is own_loop */
+};
+
+/* sched.c */
+void lasync__sched_init(lasync_Host *H);
+extern const char lasync__hostkey;
+lasync_Task *lasync__task_of(lua_State *L);
+void lasync__ready_push(lasync_Host *H, lasync_Runnable *r);
+int lasync__yield(lua_State *L, lasync_Task *t);
+void lasync__stage(lasync_Task *t, int status, lua_State *from, int n);
+void lasync__report(lasync_Host *H, const char *msg);
+int lasync__pcall(lua_State *L, int nargs, int nres);
+
+/* task.c */
+int lasync__open_task(lua_State *L);
+void lasync__task_step(lasync_Host *H, lasync_Task *t);
+int lasync__cancel(lua_State *L, lasync_Task *t, int depth);
+void lasync__take_cancel(lua_State *L, lasync_Task *t);
+lasync_Task *lasync__checktask_arg(lua_State *L, int i);
+void lasync__report_unobserved(lasync_Host *H);
+void lasync__cancel_all(lasync_Host *H);
+void lasync__push_task(lua_State *L, lasync_Task *t);
+
+/* timer.c */
+uint64_t lasync__now(lasync_Host *H);
+void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due);
+void lasync__timer_stop(lasync_Host *H, lasync_Timer *tm);
+void lasync__callback_run(lasync_Host *H, lasync_Runnable *r);
+void lasync__call_soon(lua_State *L, int nargs);
+void lasync__timer_init(lasync_Host *H);
+int lasync__open_timer(lua_State *L);
+
+/* future.c */
+int lasync__open_future(lua_State *L);
+
+/* coro.c */
+int lasync__open_coro(lua_State *L);
+
+/* errors: classes live in the registry under these names */
+#define LASYNC_CANCELLED_MT "lasync.Cancelled"
+#define LASYNC_TIMEOUT_MT "lasync.Timeout"
+void lasync__push_cancelled(lua_State *L, const char *msg);
+int lasync__is_cancelled(lua_State *L, int idx);
+
+#endif

@@ -1,0 +1,217 @@
+/*
+** host.c: creating and freeing a host, the `async.core` module, the error
+** classes, and the Lua modules compiled into the binary.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "core.h"
+
+/* build/modules.c, generated from lua/ by host/luaembed.c */
+typedef struct { const char *name; const unsigned char *code; size_t len; } EmbeddedModule;
+extern const EmbeddedModule lasync__modules[];
+
+/* --------------------------------------------------------------- errors */
+
+static int error_tostring(lua_State *L) {
+  lua_getfield(L, 1, "kind");
+  lua_getfield(L, 1, "message");
+  if (lua_isstring(L, -1)) lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+  else lua_pushstring(L, lua_tostring(L, -2));
+  return 1;
+}
+
+static void error_class(lua_State *L, const char *name) {
+  luaL_newmetatable(L, name);
+  lua_pushcfunction(L, error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+void lasync__push_cancelled(lua_State *L, const char *msg) {
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "Cancelled");
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, msg ? msg : "the task was cancelled");
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, LASYNC_CANCELLED_MT);
+}
+
+int lasync__is_cancelled(lua_State *L, int idx) {
+  int r;
+  if (!lua_getmetatable(L, idx)) return 0;
+  luaL_getmetatable(L, LASYNC_CANCELLED_MT);
+  r = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return r;
+}
+
+/* ----------------------------------------------------------- async.core */
+
+static int l_is_cancelled(lua_State *L) {
+  lua_pushboolean(L, lasync__is_cancelled(L, 1));
+  return 1;
+}
+
+static int l_new_cancelled(lua_State *L) {
+  lasync__push_cancelled(L, luaL_optstring(L, 1, NULL));
+  return 1;
+}
+
+/* async.core.stats(): counters for tests and the debugger. */
+static int l_stats(lua_State *L) {
+  lasync_Host *H = lasync_host(L);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, H->live);
+  lua_setfield(L, -2, "live");
+  lua_pushinteger(L, H->heap_len);
+  lua_setfield(L, -2, "timers");
+  lua_pushinteger(L, H->next_id);
+  lua_setfield(L, -2, "spawned");
+  return 1;
+}
+
+static int luaopen_core(lua_State *L) {
+  lua_newtable(L);
+  lasync__open_task(L);
+  lasync__open_timer(L);
+  lasync__open_future(L);
+  lua_pushcfunction(L, l_is_cancelled);
+  lua_setfield(L, -2, "is_cancelled");
+  lua_pushcfunction(L, l_new_cancelled);
+  lua_setfield(L, -2, "new_cancelled");
+  lua_pushcfunction(L, l_stats);
+  lua_setfield(L, -2, "stats");
+  luaL_getmetatable(L, LASYNC_CANCELLED_MT);
+  lua_setfield(L, -2, "Cancelled");
+  luaL_getmetatable(L, LASYNC_TIMEOUT_MT);
+  lua_setfield(L, -2, "Timeout");
+  return 1;
+}
+
+/* ----------------------------------------------------- embedded modules */
+
+static int host_load_embedded(lua_State *L) {
+  const EmbeddedModule *m = (const EmbeddedModule *)lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushfstring(L, "@%s", m->name);
+  if (luaL_loadbufferx(L, (const char *)m->code, m->len, lua_tostring(L, -1), "b") != LUA_OK)
+    return lua_error(L);
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* Registers every embedded module in package.preload; none is loaded
+** until required. */
+static void host_preload(lua_State *L) {
+  const EmbeddedModule *m;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_core);
+  lua_setfield(L, -2, "async.core");
+  for (m = lasync__modules; m->name; m++) {
+    char name[128];
+    size_t n = strlen(m->name);
+    /* "async/init.lua" -> "async", "async/x.lua" -> "async.x" */
+    if (n >= sizeof name) continue;
+    memcpy(name, m->name, n + 1);
+    name[n - 4] = '\0';
+    if (n > 9 && strcmp(name + n - 9, "/init") == 0) name[n - 9] = '\0';
+    for (char *p = name; *p; p++) if (*p == '/') *p = '.';
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushcclosure(L, host_load_embedded, 1);
+    lua_setfield(L, -2, name);
+  }
+  lua_pop(L, 1);
+}
+
+/* --------------------------------------------------------------- host */
+
+static int host_init(lua_State *L) {
+  lasync_Host *H = (lasync_Host *)lua_touserdata(L, 1);
+  lua_pushlightuserdata(L, H);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &lasync__hostkey);
+  luaL_openlibs(L);
+  lua_newtable(L);
+  H->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);                       /* failed tasks nobody awaited */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &H->unobserved);
+  error_class(L, LASYNC_CANCELLED_MT);
+  error_class(L, LASYNC_TIMEOUT_MT);
+  lasync__open_coro(L);
+  host_preload(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async");
+  lua_call(L, 1, 1);
+  lua_setglobal(L, "async");
+  return 0;
+}
+
+lasync_Host *lasync_new(uv_loop_t *loop) {
+  lasync_Host *H = (lasync_Host *)calloc(1, sizeof *H);
+  lua_State *L;
+  if (H == NULL) return NULL;
+  if (loop == NULL) {
+    if (uv_loop_init(&H->own_loop) != 0) { free(H); return NULL; }
+    loop = &H->own_loop;
+    H->own = 1;
+  }
+  H->loop = loop;
+  H->L = L = luaL_newstate();
+  if (L == NULL) {
+    if (H->own) uv_loop_close(loop);
+    free(H);
+    return NULL;
+  }
+  *(lasync_Task **)lua_getextraspace(L) = NULL;
+  lasync__sched_init(H);
+  lasync__timer_init(H);
+  lua_pushcfunction(L, host_init);
+  lua_pushlightuserdata(L, H);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lasync__report(H, lua_tostring(L, -1));
+    lasync_free(H);
+    return NULL;
+  }
+  return H;
+}
+
+lua_State *lasync_state(lasync_Host *H) { return H->L; }
+uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
+
+static void host_closed(uv_handle_t *h) {
+  ((lasync_Host *)h->data)->closed++;
+}
+
+static void host_walk_close(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void lasync_free(lasync_Host *H) {
+  if (H == NULL) return;
+  lasync__cancel_all(H);
+  lasync_run_until(H, NULL);             /* let their cleanup run */
+  lasync__report_unobserved(H);
+  H->closing = 1;
+  uv_timer_stop(&H->uvtimer);
+  uv_idle_stop(&H->idle);
+  H->ready_head = H->ready_tail = NULL;
+  H->heap_len = 0;
+  lua_close(H->L);                       /* finalizers close module handles */
+  uv_close((uv_handle_t *)&H->idle, host_closed);
+  uv_close((uv_handle_t *)&H->check, host_closed);
+  uv_close((uv_handle_t *)&H->uvtimer, host_closed);
+  while (H->closed < 3) uv_run(H->loop, UV_RUN_ONCE);
+  if (H->own) {
+    uv_walk(H->loop, host_walk_close, NULL);
+    uv_run(H->loop, UV_RUN_DEFAULT);
+    uv_loop_close(H->loop);
+  }
+  free(H->heap);
+  free(H);
+}

@@ -1,0 +1,613 @@
+/*
+** task.c: the Task. A task is a Lua thread plus a lasync_Task (the userdata
+** Lua sees, whose first user value is the thread and second a lazily made
+** table of extras: name, traceback, pending cancellation, done callbacks).
+** While a task is alive the host's task table holds it, so a task spawned
+** and forgotten still runs to its end.
+**
+** Every task runs task_body, which calls the task's function under a
+** protected call whose handler records the traceback, so a task always
+** ends normally with its results (or its error) as its coroutine's stack.
+*/
+#include <string.h>
+#include <lauxlib.h>
+#include "core.h"
+
+#define TASK_MT "lasync.Task"
+#define HOST(L) ((lasync_Host *)lua_touserdata(L, lua_upvalueindex(1)))
+
+static const char *const state_names[] = {
+  "pending", "done", "failed", "cancelled"
+};
+
+lasync_Task *lasync__checktask_arg(lua_State *L, int i) {
+  return (lasync_Task *)luaL_checkudata(L, i, TASK_MT);
+}
+
+/* Pushes a live task's object (its anchor in the task table). */
+void lasync__push_task(lua_State *L, lasync_Task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->H->tasks_ref);
+  lua_rawgeti(L, -1, t->ref);
+  lua_remove(L, -2);
+}
+
+/* Pushes the extras table of the task object at idx, making it if asked. */
+static int task_extras(lua_State *L, int idx, int make) {
+  if (lua_getiuservalue(L, idx, 2) == LUA_TTABLE) return 1;
+  lua_pop(L, 1);
+  if (!make) return 0;
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx < 0 ? idx - 2 : idx, 2);
+  return 1;
+}
+
+static void task_pushname(lua_State *L, int idx, lasync_Task *t) {
+  if (task_extras(L, idx, 0)) {
+    if (lua_getfield(L, -1, "name") != LUA_TNIL) { lua_remove(L, -2); return; }
+    lua_pop(L, 2);
+  }
+  lua_pushfstring(L, "task-%d", (int)t->id);
+}
+
+/* ------------------------------------------------------------ the body */
+
+/* Message handler of the body: records the traceback (chained to the one
+** of a child whose error this task re-raised) and keeps the error value. */
+static int task_msgh(lua_State *co) {
+  lasync_Task *t = lasync__task_of(co);
+  const char *msg = lua_tostring(co, 1);
+  int tb, ex;
+  if (msg == NULL) msg = luaL_tolstring(co, 1, NULL);
+  luaL_traceback(co, co, msg, 1);
+  tb = lua_gettop(co);
+  lasync__push_task(co, t);
+  task_extras(co, -1, 1);
+  ex = lua_gettop(co);
+  if (lua_getfield(co, ex, "reraised") != LUA_TNIL && lua_rawequal(co, -1, 1)) {
+    lua_pushvalue(co, tb);
+    lua_pushliteral(co, "\n(re-raised from ");
+    lua_getfield(co, ex, "cause");
+    lua_concat(co, 3);
+    lua_replace(co, tb);
+  }
+  lua_pushvalue(co, tb);
+  lua_setfield(co, ex, "tb");
+  lua_settop(co, 1);
+  return 1;
+}
+
+static int task_body_k(lua_State *co, int st, lua_KContext ctx) {
+  lasync_Task *t = lasync__task_of(co);
+  (void)ctx;
+  if (st == LUA_OK || st == LUA_YIELD) {
+    t->state = LASYNC_DONE;
+    return lua_gettop(co) - 1;           /* the results, above the handler */
+  }
+  t->state = lasync__is_cancelled(co, -1) ? LASYNC_CANCELLED : LASYNC_FAILED;
+  return 1;
+}
+
+static int task_body(lua_State *co) {
+  lasync_Task *t = lasync__task_of(co);
+  t->flags |= TF_STARTED;
+  if (t->flags & TF_CANCELREQ) {         /* cancelled before it ran */
+    lua_settop(co, 0);
+    lasync__take_cancel(co, t);
+    t->state = LASYNC_CANCELLED;
+    return 1;
+  }
+  lua_pushcfunction(co, task_msgh);
+  lua_insert(co, 1);
+  return task_body_k(co, lua_pcallk(co, lua_gettop(co) - 2, LUA_MULTRET, 1,
+                                    0, task_body_k), 0);
+}
+
+/* ------------------------------------------------------ spawn and step */
+
+static lasync_Task *task_new(lua_State *L, lasync_Host *H, int nargs) {
+  int n = nargs + 1;                     /* the function and its arguments */
+  lasync_Task *t = (lasync_Task *)lua_newuserdatauv(L, sizeof *t, 2);
+  lua_State *co = lua_newthread(L);
+  memset(t, 0, sizeof *t);
+  lua_setiuservalue(L, -2, 1);           /* the thread lives in the task */
+  *(lasync_Task **)lua_getextraspace(co) = t;
+  luaL_setmetatable(L, TASK_MT);
+  lua_insert(L, -(n + 1));               /* task below function and args */
+  lua_pushcfunction(co, task_body);
+  lua_xmove(L, co, n);                   /* function and args to the task */
+  t->co = co;
+  t->H = H;
+  t->state = T_NEW;
+  t->nargs = n;
+  t->id = ++H->next_id;
+  lasync_waitlist_init(&t->awaiters);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
+  lua_pushvalue(L, -2);
+  t->ref = luaL_ref(L, -2);
+  lua_pop(L, 1);
+  H->live++;
+  lasync__ready_push(H, &t->run);
+  return t;
+}
+
+static void task_checkfn(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TFUNCTION && !luaL_getmetafield(L, 1, "__call"))
+    luaL_typeerror(L, 1, "function");
+}
+
+lasync_Task *lasync_spawn(lua_State *L, int nargs) {
+  return task_new(L, lasync_host(L), nargs);
+}
+
+static int l_spawn(lua_State *L) {
+  task_checkfn(L);
+  task_new(L, HOST(L), lua_gettop(L) - 1);
+  return 1;
+}
+
+/* Runs the done callbacks of a finished task at stack top; returns how
+** many ran. */
+static int task_run_callbacks(lua_State *L) {
+  int i, n;
+  if (!task_extras(L, -1, 0)) return 0;
+  if (lua_getfield(L, -1, "callbacks") == LUA_TNIL) { lua_pop(L, 2); return 0; }
+  lua_pushnil(L);
+  lua_setfield(L, -3, "callbacks");
+  n = (int)luaL_len(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_pushvalue(L, -4);
+    lasync__pcall(L, 1, 0);
+  }
+  lua_pop(L, 2);
+  return n;
+}
+
+static void task_finish(lasync_Host *H, lasync_Task *t) {
+  lua_State *L = H->L;
+  lasync_Wait *w;
+  int seen = 0;
+  H->live--;
+  while ((w = lasync_waitlist_pop(&t->awaiters)) != NULL) seen |= lasync_wake(w);
+  lasync__push_task(L, t);
+  seen |= task_run_callbacks(L);
+  if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED)) {
+    if (seen) t->flags |= TF_OBSERVED;
+    else {                                /* remember it, weakly */
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &H->unobserved);
+      lua_pushvalue(L, -2);
+      lua_rawsetp(L, -2, t);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
+  luaL_unref(L, -1, t->ref);
+  lua_pop(L, 1);
+  t->ref = LUA_NOREF;
+}
+
+/* The one place a task is resumed. */
+void lasync__task_step(lasync_Host *H, lasync_Task *t) {
+  lua_State *co = t->co;
+  int nres, st, nargs = t->nargs;
+  H->current = t;
+  t->state = T_RUNNING;
+  t->nargs = 0;
+  st = lua_resume(co, H->L, nargs, &nres);
+  H->current = NULL;
+  if (st == LUA_YIELD) {
+    if (nres == 1 && lua_touserdata(co, -1) == LASYNC_TAG) {
+      lua_pop(co, 1);
+      return;
+    }
+    lua_resetthread(co);                  /* a foreign yield: end the task */
+    lua_settop(co, 0);
+    lua_pushliteral(co, "a task yielded outside the scheduler "
+                        "(use async.sleep(0) to let other tasks run)");
+    t->state = LASYNC_FAILED;
+  }
+  else if (st != LUA_OK) {                /* escaped the body: out of memory */
+    lua_xmove(co, H->L, 1);
+    lua_resetthread(co);
+    lua_settop(co, 0);
+    lua_xmove(H->L, co, 1);
+    t->state = LASYNC_FAILED;
+  }
+  task_finish(H, t);
+}
+
+/* ------------------------------------------------------ cancellation */
+
+/* Requests cancellation of t with the error on L's top (nil: a default
+** Cancelled), which is popped. A waiting task is woken at once with the
+** error; otherwise it is kept pending and raised at the task's next wait,
+** the outermost (smallest depth) request winning. Returns 0 if t is done. */
+int lasync__cancel(lua_State *L, lasync_Task *t, int depth) {
+  if (task_done(t)) { lua_pop(L, 1); return 0; }
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lasync__push_cancelled(L, NULL);
+  }
+  if (t->state == T_WAITING) {
+    lasync_Wait *w = t->wait;
+    w->task = NULL;
+    t->wait = NULL;
+    if (w->cancel) w->cancel(w);
+    lasync__stage(t, WAKE_CANCEL, L, 1);
+    return 1;
+  }
+  if ((t->flags & TF_CANCELREQ) && depth >= t->cancel_depth) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  t->flags |= TF_CANCELREQ;
+  t->cancel_depth = depth;
+  lasync__push_task(L, t);
+  task_extras(L, -1, 1);
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "cancel");
+  lua_pop(L, 3);
+  return 1;
+}
+
+/* Pushes t's pending cancellation and clears it. */
+void lasync__take_cancel(lua_State *L, lasync_Task *t) {
+  int top = lua_gettop(L);
+  t->flags &= ~TF_CANCELREQ;
+  lasync__push_task(L, t);
+  if (task_extras(L, -1, 0)) {
+    lua_getfield(L, -1, "cancel");
+    lua_pushnil(L);
+    lua_setfield(L, -3, "cancel");
+  }
+  else lua_pushnil(L);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lasync__push_cancelled(L, NULL);
+  }
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+}
+
+int lasync_cancel(lua_State *L, lasync_Task *t) {
+  lua_pushnil(L);
+  return lasync__cancel(L, t, 0);
+}
+
+/* Cancels every live task (at shutdown). */
+void lasync__cancel_all(lasync_Host *H) {
+  lua_State *L = H->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lasync_Task *t = (lasync_Task *)luaL_testudata(L, -1, TASK_MT);
+    if (t) {
+      lasync__push_cancelled(L, "the program is ending");
+      lasync__cancel(L, t, 0);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* ----------------------------------------------------------- outcomes */
+
+static void task_observe(lua_State *L, lasync_Task *t) {
+  if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED)) {
+    t->flags |= TF_OBSERVED;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &t->H->unobserved);
+    lua_pushnil(L);
+    lua_rawsetp(L, -2, t);
+    lua_pop(L, 1);
+  }
+}
+
+/* Pushes the results of the done task at idx and returns their count; for
+** a failed or cancelled task pushes its error and, if `raise`, raises it
+** in the running task, remembering the child's traceback for its own. */
+static int task_outcome(lua_State *L, int idx, lasync_Task *t, int raise) {
+  lua_State *co = t->co;
+  int i, n = lua_gettop(co);
+  task_observe(L, t);
+  if (t->state == LASYNC_DONE) {
+    luaL_checkstack(L, n, "too many results");
+    luaL_checkstack(co, n, "too many results");
+    for (i = 1; i <= n; i++) lua_pushvalue(co, i);
+    lua_xmove(co, L, n);
+    return n;
+  }
+  lua_pushvalue(co, 1);
+  lua_xmove(co, L, 1);
+  if (!raise) return 1;
+  if (lasync__task_of(L)) {              /* chain the tracebacks */
+    lasync_Task *me = lasync__task_of(L);
+    lasync__push_task(L, me);
+    task_extras(L, -1, 1);
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "reraised");
+    task_pushname(L, idx, t);
+    lua_pushliteral(L, "):\n");
+    if (task_extras(L, idx, 0)) {
+      lua_getfield(L, -1, "tb");
+      lua_remove(L, -2);
+    }
+    else lua_pushliteral(L, "");
+    lua_concat(L, 3);
+    lua_setfield(L, -2, "cause");
+    lua_pop(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int task_await_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  lua_settop(L, 1);
+  return task_outcome(L, 1, (lasync_Task *)lua_touserdata(L, 1), 1);
+}
+
+/* Cancelling a task that awaits another cancels the other too, as in
+** asyncio; async.shield is the way to wait without that. */
+static void task_await_cancel(lasync_Wait *w) {
+  lasync_Task *t = (lasync_Task *)w->data;
+  lasync_waitlist_remove(w);
+  lua_pushnil(t->H->L);
+  lasync__cancel(t->H->L, t, 0);
+}
+
+static int task_await(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  if (!task_done(t)) {
+    lasync_Task *me = lasync_checktask(L, "await");
+    if (me == t) return luaL_error(L, "await: a task cannot await itself");
+    me->self.data = t;
+    lasync_waitlist_push(&t->awaiters, &me->self);
+    return lasync_wait(L, &me->self, task_await_cancel, task_await_k, 0);
+  }
+  return task_await_k(L, LUA_OK, 0);
+}
+
+static int task_result(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  if (!task_done(t)) {
+    task_pushname(L, 1, t);
+    return luaL_error(L, "result: task '%s' is not done", lua_tostring(L, -1));
+  }
+  lua_settop(L, 1);
+  return task_outcome(L, 1, t, 1);
+}
+
+static int task_error(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  if (!task_done(t) || t->state == LASYNC_DONE) return 0;
+  return task_outcome(L, 1, t, 0);
+}
+
+static int task_cancel(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  lasync__push_cancelled(L, luaL_optstring(L, 2, NULL));
+  lua_pushboolean(L, lasync__cancel(L, t, 0));
+  return 1;
+}
+
+static int task_done_m(lua_State *L) {
+  lua_pushboolean(L, task_done(lasync__checktask_arg(L, 1)));
+  return 1;
+}
+
+static int task_cancelled(lua_State *L) {
+  lua_pushboolean(L, lasync__checktask_arg(L, 1)->state == LASYNC_CANCELLED);
+  return 1;
+}
+
+static int task_state(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  if (task_done(t)) lua_pushstring(L, state_names[t->state]);
+  else if (t->state == T_WAITING) lua_pushliteral(L, "waiting");
+  else if (t->state == T_RUNNING) lua_pushliteral(L, "running");
+  else lua_pushliteral(L, "ready");
+  return 1;
+}
+
+static int task_name(lua_State *L) {
+  task_pushname(L, 1, lasync__checktask_arg(L, 1));
+  return 1;
+}
+
+static int task_set_name(lua_State *L) {
+  lasync__checktask_arg(L, 1);
+  luaL_checkstring(L, 2);
+  task_extras(L, 1, 1);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "name");
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int task_id(lua_State *L) {
+  lua_pushinteger(L, lasync__checktask_arg(L, 1)->id);
+  return 1;
+}
+
+static int task_traceback(lua_State *L) {
+  lasync__checktask_arg(L, 1);
+  if (!task_extras(L, 1, 0)) return 0;
+  lua_getfield(L, -1, "tb");
+  return 1;
+}
+
+/* t:add_done_callback(fn): fn(t) runs once t is done, from the loop. */
+static int task_add_done_callback(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (task_done(t)) {
+    task_observe(L, t);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 1);
+    lasync__call_soon(L, 1);
+    return 0;
+  }
+  task_extras(L, 1, 1);
+  if (lua_getfield(L, -1, "callbacks") == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "callbacks");
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
+  return 0;
+}
+
+static int task_remove_done_callback(lua_State *L) {
+  int i, n, found = 0;
+  lasync__checktask_arg(L, 1);
+  if (task_extras(L, 1, 0) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
+    n = (int)luaL_len(L, -1);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      if (!found && lua_rawequal(L, -1, 2)) found = i;
+      lua_pop(L, 1);
+    }
+    if (found) {
+      for (i = found; i < n; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        lua_rawseti(L, -2, i);
+      }
+      lua_pushnil(L);
+      lua_rawseti(L, -2, n);
+    }
+  }
+  lua_pushboolean(L, found != 0);
+  return 1;
+}
+
+static int task_tostring(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  task_pushname(L, 1, t);
+  task_state(L);
+  lua_pushfstring(L, "Task<%s %s>", lua_tostring(L, -2), lua_tostring(L, -1));
+  return 1;
+}
+
+/* A failed task nobody awaited is reported when it is collected. */
+static void task_report(lua_State *L, int idx, lasync_Task *t) {
+  int top = lua_gettop(L);
+  const char *tb;
+  t->flags |= TF_OBSERVED;
+  task_pushname(L, idx, t);
+  if (task_extras(L, idx, 0)) lua_getfield(L, -1, "tb");
+  else lua_pushnil(L);
+  tb = lua_tostring(L, -1);
+  lua_pushfstring(L, "lasync: task '%s' failed and nobody awaited it: %s",
+                  lua_tostring(L, top + 1), tb ? tb : "(no traceback)");
+  lasync__report(t->H, lua_tostring(L, -1));
+  lua_settop(L, top);
+}
+
+static int task_gc(lua_State *L) {
+  lasync_Task *t = (lasync_Task *)lua_touserdata(L, 1);
+  if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED))
+    task_report(L, 1, t);
+  return 0;
+}
+
+/* At loop end: reports the failed tasks nobody awaited that are still
+** referenced (the others were reported when collected). */
+void lasync__report_unobserved(lasync_Host *H) {
+  lua_State *L = H->L;
+  lua_gc(L, LUA_GCCOLLECT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &H->unobserved);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    int top = lua_gettop(L);
+    lasync_Task *t = (lasync_Task *)lua_touserdata(L, -1);
+    if (!(t->flags & TF_OBSERVED)) task_report(L, top, t);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* ------------------------------------------------------- public C API */
+
+int lasync_task_status(lasync_Task *t) {
+  return task_done(t) ? t->state : LASYNC_PENDING;
+}
+
+int lasync_task_results(lua_State *L, lasync_Task *t) {
+  if (!task_done(t)) return 0;
+  return task_outcome(L, 0, t, 0);
+}
+
+void lasync_task_traceback(lua_State *L, lasync_Task *t) {
+  lasync__push_task(L, t);
+  if (lua_isnil(L, -1) || !task_extras(L, -1, 0)) { lua_pop(L, 1); lua_pushnil(L); return; }
+  lua_getfield(L, -1, "tb");
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+static int l_current(lua_State *L) {
+  lasync_Task *t = lasync__task_of(L);
+  if (t == NULL) return 0;
+  lasync__push_task(L, t);
+  return 1;
+}
+
+/* core.cancel(task, err, depth): cancellation for scopes and timeouts. */
+static int l_cancel(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  int depth = (int)luaL_checkinteger(L, 3);
+  lua_settop(L, 2);
+  lua_pushboolean(L, lasync__cancel(L, t, depth));
+  return 1;
+}
+
+/* core.withdraw(task, err): drops t's pending cancellation if it is err. */
+static int l_withdraw(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  int ok = 0;
+  if ((t->flags & TF_CANCELREQ) && task_extras(L, 1, 0)) {
+    lua_getfield(L, -1, "cancel");
+    if (lua_rawequal(L, -1, 2)) {
+      ok = 1;
+      t->flags &= ~TF_CANCELREQ;
+      lua_pushnil(L);
+      lua_setfield(L, -3, "cancel");
+    }
+  }
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+static const luaL_Reg task_methods[] = {
+  {"await", task_await}, {"result", task_result}, {"error", task_error},
+  {"cancel", task_cancel}, {"done", task_done_m}, {"cancelled", task_cancelled},
+  {"state", task_state}, {"name", task_name}, {"set_name", task_set_name},
+  {"id", task_id}, {"traceback", task_traceback},
+  {"add_done_callback", task_add_done_callback},
+  {"remove_done_callback", task_remove_done_callback},
+  {NULL, NULL}
+};
+
+static const luaL_Reg task_funcs[] = {
+  {"spawn", l_spawn}, {"current", l_current}, {"cancel", l_cancel},
+  {"withdraw", l_withdraw}, {NULL, NULL}
+};
+
+/* Adds the task functions to the table on top (H is upvalue 1). */
+int lasync__open_task(lua_State *L) {
+  lasync_Host *H = lasync_host(L);
+  luaL_newmetatable(L, TASK_MT);
+  luaL_newlib(L, task_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, task_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, task_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, H);
+  luaL_setfuncs(L, task_funcs, 1);
+  return 0;
+}

@@ -1,0 +1,300 @@
+/*
+** timer.c: the host clock, one min-heap for every deadline (sleeps and
+** callbacks) behind a single uv_timer_t, async.sleep, async.time, and the
+** call_soon / call_later handles.
+**
+** Deadlines are taken from uv_hrtime, not from libuv's cached loop time:
+** the cached time can lag by however long the current turn has run, so a
+** deadline computed from it would fire early. The uv timer may still fire
+** before a deadline (it counts from the cached time); the callback then
+** re-arms for the rest.
+*/
+#include <math.h>
+#include <stdlib.h>
+#include <lauxlib.h>
+#include "core.h"
+
+#define HANDLE_MT "lasync.Handle"
+#define HOST(L) ((lasync_Host *)lua_touserdata(L, lua_upvalueindex(1)))
+#define MAX_SLEEP 1e9             /* seconds; longer waits have no timer */
+
+uint64_t lasync__now(lasync_Host *H) {
+  return uv_hrtime() + H->clock_offset;
+}
+
+/* A call_soon / call_later callback. */
+typedef struct Handle {
+  lasync_Runnable run;
+  lasync_Timer timer;
+  lasync_Host *H;
+  int ref;                        /* anchor while scheduled or queued */
+  unsigned char state;
+} Handle;
+enum { H_SCHEDULED, H_QUEUED, H_DONE, H_CANCELLED };
+
+/* -------------------------------------------------------------- the heap */
+
+static int heap_less(const lasync_Timer *a, const lasync_Timer *b) {
+  return a->due < b->due || (a->due == b->due && (int32_t)(a->seq - b->seq) < 0);
+}
+
+static void heap_set(lasync_Host *H, uint32_t i, lasync_Timer *tm) {
+  H->heap[i] = tm;
+  tm->idx = i + 1;
+}
+
+static void heap_up(lasync_Host *H, uint32_t i) {
+  lasync_Timer *tm = H->heap[i];
+  while (i > 0) {
+    uint32_t p = (i - 1) / 2;
+    if (!heap_less(tm, H->heap[p])) break;
+    heap_set(H, i, H->heap[p]);
+    i = p;
+  }
+  heap_set(H, i, tm);
+}
+
+static void heap_down(lasync_Host *H, uint32_t i) {
+  lasync_Timer *tm = H->heap[i];
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= H->heap_len) break;
+    if (c + 1 < H->heap_len && heap_less(H->heap[c + 1], H->heap[c])) c++;
+    if (!heap_less(H->heap[c], tm)) break;
+    heap_set(H, i, H->heap[c]);
+    i = c;
+  }
+  heap_set(H, i, tm);
+}
+
+static void timer_arm(lasync_Host *H);
+
+static void timer_fire(lasync_Host *H, lasync_Timer *tm) {
+  if (tm->kind == TIMER_SLEEP)
+    lasync_wake(&container_of(tm, lasync_Task, timer)->self);
+  else {
+    Handle *h = container_of(tm, Handle, timer);
+    h->state = H_QUEUED;
+    lasync__ready_push(H, &h->run);
+  }
+}
+
+static void timer_cb(uv_timer_t *h) {
+  lasync_Host *H = (lasync_Host *)h->data;
+  uint64_t now = lasync__now(H);
+  while (H->heap_len > 0 && H->heap[0]->due <= now) {
+    lasync_Timer *tm = H->heap[0];
+    lasync__timer_stop(H, tm);
+    timer_fire(H, tm);
+  }
+  timer_arm(H);
+}
+
+static void timer_arm(lasync_Host *H) {
+  uint64_t now, ms = 0;
+  if (H->closing) return;
+  if (H->heap_len == 0) {
+    uv_timer_stop(&H->uvtimer);
+    return;
+  }
+  now = lasync__now(H);
+  if (H->heap[0]->due > now) ms = (H->heap[0]->due - now + 999999) / 1000000;
+  uv_timer_start(&H->uvtimer, timer_cb, ms, 0);
+}
+
+void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due) {
+  if (H->heap_len == H->heap_cap) {
+    uint32_t cap = H->heap_cap ? H->heap_cap * 2 : 64;
+    lasync_Timer **heap = (lasync_Timer **)realloc(H->heap, cap * sizeof *heap);
+    if (heap == NULL) luaL_error(H->L, "not enough memory for a timer");
+    H->heap = heap;
+    H->heap_cap = cap;
+  }
+  tm->due = due;
+  tm->seq = H->timer_seq++;
+  heap_set(H, H->heap_len++, tm);
+  heap_up(H, H->heap_len - 1);
+  if (H->heap[0] == tm) timer_arm(H);
+}
+
+/* Removes tm from the heap; harmless when it is not there. */
+void lasync__timer_stop(lasync_Host *H, lasync_Timer *tm) {
+  uint32_t i;
+  if (tm->idx == 0) return;
+  i = tm->idx - 1;
+  tm->idx = 0;
+  if (--H->heap_len == i) return;
+  heap_set(H, i, H->heap[H->heap_len]);
+  if (i > 0 && heap_less(H->heap[i], H->heap[(i - 1) / 2])) heap_up(H, i);
+  else heap_down(H, i);
+}
+
+void lasync__timer_init(lasync_Host *H) {
+  uv_timer_init(H->loop, &H->uvtimer);
+  H->uvtimer.data = H;
+}
+
+/* ------------------------------------------------------------- sleeping */
+
+static void sleep_cancel(lasync_Wait *w) {
+  lasync_Task *t = container_of(w, lasync_Task, self);
+  lasync__timer_stop(t->H, &t->timer);
+}
+
+/* async.sleep(sec): sleep(0) (or less) lets every other ready task run. */
+static int l_sleep(lua_State *L) {
+  lua_Number sec = luaL_checknumber(L, 1);
+  lasync_Task *t;
+  luaL_argcheck(L, sec == sec, 1, "not a number (NaN)");
+  t = lasync_checktask(L, "async.sleep");
+  lua_settop(L, 0);
+  if (sec <= 0) {
+    return lasync__yield(L, t);
+  }
+  if (sec < MAX_SLEEP) {
+    t->timer.kind = TIMER_SLEEP;
+    lasync__timer_start(t->H, &t->timer,
+                        lasync__now(t->H) + (uint64_t)ceil(sec * 1e9));
+  }
+  return lasync_wait(L, &t->self, sleep_cancel, NULL, 0);
+}
+
+static int l_time(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)lasync__now(HOST(L)) / 1e9);
+  return 1;
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+
+static void handle_unanchor(Handle *h) {
+  luaL_unref(h->H->L, LUA_REGISTRYINDEX, h->ref);
+  h->ref = LUA_NOREF;
+}
+
+/* Makes a handle for the function below nargs arguments on L's top, pops
+** them and pushes the handle. */
+static Handle *handle_new(lua_State *L, lasync_Host *H, int nargs) {
+  Handle *h;
+  lua_createtable(L, nargs + 1, 1);
+  lua_insert(L, -(nargs + 2));
+  lua_pushinteger(L, nargs + 1);
+  lua_setfield(L, -(nargs + 3), "n");
+  for (; nargs >= 0; nargs--) lua_rawseti(L, -(nargs + 2), nargs + 1);
+  h = (Handle *)lua_newuserdatauv(L, sizeof *h, 1);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, -2, 1);
+  luaL_setmetatable(L, HANDLE_MT);
+  h->run.kind = RUN_CALLBACK;
+  h->run.next = NULL;
+  h->timer.idx = 0;
+  h->timer.kind = TIMER_CALLBACK;
+  h->H = H;
+  lua_pushvalue(L, -1);
+  h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return h;
+}
+
+void lasync__callback_run(lasync_Host *H, lasync_Runnable *r) {
+  Handle *h = container_of(r, Handle, run);
+  lua_State *L = H->L;
+  int i, n;
+  if (h->state == H_CANCELLED) {
+    handle_unanchor(h);
+    return;
+  }
+  h->state = H_DONE;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  handle_unanchor(h);                     /* h may be collected from here */
+  lua_getfield(L, -1, "n");
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n, "too many arguments");
+  for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+  lua_remove(L, -(n + 1));
+  lasync__pcall(L, n - 1, 0);
+}
+
+void lasync__call_soon(lua_State *L, int nargs) {
+  lasync_Host *H = lasync_host(L);
+  Handle *h = handle_new(L, H, nargs);
+  h->state = H_QUEUED;
+  lasync__ready_push(H, &h->run);
+  lua_pop(L, 1);
+}
+
+static int l_call_soon(lua_State *L) {
+  Handle *h;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  h = handle_new(L, HOST(L), lua_gettop(L) - 1);
+  h->state = H_QUEUED;
+  lasync__ready_push(h->H, &h->run);
+  return 1;
+}
+
+static int l_call_later(lua_State *L) {
+  lua_Number sec = luaL_checknumber(L, 1);
+  lasync_Host *H = HOST(L);
+  Handle *h;
+  luaL_argcheck(L, sec == sec, 1, "not a number (NaN)");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_remove(L, 1);
+  h = handle_new(L, H, lua_gettop(L) - 1);
+  h->state = H_SCHEDULED;
+  if (sec <= 0) {
+    h->state = H_QUEUED;
+    lasync__ready_push(H, &h->run);
+  }
+  else if (sec < MAX_SLEEP)
+    lasync__timer_start(H, &h->timer, lasync__now(H) + (uint64_t)ceil(sec * 1e9));
+  return 1;
+}
+
+/* h:cancel(): true when the callback had not run yet. */
+static int handle_cancel(lua_State *L) {
+  Handle *h = (Handle *)luaL_checkudata(L, 1, HANDLE_MT);
+  int pending = h->state == H_SCHEDULED || h->state == H_QUEUED;
+  if (h->state == H_SCHEDULED) {
+    lasync__timer_stop(h->H, &h->timer);
+    handle_unanchor(h);
+  }
+  if (pending) h->state = H_CANCELLED;    /* a queued one is dropped later */
+  lua_pushboolean(L, pending);
+  return 1;
+}
+
+static int handle_cancelled(lua_State *L) {
+  Handle *h = (Handle *)luaL_checkudata(L, 1, HANDLE_MT);
+  lua_pushboolean(L, h->state == H_CANCELLED);
+  return 1;
+}
+
+static int handle_tostring(lua_State *L) {
+  static const char *const names[] = {"scheduled", "queued", "done", "cancelled"};
+  Handle *h = (Handle *)luaL_checkudata(L, 1, HANDLE_MT);
+  lua_pushfstring(L, "Handle<%s>", names[h->state]);
+  return 1;
+}
+
+static const luaL_Reg handle_methods[] = {
+  {"cancel", handle_cancel}, {"cancelled", handle_cancelled}, {NULL, NULL}
+};
+
+static const luaL_Reg timer_funcs[] = {
+  {"sleep", l_sleep}, {"time", l_time}, {"call_soon", l_call_soon},
+  {"call_later", l_call_later}, {NULL, NULL}
+};
+
+int lasync__open_timer(lua_State *L) {
+  luaL_newmetatable(L, HANDLE_MT);
+  luaL_newlib(L, handle_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, handle_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, lasync_host(L));
+  luaL_setfuncs(L, timer_funcs, 1);
+  return 0;
+}
