@@ -87,6 +87,10 @@ static int luaopen_core(lua_State *L) {
   lua_setfield(L, -2, "Cancelled");
   luaL_getmetatable(L, LASYNC_TIMEOUT_MT);
   lua_setfield(L, -2, "Timeout");
+  luaL_getmetatable(L, "lasync.Task");
+  lua_setfield(L, -2, "Task");
+  luaL_getmetatable(L, "lasync.Future");
+  lua_setfield(L, -2, "Future");
   return 1;
 }
 

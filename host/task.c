@@ -581,6 +581,21 @@ static int l_withdraw(lua_State *L) {
   return 1;
 }
 
+/* core.tasks(): the live tasks, in no particular order. */
+static int l_tasks(lua_State *L) {
+  lasync_Host *H = HOST(L);
+  int n = 0;
+  lua_newtable(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (luaL_testudata(L, -1, TASK_MT)) lua_rawseti(L, -4, ++n);
+    else lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
 static const luaL_Reg task_methods[] = {
   {"await", task_await}, {"result", task_result}, {"error", task_error},
   {"cancel", task_cancel}, {"done", task_done_m}, {"cancelled", task_cancelled},
@@ -593,7 +608,7 @@ static const luaL_Reg task_methods[] = {
 
 static const luaL_Reg task_funcs[] = {
   {"spawn", l_spawn}, {"current", l_current}, {"cancel", l_cancel},
-  {"withdraw", l_withdraw}, {NULL, NULL}
+  {"withdraw", l_withdraw}, {"tasks", l_tasks}, {NULL, NULL}
 };
 
 /* Adds the task functions to the table on top (H is upvalue 1). */

@@ -1,5 +1,387 @@
--- placeholder
+-- async: the task API. Mechanism (tasks, waits, timers, futures) is C in
+-- async.core; this file composes it: gather, settle, wait, timeouts,
+-- shield, as_completed and task scopes.
 local core = require "async.core"
-local async = {}
-for k, v in pairs(core) do async[k] = v end
+
+local spawn, current, cancel, withdraw = core.spawn, core.current, core.cancel, core.withdraw
+local future, call_later, new_cancelled = core.future, core.call_later, core.new_cancelled
+local is_cancelled = core.is_cancelled
+local Task, Future, Timeout = core.Task, core.Future, core.Timeout
+local pack, unpack, select, type, error, pcall = table.pack, table.unpack, select, type, error, pcall
+local getmetatable, setmetatable, tostring, format = getmetatable, setmetatable, tostring, string.format
+
+local async = {
+  spawn = spawn, current = current, sleep = core.sleep, time = core.time,
+  future = future, call_soon = core.call_soon, call_later = call_later,
+  Cancelled = core.Cancelled, Timeout = Timeout,
+}
+
+local function is_awaitable(x)
+  local mt = getmetatable(x)
+  return mt == Task or mt == Future
+end
+async.is_awaitable = is_awaitable
+
+function async.is_cancelled(e) return is_cancelled(e) end
+function async.is_timeout(e) return getmetatable(e) == Timeout end
+
+local function new_timeout(sec, cause)
+  return setmetatable({kind = "Timeout", message = format("timed out after %g s", sec),
+                       cause = cause}, Timeout)
+end
+
+local function in_task(what)
+  return current() or error(what .. ": not inside a task", 3)
+end
+
+function async.await(x)
+  if not is_awaitable(x) then
+    error(format("bad argument #1 to 'await' (task or future expected, got %s)", type(x)), 2)
+  end
+  return x:await()
+end
+
+-- Cancel scopes (timeouts and task scopes) cancel their own task with an
+-- error of their own at a depth one deeper than the enclosing scope, so an
+-- outer scope's cancellation wins over an inner one, and each scope knows
+-- whether a Cancelled that reaches it is its own.
+local depths = setmetatable({}, {__mode = "k"})
+
+local function scope_enter(task)
+  local d = (depths[task] or 0) + 1
+  depths[task] = d
+  return d
+end
+
+local function scope_exit(task, d)
+  depths[task] = d > 1 and d - 1 or nil
+end
+
+-- Waits until x is done without cancelling x when the waiter is cancelled.
+local function wait_done(x)
+  if x:done() then return end
+  local f = future()
+  x:add_done_callback(function() f:resolve() end)
+  f:await()
+end
+
+local function check_number(v, i, what)
+  if type(v) ~= "number" or v ~= v then
+    error(format("bad argument #%d to '%s' (number expected, got %s)", i, what,
+                 v ~= v and "nan" or type(v)), 3)
+  end
+end
+
+local function check_callable(v, i, what)
+  local mt = getmetatable(v)
+  if type(v) ~= "function" and not (mt and mt.__call) then
+    error(format("bad argument #%d to '%s' (function expected, got %s)", i, what, type(v)), 3)
+  end
+end
+
+--------------------------------------------------------------- timeouts
+
+-- Runs fn(...) in the current task with a deadline; raises async.Timeout
+-- when it passes (fn sees async.Cancelled at the point it was waiting).
+function async.timeout(sec, fn, ...)
+  check_number(sec, 1, "timeout")
+  check_callable(fn, 2, "timeout")
+  local me = in_task("async.timeout")
+  if sec == math.huge then return fn(...) end
+  local d = scope_enter(me)
+  local err = new_cancelled(format("timed out after %g s", sec))
+  local fired = false
+  local h = call_later(sec, function()
+    fired = true
+    cancel(me, err, d)
+  end)
+  local res = pack(pcall(fn, ...))
+  h:cancel()
+  scope_exit(me, d)
+  if fired then
+    local undelivered = withdraw(me, err)
+    if not res[1] and (res[2] == err or undelivered) then
+      error(new_timeout(sec, res[2] ~= err and res[2] or nil), 0)
+    end
+  end
+  if res[1] then return unpack(res, 2, res.n) end
+  error(res[2], 0)
+end
+
+-- wait_for(sec, fn, ...) runs fn with a deadline (as timeout); wait_for(sec,
+-- task) waits for a task or future and, on timeout, cancels it and waits
+-- for it to finish before raising async.Timeout.
+function async.wait_for(sec, x, ...)
+  check_number(sec, 1, "wait_for")
+  if not is_awaitable(x) then
+    check_callable(x, 2, "wait_for")
+    return async.timeout(sec, x, ...)
+  end
+  local res = pack(pcall(async.timeout, sec, x.await, x))
+  if res[1] then return unpack(res, 2, res.n) end
+  if async.is_timeout(res[2]) then
+    x:cancel("wait_for: timed out")
+    wait_done(x)
+  end
+  error(res[2], 0)
+end
+
+------------------------------------------------------------- gathering
+
+-- The awaitables of gather/settle/wait: a list, or the arguments.
+local function collect(what, ...)
+  local list = ...
+  local n = select("#", ...)
+  if n == 1 and type(list) == "table" and not is_awaitable(list) then
+    n = list.n or #list
+  else
+    list = pack(...)
+  end
+  local out = {n = n}
+  for i = 1, n do
+    local x = list[i]
+    if type(x) == "function" then x = spawn(x)
+    elseif not is_awaitable(x) then
+      error(format("%s: item %d is a %s (task, future or function expected)",
+                   what, i, type(x)), 3)
+    end
+    out[i] = x
+  end
+  return out
+end
+
+local function cancel_pending(list, msg)
+  for i = 1, list.n do
+    if not list[i]:done() then list[i]:cancel(msg) end
+  end
+end
+
+-- gather(a, b, ...) or gather(list): waits for all; returns a table of the
+-- first result of each (n = count). The first error cancels the others and
+-- is raised; cancelling the gathering task cancels them all.
+function async.gather(...)
+  local items = collect("gather", ...)
+  local me = in_task("async.gather")
+  local n, failed = items.n, nil
+  local d = scope_enter(me)
+  local stop = new_cancelled("gather: a task failed")
+  local function on_done(t)
+    if failed == nil and t:error() ~= nil then
+      failed = t
+      cancel(me, stop, d)
+    end
+  end
+  for i = 1, n do
+    local t = items[i]
+    if not t:done() then t:add_done_callback(on_done)
+    elseif t:error() ~= nil and failed == nil then failed = t end
+  end
+  local results = {n = n}
+  local ok, err = true, nil
+  if failed == nil then
+    ok, err = pcall(function()
+      for i = 1, n do results[i] = items[i]:await() end
+    end)
+  end
+  scope_exit(me, d)
+  withdraw(me, stop)
+  if ok then return results end
+  cancel_pending(items, failed and "gather: another task failed" or "gather: cancelled")
+  if failed and (err == stop or failed:error() == err) then
+    return failed:result()                -- raises, with the child's traceback
+  end
+  error(err, 0)
+end
+
+-- settle(...): like gather but never raises for a child: returns results
+-- and errors, tables by index (n = count).
+function async.settle(...)
+  local items = collect("settle", ...)
+  in_task("async.settle")
+  local results, errors = {n = items.n}, {n = items.n}
+  local ok, err = pcall(function()
+    for i = 1, items.n do wait_done(items[i]) end
+  end)
+  if not ok then
+    cancel_pending(items, "settle: cancelled")
+    error(err, 0)
+  end
+  for i = 1, items.n do
+    local e = items[i]:error()
+    if e ~= nil then errors[i] = e else results[i] = items[i]:result() end
+  end
+  return results, errors
+end
+
+local conditions = {
+  first = function(t) return true end,
+  first_error = function(t) return t:error() ~= nil end,
+  all = function() return false end,
+}
+
+-- wait(list, {timeout=, return_when="first"|"first_error"|"all"}): waits
+-- without cancelling anything; returns done, pending (lists, list order).
+function async.wait(list, opts)
+  if type(list) ~= "table" then
+    error(format("bad argument #1 to 'wait' (list expected, got %s)", type(list)), 2)
+  end
+  opts = opts or {}
+  local when = opts.return_when or "all"
+  local cond = conditions[when]
+  if not cond then
+    error(format("wait: return_when must be \"first\", \"first_error\" or \"all\" (got %s)",
+                 tostring(when)), 2)
+  end
+  if opts.timeout ~= nil then check_number(opts.timeout, 2, "wait") end
+  local items = collect("wait", list)
+  in_task("async.wait")
+  local f = future()
+  local remaining = 0
+  local function on_done(t)
+    remaining = remaining - 1
+    if remaining == 0 or cond(t) then f:resolve() end
+  end
+  local satisfied = false
+  for i = 1, items.n do
+    local t = items[i]
+    if t:done() then satisfied = satisfied or cond(t) else remaining = remaining + 1 end
+  end
+  if not satisfied and remaining > 0 then
+    for i = 1, items.n do
+      if not items[i]:done() then items[i]:add_done_callback(on_done) end
+    end
+    local ok, err = pcall(async.timeout, opts.timeout or math.huge, f.await, f)
+    for i = 1, items.n do items[i]:remove_done_callback(on_done) end
+    if not ok and not async.is_timeout(err) then error(err, 0) end
+  end
+  local done, pending = {}, {}
+  for i = 1, items.n do
+    local t = items[i]
+    if t:done() then done[#done + 1] = t else pending[#pending + 1] = t end
+  end
+  return done, pending
+end
+
+-- for t in async.as_completed(list [, timeout]) do ... end: yields each
+-- task or future as it finishes; raises async.Timeout past the deadline.
+function async.as_completed(list, timeout)
+  local items = collect("as_completed", list)
+  if timeout ~= nil then check_number(timeout, 2, "as_completed") end
+  local deadline = timeout and core.time() + timeout
+  local finished, head, waiter = {}, 1, nil
+  local function on_done(t)
+    finished[#finished + 1] = t
+    if waiter then waiter:resolve() end
+  end
+  for i = 1, items.n do items[i]:add_done_callback(on_done) end
+  local left = items.n
+  return function()
+    if left == 0 then return nil end
+    while finished[head] == nil do
+      waiter = future()
+      if deadline then
+        local ok, err = pcall(async.timeout, math.max(0, deadline - core.time()), waiter.await, waiter)
+        if not ok then
+          for i = 1, items.n do items[i]:remove_done_callback(on_done) end
+          error(err, 0)
+        end
+      else
+        waiter:await()
+      end
+      waiter = nil
+    end
+    local t = finished[head]
+    finished[head] = nil
+    head, left = head + 1, left - 1
+    return t
+  end
+end
+
+-- shield(x): waits for a task or future (or a function, spawned) like
+-- x:await(), but cancelling the waiter does not cancel x.
+function async.shield(x, ...)
+  if type(x) == "function" then x = spawn(x, ...)
+  elseif not is_awaitable(x) then
+    error(format("bad argument #1 to 'shield' (task, future or function expected, got %s)", type(x)), 2)
+  end
+  in_task("async.shield")
+  wait_done(x)
+  return x:await()
+end
+
+---------------------------------------------------------------- scopes
+
+local Group = {}
+Group.__index = Group
+Group.__name = "lasync.Scope"
+
+-- group:spawn(fn, ...): a child task of the scope.
+function Group:spawn(fn, ...)
+  check_callable(fn, 1, "spawn")
+  if self.closed then error("scope:spawn: the scope has ended", 2) end
+  local t = spawn(fn, ...)
+  self.children[#self.children + 1] = t
+  t:add_done_callback(self.on_done)
+  return t
+end
+
+-- group:cancel(): cancels the children and the scope's body; the scope
+-- then ends without error.
+function Group:cancel()
+  if self.closed then return end
+  self.cancelled = true
+  cancel_pending(self.children, "scope cancelled")
+  cancel(self.task, self.stop_self, self.depth)
+end
+
+function Group:tasks() return table.move(self.children, 1, #self.children, 1, {}) end
+
+Group.__tostring = function(self)
+  return format("Scope<%d children%s>", #self.children, self.closed and ", ended" or "")
+end
+
+-- scope(fn, ...): runs fn(group, ...) and waits for every task spawned in
+-- the group. The first child failure cancels the other children and the
+-- body, and is raised; cancelling the task cancels the children.
+function async.scope(fn, ...)
+  check_callable(fn, 1, "scope")
+  local me = in_task("async.scope")
+  local d = scope_enter(me)
+  local g = setmetatable({children = {}, task = me, depth = d,
+                          stop = new_cancelled("scope: a task failed"),
+                          stop_self = new_cancelled("scope cancelled")}, Group)
+  g.on_done = function(t)
+    if g.failed == nil and t:error() ~= nil and not t:cancelled() then
+      g.failed = t
+      cancel_pending(g.children, "scope: another task failed")
+      cancel(me, g.stop, d)
+    end
+  end
+  local res = pack(pcall(fn, g, ...))
+  local err = not res[1] and res[2] or nil
+  if err ~= nil and g.failed == nil and err ~= g.stop_self then
+    cancel_pending(g.children, "scope: cancelled")
+  end
+  -- Wait for every child, also when cancelled meanwhile (then cancel them).
+  local i = 1
+  while i <= #g.children do
+    local ok, e = pcall(wait_done, g.children[i])
+    if ok then i = i + 1
+    else
+      if err == nil or err == g.stop or err == g.stop_self then err = e end
+      cancel_pending(g.children, "scope: cancelled")
+    end
+  end
+  g.closed = true
+  scope_exit(me, d)
+  withdraw(me, g.stop)
+  withdraw(me, g.stop_self)
+  if g.failed and (err == nil or err == g.stop) then
+    return g.failed:result()
+  end
+  if err == g.stop_self or (err == nil and g.cancelled) then return end
+  if err ~= nil then error(err, 0) end
+  return unpack(res, 2, res.n)
+end
+
 return async
