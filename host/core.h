@@ -116,6 +116,11 @@ int lasync__open_timer(lua_State *L);
 /* future.c */
 int lasync__open_future(lua_State *L);
 
+/* watch.c */
+int lasync__notify(lasync_Wait *w, int failed);
+int lasync__open_watch(lua_State *L);
+lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed);
+
 /* coro.c */
 int lasync__open_coro(lua_State *L);
 

@@ -37,7 +37,8 @@ static int future_settle(lua_State *L, Future *f, int state) {
   lua_setiuservalue(L, 1, 1);
   lua_pushnil(L);                        /* no longer anchored by awaiters */
   lua_rawsetp(L, LUA_REGISTRYINDEX, f);
-  while ((w = lasync_waitlist_pop(&f->awaiters)) != NULL) lasync_wake(w);
+  while ((w = lasync_waitlist_pop(&f->awaiters)) != NULL)
+    lasync__notify(w, state != LASYNC_DONE);
   if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) {
     lua_pushnil(L);
     lua_setiuservalue(L, 1, 2);
@@ -185,6 +186,21 @@ static const luaL_Reg future_methods[] = {
   {"error", future_error}, {"add_done_callback", future_add_done_callback},
   {NULL, NULL}
 };
+
+/* The awaiters of the pending task or future at idx, or NULL when it is
+** done (then *failed tells whether it ended in error). */
+lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed) {
+  lasync_Task *t = (lasync_Task *)luaL_testudata(L, idx, "lasync.Task");
+  Future *f;
+  if (t) {
+    *failed = t->state != LASYNC_DONE;
+    return task_done(t) ? NULL : &t->awaiters;
+  }
+  f = (Future *)luaL_testudata(L, idx, FUTURE_MT);
+  if (f == NULL) luaL_error(L, "a %s is not a task or future", luaL_typename(L, idx));
+  *failed = f->state != LASYNC_DONE;
+  return f->state != LASYNC_PENDING ? NULL : &f->awaiters;
+}
 
 int lasync__open_future(lua_State *L) {
   luaL_newmetatable(L, FUTURE_MT);

@@ -77,6 +77,7 @@ static int luaopen_core(lua_State *L) {
   lasync__open_task(L);
   lasync__open_timer(L);
   lasync__open_future(L);
+  lasync__open_watch(L);
   lua_pushcfunction(L, l_is_cancelled);
   lua_setfield(L, -2, "is_cancelled");
   lua_pushcfunction(L, l_new_cancelled);

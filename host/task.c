@@ -58,6 +58,7 @@ static int task_msgh(lua_State *co) {
   lasync_Task *t = lasync__task_of(co);
   const char *msg = lua_tostring(co, 1);
   int tb, ex;
+  if (lasync__is_cancelled(co, 1)) return 1;  /* nothing to report: keep it cheap */
   if (msg == NULL) msg = luaL_tolstring(co, 1, NULL);
   luaL_traceback(co, co, msg, 1);
   tb = lua_gettop(co);
@@ -169,7 +170,8 @@ static void task_finish(lasync_Host *H, lasync_Task *t) {
   lasync_Wait *w;
   int seen = 0;
   H->live--;
-  while ((w = lasync_waitlist_pop(&t->awaiters)) != NULL) seen |= lasync_wake(w);
+  while ((w = lasync_waitlist_pop(&t->awaiters)) != NULL)
+    seen |= lasync__notify(w, t->state != LASYNC_DONE);
   lasync__push_task(L, t);
   seen |= task_run_callbacks(L);
   if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED)) {

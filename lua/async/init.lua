@@ -5,7 +5,7 @@ local core = require "async.core"
 
 local spawn, current, cancel, withdraw = core.spawn, core.current, core.cancel, core.withdraw
 local future, call_later, new_cancelled = core.future, core.call_later, core.new_cancelled
-local is_cancelled = core.is_cancelled
+local is_cancelled, watch = core.is_cancelled, core.watch
 local Task, Future, Timeout = core.Task, core.Future, core.Timeout
 local pack, unpack, select, type, error, pcall = table.pack, table.unpack, select, type, error, pcall
 local getmetatable, setmetatable, tostring, format = getmetatable, setmetatable, tostring, string.format
@@ -161,36 +161,20 @@ end
 -- is raised; cancelling the gathering task cancels them all.
 function async.gather(...)
   local items = collect("gather", ...)
-  local me = in_task("async.gather")
-  local n, failed = items.n, nil
-  local d = scope_enter(me)
-  local stop = new_cancelled("gather: a task failed")
-  local function on_done(t)
-    if failed == nil and t:error() ~= nil then
-      failed = t
-      cancel(me, stop, d)
-    end
+  in_task("async.gather")
+  local ok, i = pcall(watch, items, items.n, "first_error")
+  if not ok then
+    cancel_pending(items, "gather: cancelled")
+    error(i, 0)
   end
-  for i = 1, n do
-    local t = items[i]
-    if not t:done() then t:add_done_callback(on_done)
-    elseif t:error() ~= nil and failed == nil then failed = t end
-  end
-  local results = {n = n}
-  local ok, err = true, nil
-  if failed == nil then
-    ok, err = pcall(function()
-      for i = 1, n do results[i] = items[i]:await() end
-    end)
-  end
-  scope_exit(me, d)
-  withdraw(me, stop)
-  if ok then return results end
-  cancel_pending(items, failed and "gather: another task failed" or "gather: cancelled")
-  if failed and (err == stop or failed:error() == err) then
+  local failed = items[i]
+  if failed and failed:error() ~= nil then
+    cancel_pending(items, "gather: another task failed")
     return failed:result()                -- raises, with the child's traceback
   end
-  error(err, 0)
+  local results = {n = items.n}
+  for k = 1, items.n do results[k] = items[k]:result() end
+  return results
 end
 
 -- settle(...): like gather but never raises for a child: returns results
@@ -198,14 +182,12 @@ end
 function async.settle(...)
   local items = collect("settle", ...)
   in_task("async.settle")
-  local results, errors = {n = items.n}, {n = items.n}
-  local ok, err = pcall(function()
-    for i = 1, items.n do wait_done(items[i]) end
-  end)
+  local ok, err = pcall(watch, items, items.n, "all")
   if not ok then
     cancel_pending(items, "settle: cancelled")
     error(err, 0)
   end
+  local results, errors = {n = items.n}, {n = items.n}
   for i = 1, items.n do
     local e = items[i]:error()
     if e ~= nil then errors[i] = e else results[i] = items[i]:result() end
@@ -213,11 +195,7 @@ function async.settle(...)
   return results, errors
 end
 
-local conditions = {
-  first = function(t) return true end,
-  first_error = function(t) return t:error() ~= nil end,
-  all = function() return false end,
-}
+local modes = {first = true, first_error = true, all = true}
 
 -- wait(list, {timeout=, return_when="first"|"first_error"|"all"}): waits
 -- without cancelling anything; returns done, pending (lists, list order).
@@ -227,33 +205,15 @@ function async.wait(list, opts)
   end
   opts = opts or {}
   local when = opts.return_when or "all"
-  local cond = conditions[when]
-  if not cond then
+  if not modes[when] then
     error(format("wait: return_when must be \"first\", \"first_error\" or \"all\" (got %s)",
                  tostring(when)), 2)
   end
   if opts.timeout ~= nil then check_number(opts.timeout, 2, "wait") end
   local items = collect("wait", list)
   in_task("async.wait")
-  local f = future()
-  local remaining = 0
-  local function on_done(t)
-    remaining = remaining - 1
-    if remaining == 0 or cond(t) then f:resolve() end
-  end
-  local satisfied = false
-  for i = 1, items.n do
-    local t = items[i]
-    if t:done() then satisfied = satisfied or cond(t) else remaining = remaining + 1 end
-  end
-  if not satisfied and remaining > 0 then
-    for i = 1, items.n do
-      if not items[i]:done() then items[i]:add_done_callback(on_done) end
-    end
-    local ok, err = pcall(async.timeout, opts.timeout or math.huge, f.await, f)
-    for i = 1, items.n do items[i]:remove_done_callback(on_done) end
-    if not ok and not async.is_timeout(err) then error(err, 0) end
-  end
+  local ok, err = pcall(async.timeout, opts.timeout or math.huge, watch, items, items.n, when)
+  if not ok and not async.is_timeout(err) then error(err, 0) end
   local done, pending = {}, {}
   for i = 1, items.n do
     local t = items[i]
