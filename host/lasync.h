@@ -55,8 +55,10 @@ int lasync_run_until(lasync_Host *H, lasync_Task *t);
 enum { LASYNC_PENDING, LASYNC_DONE, LASYNC_FAILED, LASYNC_CANCELLED };
 int lasync_task_status(lasync_Task *t);
 int lasync_task_results(lua_State *L, lasync_Task *t);
-/* Pushes the task's traceback (a string) or nil. */
-void lasync_task_traceback(lua_State *L, lasync_Task *t);
+/* Pushes the traceback (a string) of the failed Task object at idx, or nil. */
+void lasync_task_traceback(lua_State *L, int idx);
+/* Pushes where the Task object at idx waits (a traceback), or nil. */
+void lasync_task_stack(lua_State *L, int idx);
 /* Requests cancellation of a task; returns 0 when it was already done. */
 int lasync_cancel(lua_State *L, lasync_Task *t);
 

@@ -26,6 +26,7 @@ static void usage(FILE *f) {
 typedef struct Cli {
   lasync_Host *H;
   lasync_Task *main;
+  int mainref;                    /* the main Task object, in the registry */
   uv_signal_t sigint;
   int interrupts;
 } Cli;
@@ -53,16 +54,18 @@ static void create_arg(lua_State *L, char **argv, int argc, int script) {
   lua_setglobal(L, "arg");
 }
 
-static int report_failure(lua_State *L, lasync_Task *t) {
-  int status = lasync_task_status(t);
-  lasync_task_results(L, t);
+/* Prints the main task's error and traceback; returns the exit status. */
+static int report_failure(lua_State *L, Cli *cli) {
+  int status = lasync_task_status(cli->main);
+  lasync_task_results(L, cli->main);
   if (status == LASYNC_CANCELLED) {
     fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, -1, NULL));
     return 130;
   }
-  lasync_task_traceback(L, t);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
+  lasync_task_traceback(L, -1);
   if (lua_isstring(L, -1)) fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
-  else fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, -2, NULL));
+  else fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, -3, NULL));
   return 1;
 }
 
@@ -70,21 +73,25 @@ static int run_main(Cli *cli, int nargs) {
   lua_State *L = lasync_state(cli->H);
   int status;
   cli->main = lasync_spawn(L, nargs);
-  lua_pop(L, 1);
+  cli->mainref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (lasync_run_until(cli->H, cli->main) != 0) {
-    lasync_task_traceback(L, cli->main);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
+    lasync_task_stack(L, -1);
     fprintf(stderr, "%s: the main task is waiting but nothing is left that "
-                    "could wake it (deadlock)\n", progname);
+                    "could wake it (deadlock); it waits at:\n%s\n", progname,
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 2);
     lua_pushstring(L, "deadlock: nothing could wake the main task");
     lasync_cancel(L, cli->main);
     lasync_run_until(cli->H, cli->main);
-    lasync_task_traceback(L, cli->main);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
+    lasync_task_traceback(L, -1);
     if (lua_isstring(L, -1)) fprintf(stderr, "%s\n", lua_tostring(L, -1));
     return 1;
   }
   status = lasync_task_status(cli->main);
   if (status == LASYNC_DONE) return 0;
-  return report_failure(L, cli->main);
+  return report_failure(L, cli);
 }
 
 int main(int argc, char **argv) {

@@ -542,12 +542,25 @@ int lasync_task_results(lua_State *L, lasync_Task *t) {
   return task_outcome(L, 0, t, 0);
 }
 
-void lasync_task_traceback(lua_State *L, lasync_Task *t) {
-  lasync__push_task(L, t);
-  if (lua_isnil(L, -1) || !task_extras(L, -1, 0)) { lua_pop(L, 1); lua_pushnil(L); return; }
-  lua_getfield(L, -1, "tb");
-  lua_replace(L, -3);
-  lua_pop(L, 1);
+void lasync_task_traceback(lua_State *L, int idx) {
+  lasync__checktask_arg(L, idx);
+  if (task_extras(L, idx, 0)) {
+    lua_getfield(L, -1, "tb");
+    lua_remove(L, -2);
+  }
+  else lua_pushnil(L);
+}
+
+void lasync_task_stack(lua_State *L, int idx) {
+  lasync_Task *t = lasync__checktask_arg(L, idx);
+  if (task_done(t) || t->state == T_RUNNING) lua_pushnil(L);
+  else luaL_traceback(L, t->co, NULL, 0);
+}
+
+/* t:stack(): where a waiting task waits (a traceback), nil when done. */
+static int task_stack(lua_State *L) {
+  lasync_task_stack(L, 1);
+  return 1;
 }
 
 static int l_current(lua_State *L) {
@@ -602,7 +615,7 @@ static const luaL_Reg task_methods[] = {
   {"await", task_await}, {"result", task_result}, {"error", task_error},
   {"cancel", task_cancel}, {"done", task_done_m}, {"cancelled", task_cancelled},
   {"state", task_state}, {"name", task_name}, {"set_name", task_set_name},
-  {"id", task_id}, {"traceback", task_traceback},
+  {"id", task_id}, {"traceback", task_traceback}, {"stack", task_stack},
   {"add_done_callback", task_add_done_callback},
   {"remove_done_callback", task_remove_done_callback},
   {NULL, NULL}
