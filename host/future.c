@@ -75,9 +75,9 @@ static int future_reject(lua_State *L) {
 
 static int future_cancel(lua_State *L) {
   Future *f = future_check(L, 1);
+  lua_settop(L, 2);
   lasync__push_cancelled(L, luaL_optstring(L, 2, NULL));
   lua_replace(L, 2);
-  lua_settop(L, 2);
   lua_pushboolean(L, future_settle(L, f, LASYNC_CANCELLED));
   return 1;
 }
@@ -173,6 +173,29 @@ static int future_add_done_callback(lua_State *L) {
   return 0;
 }
 
+static int future_remove_done_callback(lua_State *L) {
+  int i, n, found = 0;
+  future_check(L, 1);
+  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) {
+    n = (int)luaL_len(L, -1);
+    for (i = 1; i <= n && !found; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_rawequal(L, -1, 2)) found = i;
+      lua_pop(L, 1);
+    }
+    if (found) {
+      for (i = found; i < n; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        lua_rawseti(L, -2, i);
+      }
+      lua_pushnil(L);
+      lua_rawseti(L, -2, n);
+    }
+  }
+  lua_pushboolean(L, found != 0);
+  return 1;
+}
+
 static int future_tostring(lua_State *L) {
   static const char *const names[] = {"pending", "done", "failed", "cancelled"};
   lua_pushfstring(L, "Future<%s>", names[future_check(L, 1)->state]);
@@ -184,6 +207,7 @@ static const luaL_Reg future_methods[] = {
   {"cancel", future_cancel}, {"await", future_await}, {"done", future_done},
   {"cancelled", future_cancelled}, {"result", future_result},
   {"error", future_error}, {"add_done_callback", future_add_done_callback},
+  {"remove_done_callback", future_remove_done_callback},
   {NULL, NULL}
 };
 

@@ -59,8 +59,9 @@ int lasync_task_results(lua_State *L, lasync_Task *t);
 void lasync_task_traceback(lua_State *L, int idx);
 /* Pushes where the Task object at idx waits (a traceback), or nil. */
 void lasync_task_stack(lua_State *L, int idx);
-/* Requests cancellation of a task; returns 0 when it was already done. */
-int lasync_cancel(lua_State *L, lasync_Task *t);
+/* Requests cancellation of a task with a message (NULL: the default);
+** returns 0 when it was already done. */
+int lasync_cancel(lua_State *L, lasync_Task *t, const char *msg);
 
 /* Where messages about failures nobody observed go (default: stderr). */
 typedef void (*lasync_ReportFn)(lasync_Host *H, const char *msg, void *ud);

@@ -38,8 +38,7 @@ static void on_sigint(uv_signal_t *h, int signum) {
     fprintf(stderr, "\n%s: interrupted\n", progname);
     _exit(130);
   }
-  lua_pushstring(lasync_state(cli->H), "interrupted (SIGINT)");
-  lasync_cancel(lasync_state(cli->H), cli->main);
+  lasync_cancel(lasync_state(cli->H), cli->main, "interrupted (SIGINT)");
 }
 
 /* arg table as lua.c makes it: script at 0, its arguments at 1.., the
@@ -81,8 +80,7 @@ static int run_main(Cli *cli, int nargs) {
                     "could wake it (deadlock); it waits at:\n%s\n", progname,
             lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     lua_pop(L, 2);
-    lua_pushstring(L, "deadlock: nothing could wake the main task");
-    lasync_cancel(L, cli->main);
+    lasync_cancel(L, cli->main, "deadlock: nothing could wake the main task");
     lasync_run_until(cli->H, cli->main);
     lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
     lasync_task_traceback(L, -1);

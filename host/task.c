@@ -273,8 +273,8 @@ void lasync__take_cancel(lua_State *L, lasync_Task *t) {
   lua_settop(L, top + 1);
 }
 
-int lasync_cancel(lua_State *L, lasync_Task *t) {
-  lua_pushnil(L);
+int lasync_cancel(lua_State *L, lasync_Task *t, const char *msg) {
+  lasync__push_cancelled(L, msg);
   return lasync__cancel(L, t, 0);
 }
 
@@ -331,11 +331,16 @@ static int task_outcome(lua_State *L, int idx, lasync_Task *t, int raise) {
     lua_setfield(L, -2, "reraised");
     task_pushname(L, idx, t);
     lua_pushliteral(L, "):\n");
-    if (task_extras(L, idx, 0)) {
-      lua_getfield(L, -1, "tb");
-      lua_remove(L, -2);
+    {
+      int top = lua_gettop(L);
+      if (task_extras(L, idx, 0) && lua_getfield(L, -1, "tb") == LUA_TSTRING)
+        lua_replace(L, top + 1);
+      else {
+        lua_settop(L, top);
+        lua_pushliteral(L, "(no traceback)");
+      }
+      lua_settop(L, top + 1);
     }
-    else lua_pushliteral(L, "");
     lua_concat(L, 3);
     lua_setfield(L, -2, "cause");
     lua_pop(L, 2);

@@ -98,12 +98,10 @@ function async.timeout(sec, fn, ...)
   local res = pack(pcall(fn, ...))
   h:cancel()
   scope_exit(me, d)
-  if fired then
-    local undelivered = withdraw(me, err)
-    if not res[1] and (res[2] == err or undelivered) then
-      error(new_timeout(sec, res[2] ~= err and res[2] or nil), 0)
-    end
-  end
+  -- Only our own Cancelled becomes our Timeout: an outer scope's (even
+  -- one firing at the same instant) passes through to its owner.
+  if fired then withdraw(me, err) end
+  if not res[1] and res[2] == err then error(new_timeout(sec), 0) end
   if res[1] then return unpack(res, 2, res.n) end
   error(res[2], 0)
 end
@@ -120,8 +118,7 @@ function async.wait_for(sec, x, ...)
   local res = pack(pcall(async.timeout, sec, x.await, x))
   if res[1] then return unpack(res, 2, res.n) end
   if async.is_timeout(res[2]) then
-    x:cancel("wait_for: timed out")
-    wait_done(x)
+    wait_done(x)                          -- cancelled with its awaiter: let its cleanup end
   end
   error(res[2], 0)
 end
@@ -151,7 +148,7 @@ local function collect(what, ...)
 end
 
 local function cancel_pending(list, msg)
-  for i = 1, list.n do
+  for i = 1, list.n or #list do
     if not list[i]:done() then list[i]:cancel(msg) end
   end
 end
@@ -228,9 +225,10 @@ function async.as_completed(list, timeout)
   local items = collect("as_completed", list)
   if timeout ~= nil then check_number(timeout, 2, "as_completed") end
   local deadline = timeout and core.time() + timeout
-  local finished, head, waiter = {}, 1, nil
+  local finished, head, tail, waiter = {}, 1, 0, nil
   local function on_done(t)
-    finished[#finished + 1] = t
+    tail = tail + 1
+    finished[tail] = t
     if waiter then waiter:resolve() end
   end
   for i = 1, items.n do items[i]:add_done_callback(on_done) end
