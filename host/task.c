@@ -237,10 +237,14 @@ int lasync__cancel(lua_State *L, lasync_Task *t, int depth) {
     w->task = NULL;
     t->wait = NULL;
     if (w->cancel) w->cancel(w);
+    t->cancel_depth = depth;
     lasync__stage(t, WAKE_CANCEL, L, 1);
     return 1;
   }
-  if ((t->flags & TF_CANCELREQ) && depth >= t->cancel_depth) {
+  /* One already on its way (woken, not yet run) or pending absorbs this
+  ** one, unless this one comes from further out. */
+  if (((t->state == T_READY && t->status == WAKE_CANCEL) ||
+       (t->flags & TF_CANCELREQ)) && depth >= t->cancel_depth) {
     lua_pop(L, 1);
     return 1;
   }

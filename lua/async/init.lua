@@ -134,15 +134,17 @@ local function collect(what, ...)
   else
     list = pack(...)
   end
-  local out = {n = n}
-  for i = 1, n do
+  for i = 1, n do                       -- check all before starting any
     local x = list[i]
-    if type(x) == "function" then x = spawn(x)
-    elseif not is_awaitable(x) then
+    if type(x) ~= "function" and not is_awaitable(x) then
       error(format("%s: item %d is a %s (task, future or function expected)",
                    what, i, type(x)), 3)
     end
-    out[i] = x
+  end
+  local out = {n = n}
+  for i = 1, n do
+    local x = list[i]
+    out[i] = type(x) == "function" and spawn(x) or x
   end
   return out
 end
