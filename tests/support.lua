@@ -45,6 +45,56 @@ function M.log()
   return l, function(v) l[#l + 1] = v end
 end
 
+-- Subprocesses, for what only shows outside the process (stderr reports,
+-- exit status). They block the loop while they run; keep them short.
+M.LASYNC = os.getenv("LASYNC") or "build/lasync"
+
+function M.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+M.slurp = slurp
+
+function M.write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- Runs the shell command cmd with stdout and stderr captured; returns
+-- {status = exit code (128 + n for signal n), stdout = ..., stderr = ...}.
+function M.sh(cmd)
+  local out, err = os.tmpname(), os.tmpname()
+  local ok, how, code = os.execute("(" .. cmd .. ") >" .. out .. " 2>" .. err)
+  local r = {stdout = slurp(out), stderr = slurp(err)}
+  os.remove(out); os.remove(err)
+  r.status = how == "signal" and 128 + code or code
+  return r
+end
+
+-- Runs the Lua source src as a script of a new lasync process, with the
+-- given extra arguments (a list of strings); returns as M.sh, plus
+-- r.script, the path the script had (removed by then).
+function M.lasync_run(src, args)
+  local script = os.tmpname() .. ".lua"
+  M.write_file(script, src)
+  local q = {}
+  for i, a in ipairs(args or {}) do q[i] = M.shell_quote(a) end
+  local r = M.sh(M.shell_quote(M.LASYNC) .. " " .. M.shell_quote(script) .. " " ..
+                 table.concat(q, " ") .. " </dev/null")
+  os.remove(script)
+  os.remove(script:sub(1, -5))          -- os.tmpname may have made it
+  r.script = script
+  return r
+end
+
 -- support.run(...): runs the LuaUnit suites with the script's arguments
 -- (tests/run.sh passes "-o tap") and fails the script if any test failed.
 function M.run(...)
