@@ -93,6 +93,7 @@ int lasync__yield(lua_State *L, lasync_Task *t);
 void lasync__stage(lasync_Task *t, int status, lua_State *from, int n);
 void lasync__report(lasync_Host *H, const char *msg);
 int lasync__pcall(lua_State *L, int nargs, int nres);
+int lasync__list_remove(lua_State *L, int idx, int v);
 
 /* task.c */
 int lasync__open_task(lua_State *L);

@@ -174,25 +174,9 @@ static int future_add_done_callback(lua_State *L) {
 }
 
 static int future_remove_done_callback(lua_State *L) {
-  int i, n, found = 0;
   future_check(L, 1);
-  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) {
-    n = (int)luaL_len(L, -1);
-    for (i = 1; i <= n && !found; i++) {
-      lua_rawgeti(L, -1, i);
-      if (lua_rawequal(L, -1, 2)) found = i;
-      lua_pop(L, 1);
-    }
-    if (found) {
-      for (i = found; i < n; i++) {
-        lua_rawgeti(L, -1, i + 1);
-        lua_rawseti(L, -2, i);
-      }
-      lua_pushnil(L);
-      lua_rawseti(L, -2, n);
-    }
-  }
-  lua_pushboolean(L, found != 0);
+  lua_getiuservalue(L, 1, 2);
+  lua_pushboolean(L, lasync__list_remove(L, -1, 2));
   return 1;
 }
 

@@ -129,7 +129,6 @@ int main(int argc, char **argv) {
     if (script) for (i = script + 1; i < argc; i++, nargs++) lua_pushstring(L, argv[i]);
     rc = run_main(&cli, nargs);
   }
-  uv_close((uv_handle_t *)&cli.sigint, NULL);
-  lasync_free(cli.H);
+  lasync_free(cli.H);                    /* closes sigint last: ^C still works */
   return rc;
 }

@@ -200,6 +200,28 @@ lasync_Wait *lasync_waitlist_pop(lasync_WaitList *l) {
   return w;
 }
 
+/* Removes the first element rawequal to the value at v from the list (a
+** sequence) at idx, which may be nil; returns whether it found one. */
+int lasync__list_remove(lua_State *L, int idx, int v) {
+  int i, n, found = 0;
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) return 0;
+  n = (int)luaL_len(L, idx);
+  for (i = 1; i <= n && !found; i++) {
+    lua_rawgeti(L, idx, i);
+    if (lua_rawequal(L, -1, v)) found = i;
+    lua_pop(L, 1);
+  }
+  if (!found) return 0;
+  for (i = found; i < n; i++) {
+    lua_rawgeti(L, idx, i + 1);
+    lua_rawseti(L, idx, i);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, idx, n);
+  return 1;
+}
+
 /* ------------------------------------------------------------------ errors */
 
 void lasync_set_report(lasync_Host *H, lasync_ReportFn fn, void *ud) {

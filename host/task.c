@@ -115,6 +115,7 @@ static lasync_Task *task_new(lua_State *L, lasync_Host *H, int nargs) {
   *(lasync_Task **)lua_getextraspace(co) = t;
   luaL_setmetatable(L, TASK_MT);
   lua_insert(L, -(n + 1));               /* task below function and args */
+  if (!lua_checkstack(co, n + 1)) luaL_error(L, "spawn: too many arguments");
   lua_pushcfunction(co, task_body);
   lua_xmove(L, co, n);                   /* function and args to the task */
   t->co = co;
@@ -472,25 +473,13 @@ static int task_add_done_callback(lua_State *L) {
 }
 
 static int task_remove_done_callback(lua_State *L) {
-  int i, n, found = 0;
+  int found = 0;
   lasync__checktask_arg(L, 1);
-  if (task_extras(L, 1, 0) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
-    n = (int)luaL_len(L, -1);
-    for (i = 1; i <= n; i++) {
-      lua_rawgeti(L, -1, i);
-      if (!found && lua_rawequal(L, -1, 2)) found = i;
-      lua_pop(L, 1);
-    }
-    if (found) {
-      for (i = found; i < n; i++) {
-        lua_rawgeti(L, -1, i + 1);
-        lua_rawseti(L, -2, i);
-      }
-      lua_pushnil(L);
-      lua_rawseti(L, -2, n);
-    }
+  if (task_extras(L, 1, 0)) {
+    lua_getfield(L, -1, "callbacks");
+    found = lasync__list_remove(L, -1, 2);
   }
-  lua_pushboolean(L, found != 0);
+  lua_pushboolean(L, found);
   return 1;
 }
 

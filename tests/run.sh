@@ -6,11 +6,11 @@
 # LASYNC names the binary (default build/lasync). ONLY=pattern runs a subset.
 LASYNC=${LASYNC:-build/lasync}
 cd "$(dirname "$0")/.." || exit 1
-passed=0; failed=0; failures=""
+passed=0; failed=0; skipped=0; failures=""
 out=$(mktemp); trap 'rm -f "$out"' EXIT
 
 count_tap() {  # $1 = name, $2 = exit code; TAP in $out
-  p=$(grep -c '^ok ' "$out"); f=$(grep -c '^not ok ' "$out")
+  k=$(grep -c '^ok .*# SKIP' "$out"); p=$(($(grep -c '^ok ' "$out") - k)); f=$(grep -c '^not ok ' "$out")
   if [ "$p" -eq 0 ] && [ "$f" -eq 0 ] || { [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; }; then
     f=$((f + 1)); failures="$failures\n  $1 (exit $2, no test failure reported)"
     sed 's/^/    | /' "$out" | tail -20
@@ -19,8 +19,8 @@ count_tap() {  # $1 = name, $2 = exit code; TAP in $out
     grep -A6 '^not ok ' "$out" | sed 's/^/    | /'
     failures="$failures\n  $1"
   fi
-  passed=$((passed + p)); failed=$((failed + f))
-  echo "$1: $p passed, $f failed"
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + k))
+  echo "$1: $p passed, $f failed, $k skipped"
 }
 
 for t in tests/test_*.lua; do
@@ -43,5 +43,5 @@ for s in scripts/*.lua; do
 done
 
 [ -n "$failures" ] && printf "failures:$failures\n"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

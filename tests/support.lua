@@ -26,17 +26,62 @@ function M.check_clean()
   if timers ~= 0 then error("test left " .. timers .. " timer(s) armed", 0) end
 end
 
-function M.suite(T)
-  for name, fn in pairs(T) do
-    if type(fn) == "function" and name:match("^test") then
-      T[name] = function(...)
-        local ok, err = pcall(fn, ...)
-        M.check_clean()
-        if not ok then error(err, 0) end
+-- Timers armed now, not counting the watchdogs of running tests.
+M.watchdogs = 0
+function M.timers()
+  return core.stats().timers - M.watchdogs
+end
+
+-- Calls fn(...) in the current task; if it is still running after sec
+-- seconds (a lost wake-up, or a cancellation that never came), cancels the
+-- task so the test fails at once instead of hanging the suite. Returns
+-- pcall's results, with the watchdog's message as the error if it fired.
+local function watched(sec, fn, ...)
+  local me = async.current()
+  local msg = ("test watchdog: still running after %g s (lost wake-up or missing cancellation?)"):format(sec)
+  local stop = core.new_cancelled(msg)
+  local fired = false
+  M.watchdogs = M.watchdogs + 1
+  local h = async.call_later(sec, function()
+    fired = true
+    core.cancel(me, stop, 0)
+  end)
+  local res = table.pack(pcall(fn, ...))
+  h:cancel()
+  M.watchdogs = M.watchdogs - 1
+  if fired then
+    core.withdraw(me, stop)             -- if it was never delivered
+    if res[1] or res[2] == stop then return false, msg end
+    return false, msg .. "; the test raised: " .. tostring(res[2])
+  end
+  return table.unpack(res, 1, res.n)
+end
+
+-- support.suite(T [, watchdog]): wraps each test of T to check for leaks
+-- afterwards, and to fail (not hang) when it runs past `watchdog` seconds
+-- (default 5; tests here take milliseconds). Tests are usually defined
+-- after the call (`TestX = support.suite {}` then `function TestX:test_y()`),
+-- so those are wrapped as they are added, through __newindex.
+function M.suite(T, watchdog)
+  watchdog = watchdog or 5
+  local function wrap(name, fn)
+    if type(fn) ~= "function" or type(name) ~= "string" or not name:match("^test") then
+      return fn
+    end
+    return function(...)
+      local ok, err = watched(watchdog, fn, ...)
+      local clean, leak = pcall(M.check_clean)
+      if not ok then
+        if not clean then err = tostring(err) .. "\n(and then: " .. tostring(leak) .. ")" end
+        error(err, 0)
       end
+      if not clean then error(leak, 0) end
     end
   end
-  return T
+  for name, fn in pairs(T) do T[name] = wrap(name, fn) end
+  return setmetatable(T, {__newindex = function(t, name, fn)
+    rawset(t, name, wrap(name, fn))
+  end})
 end
 
 -- A list that records events, for asserting order.

@@ -248,6 +248,31 @@ function TestCancelMethod:test_cancel_twice_before_it_runs_is_one_cancellation()
   lu.assertEquals(log, {"caught", "cleanup waited"})
 end
 
+function TestCancelMethod:test_self_cancel_is_raised_at_next_wait_even_sleep0()
+  local log, add = support.log()
+  local t = async.spawn(function()
+    lu.assertTrue(async.current():cancel("stop"))   -- while running: pending
+    add("still running")
+    local ok, err = pcall(async.sleep, 0)
+    add(tostring(err))
+    async.sleep(0.001)                             -- cleanup may wait
+    error(err, 0)
+  end)
+  local err = expect_cancelled(t)
+  lu.assertEquals(log, {"still running", "Cancelled: stop"})
+  lu.assertEquals(err.message, "stop")
+end
+
+function TestCancelMethod:test_cancelled_error_fields()
+  local t = started(function() async.sleep(10) end)
+  t:cancel("why")
+  local err = expect_cancelled(t)
+  lu.assertIs(getmetatable(err), async.Cancelled)
+  lu.assertEquals(err.kind, "Cancelled")
+  lu.assertEquals(err.message, "why")
+  lu.assertEquals(tostring(err), "Cancelled: why")
+end
+
 function TestCancelMethod:test_cancel_message_and_kind()
   local t = started(function() async.sleep(10) end)
   t:cancel("the reason")
@@ -470,11 +495,12 @@ function TestCancelReady:test_sleep_finished_then_cancelled()
     async.sleep(10)
     add("never")
   end)
-  -- pass t's deadline without letting the loop run; at our next sleep(0)
-  -- the loop runs its timers (t becomes ready) and then us, first in line
+  -- pass t's deadline without letting the loop run, then yield until the
+  -- loop has run its timers: t's wake is queued behind our own sleep(0),
+  -- so we run first and find t ready (woken, not yet run)
   local t0 = async.time()
   while async.time() < t0 + 0.004 do end
-  async.sleep(0)
+  repeat async.sleep(0) until t:state() ~= "waiting"
   lu.assertEquals(t:state(), "ready")
   t:cancel()
   expect_cancelled(t)

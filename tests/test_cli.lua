@@ -66,6 +66,17 @@ function TestCliOptions:test_stdin_script()
   lu.assertEquals(r.stdout, "from stdin\tx\ty\n")
 end
 
+function TestCliOptions:test_double_dash_then_script()
+  local r = run("print(...)", {})
+  lu.assertEquals(r.status, 0)
+  local path = tmppath("-dd.lua")
+  support.write_file(path, "print('dd', ...)")
+  r = support.sh(BIN .. " -- " .. q(path) .. " a")
+  os.remove(path)
+  lu.assertEquals(r.status, 0, r.stderr)
+  lu.assertEquals(r.stdout, "dd\ta\n")
+end
+
 ------------------------------------------------------------ scripts
 
 TestCliScripts = support.suite {}
@@ -150,6 +161,22 @@ t:await()
   lu.assertStrContains(r.stderr, "child_function")
 end
 
+function TestCliScripts:test_main_cancelled_by_itself_exits_130()
+  local r = run([[
+    async.current():cancel("cancelled on purpose")
+    async.sleep(0)
+  ]])
+  lu.assertEquals(r.status, 130)
+  lu.assertStrContains(r.stderr, "Cancelled: cancelled on purpose")
+  lu.assertNotStrContains(r.stderr, "stack traceback")   -- only the error
+end
+
+function TestCliScripts:test_main_timeout_uncaught_exits_1()
+  local r = run([[async.timeout(0.001, async.sleep, 10)]])
+  lu.assertEquals(r.status, 1)
+  lu.assertStrContains(r.stderr, "Timeout: timed out after 0.001 s")
+end
+
 function TestCliScripts:test_syntax_error()
   local r = run("local x = = 1\n")
   lu.assertEquals(r.status, 1)
@@ -218,6 +245,55 @@ print("main done")
   lu.assertStrContains(r.stderr, r.script .. ":2:")
 end
 
+function TestCliShutdown:test_cleanup_failure_at_shutdown_is_reported()
+  local r = run([[
+    async.spawn(function()
+      pcall(async.sleep, 100)
+      error("cleanup failed at shutdown")
+    end)
+    async.sleep(0.001)
+  ]])
+  lu.assertEquals(r.status, 0, r.stderr)
+  lu.assertStrContains(r.stderr, "nobody awaited it")
+  lu.assertStrContains(r.stderr, "cleanup failed at shutdown")
+end
+
+function TestCliShutdown:test_done_callback_observes_a_failure()
+  local r = run([[
+    local t = async.spawn(function() error("handled by a callback") end)
+    t:add_done_callback(function(x) print("callback saw", x:state()) end)
+    async.sleep(0.001)
+  ]])
+  lu.assertEquals(r.status, 0, r.stderr)
+  lu.assertStrContains(r.stdout, "callback saw\tfailed")
+  lu.assertNotStrContains(r.stderr, "nobody awaited")
+end
+
+function TestCliShutdown:test_os_exit_skips_shutdown()
+  local r = run([[
+    async.spawn(function()
+      local ok = pcall(async.sleep, 100)
+      print("cleanup ran")
+    end)
+    async.sleep(0.001)
+    io.stdout:flush()
+    os.exit(4)
+  ]])
+  lu.assertEquals(r.status, 4)
+  lu.assertNotStrContains(r.stdout, "cleanup ran")
+end
+
+function TestCliShutdown:test_callback_failure_report_format()
+  local r = run([[
+    async.call_soon(function() error("in a callback") end)
+    async.sleep(0.001)
+  ]])
+  lu.assertEquals(r.status, 0, r.stderr)
+  lu.assertStrContains(r.stderr, "lasync: callback failed:")
+  lu.assertStrContains(r.stderr, "in a callback")
+  lu.assertStrContains(r.stderr, "stack traceback")
+end
+
 function TestCliShutdown:test_failed_task_reported_when_collected()
   local r = run([[
 async.spawn(function() error("collected failure") end)
@@ -262,6 +338,7 @@ function TestCliShutdown:test_deadlock_exits_1_without_hanging()
   ]])
   lu.assertEquals(r.status, 1, r.stderr)
   lu.assertStrContains(r.stderr, "deadlock")
+  lu.assertStrContains(r.stderr, r.script .. ":4:")   -- where main waits
   lu.assertEquals(r.stdout, "waiting\n")
 end
 
@@ -326,6 +403,67 @@ function TestCliShutdown:test_sigint_cancel_message_names_sigint()
   local r = run_interrupted(SIGINT_MAIN)
   lu.assertStrContains(r.stdout, "cleanup\ttrue")
   lu.assertStrContains(r.stdout, "SIGINT")
+end
+
+function TestCliShutdown:test_second_sigint_exits_at_once()
+  -- the first SIGINT cancels main, whose cleanup then waits long; a second
+  -- SIGINT exits at once with 130, without finishing the cleanup
+  local dir = tmppath("-sigint3")
+  assert(os.execute("mkdir " .. q(dir)))
+  local script, ready, ready2 = dir .. "/s.lua", dir .. "/ready", dir .. "/ready2"
+  support.write_file(script, [[
+    local ok, err = pcall(function()
+      local f = assert(io.open(arg[1], "w")) f:close()
+      async.sleep(30)
+    end)
+    print("first interrupt") io.stdout:flush()
+    local f = assert(io.open(arg[2], "w")) f:close()
+    async.sleep(30)                     -- a long cleanup
+    print("cleanup finished")
+  ]])
+  local wait_for = function(path)
+    return "i=0; while [ ! -e " .. q(path) .. " ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done"
+  end
+  local r = support.sh(table.concat({
+    BIN .. " " .. q(script) .. " " .. q(ready) .. " " .. q(ready2) .. " </dev/null & pid=$!",
+    wait_for(ready), "kill -INT $pid", wait_for(ready2), "kill -INT $pid",
+    "wait $pid; echo rc=$?",
+  }, "\n"))
+  os.remove(script); os.remove(ready); os.remove(ready2); os.remove(dir)
+  lu.assertStrContains(r.stdout, "first interrupt")
+  lu.assertNotStrContains(r.stdout, "cleanup finished")
+  lu.assertStrContains(r.stdout, "rc=130")
+  lu.assertStrContains(r.stderr, "interrupted")
+end
+
+function TestCliShutdown:test_sigint_caught_by_main_program_goes_on()
+  local r = run_interrupted([[
+    local ok, err = pcall(function()
+      local f = assert(io.open(arg[1], "w")) f:close()
+      async.sleep(30)
+    end)
+    print("recovered", async.is_cancelled(err))
+    async.sleep(0.001)
+  ]])
+  lu.assertStrContains(r.stdout, "recovered\ttrue")
+  lu.assertStrContains(r.stdout, "rc=0")
+end
+
+function TestCliShutdown:test_sigint_during_shutdown_exits_at_once()
+  -- main has ended; a background task's cleanup waits long; SIGINT then
+  -- exits at once with 130
+  local r = run_interrupted([[
+    async.spawn(function()
+      pcall(async.sleep, 100)           -- cancelled: the program is ending
+      local f = assert(io.open(arg[1], "w")) f:close()
+      async.sleep(30)
+      print("cleanup finished")
+    end)
+    async.sleep(0.001)
+  ]])
+  lu.assertNotStrContains(r.stdout, "cleanup finished")
+  lu.assertStrContains(r.stdout, "rc=130")
+  lu.assertStrContains(r.stderr, "interrupted")
 end
 
 function TestCliShutdown:test_sigint_cancels_background_tasks_too()

@@ -206,6 +206,43 @@ function TestCoroutineRefusals:test_wrap_of_a_tasks_function_cannot_steal_its_wa
   lu.assertEquals({owner:await()}, {true, "owner's"})
 end
 
+function TestCoroutineRefusals:test_closing_a_tasks_coroutine_is_refused()
+  lu.skip("known bug, open: see the closing note of the Core issue")
+  -- coroutine.close on a task's coroutine (suspended in a wait) would kill
+  -- the task behind the scheduler's back; like resume, it must be refused
+  -- and leave the task untouched
+  local co
+  local f = async.future()
+  local victim = async.spawn(function()
+    co = coroutine.running()
+    return f:await()
+  end)
+  async.sleep(0)
+  local ok = pcall(coroutine.close, co)
+  lu.assertFalse(ok, "coroutine.close of a waiting task's coroutine succeeded")
+  lu.assertEquals(victim:state(), "waiting")
+  f:resolve("right")
+  lu.assertEquals(victim:await(), "right")
+end
+
+function TestCoroutineRefusals:test_closing_a_waiting_generator_is_refused()
+  lu.skip("known bug, open: see the closing note of the Core issue")
+  local gen = coroutine.create(function() async.sleep(0.002) return "gen done" end)
+  local owner = async.spawn(function() return coroutine.resume(gen) end)
+  async.sleep(0)
+  local ok = pcall(coroutine.close, gen)
+  lu.assertFalse(ok, "coroutine.close of a generator waiting inside a task succeeded")
+  lu.assertEquals({owner:await()}, {true, "gen done"})
+end
+
+function TestCoroutineRefusals:test_status_of_a_tasks_coroutine()
+  local co
+  local t = async.spawn(function() co = coroutine.running() async.sleep(0.001) end)
+  async.sleep(0)
+  lu.assertEquals(coroutine.status(co), "suspended")
+  t:await()
+end
+
 function TestCoroutineRefusals:test_resume_main_task_coroutine_is_refused()
   local ok, err = coroutine.resume(coroutine.running())
   lu.assertFalse(ok)
@@ -339,7 +376,7 @@ function TestCallbacks:test_argument_errors()
   lu.assertErrorMsgContains("bad argument #1", async.call_later, "x", function() end)
   lu.assertErrorMsgContains("NaN", async.call_later, 0 / 0, function() end)
   lu.assertErrorMsgContains("bad argument #2", async.call_later, 1, 5)
-  lu.assertEquals(require("async.core").stats().timers, 0)
+  lu.assertEquals(support.timers(), 0)
 end
 
 ------------------------------------------------------------ time

@@ -139,6 +139,47 @@ function TestFuture:test_multiple_awaiters_all_get_error()
   end
 end
 
+function TestFuture:test_cancelling_one_awaiter_cancels_the_future_for_all()
+  -- documented asyncio semantics: cancelling a task awaiting a future
+  -- cancels the future, so its other awaiters see a Cancelled too
+  local f = async.future()
+  local a = async.spawn(function() return f:await() end)
+  local b = async.spawn(function() return f:await() end)
+  async.sleep(0)
+  a:cancel()
+  local ok, err = pcall(b.await, b)
+  lu.assertFalse(ok)
+  lu.assertTrue(async.is_cancelled(err))
+  lu.assertTrue(f:cancelled())
+  lu.assertFalse(pcall(a.await, a))
+end
+
+function TestFuture:test_shield_and_wait_do_not_cancel_the_future()
+  local f = async.future()
+  local a = async.spawn(function() return async.shield(f) end)
+  local b = async.spawn(function() return async.wait({f}) end)
+  async.sleep(0)
+  a:cancel(); b:cancel()
+  lu.assertFalse(pcall(a.await, a))
+  lu.assertFalse(pcall(b.await, b))
+  lu.assertFalse(f:done())
+  f:resolve("ok")
+  lu.assertEquals(async.shield(f), "ok")
+end
+
+function TestFuture:test_remove_done_callback()
+  local log, add = support.log()
+  local f = async.future()
+  local cb = function() add("removed") end
+  f:add_done_callback(cb)
+  f:add_done_callback(function() add("kept") end)
+  lu.assertTrue(f:remove_done_callback(cb))
+  lu.assertFalse(f:remove_done_callback(cb))
+  f:resolve()
+  async.sleep(0)
+  lu.assertEquals(log, {"kept"})
+end
+
 function TestFuture:test_result_and_error()
   local f = async.future()
   local ok, err = pcall(f.result, f)

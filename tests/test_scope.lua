@@ -17,7 +17,7 @@ local function sorted(t)
   return t
 end
 
-TestScope = support.suite {}
+TestScope = support.suite({}, 0.5)
 
 function TestScope:test_waits_for_all_children()
   local log, add = support.log()
@@ -146,6 +146,57 @@ function TestScope:test_failure_traceback_chains_the_child()
   lu.assertStrContains(tb, "boom")
   lu.assertStrContains(tb, "re-raised from scoped")
   lu.assertStrContains(tb, "scoped_child_fails")
+end
+
+function TestScope:test_child_failing_with_nil_error_fails_the_scope()
+  lu.skip("known bug, open: see the closing note of the Core issue")
+  -- error(nil) is a failure too: the siblings and body are cancelled
+  local log, add = support.log()
+  local ok, err = pcall(async.scope, function(g)
+    g:spawn(waits_forever(add, "sibling"))
+    g:spawn(function() async.sleep(0.001) error(nil) end)
+    local ok2, err2 = pcall(async.sleep, 10)
+    add(async.is_cancelled(err2) and "body cancelled" or "body woken")
+    error(err2, 0)
+  end)
+  lu.assertFalse(ok)
+  lu.assertNil(err)
+  lu.assertEquals(sorted(log), {"body cancelled", "sibling cancelled"})
+end
+
+function TestScope:test_child_cancelled_by_itself_does_not_fail_scope()
+  local log, add = support.log()
+  local r = async.scope(function(g)
+    local c = g:spawn(waits_forever(add, "child"))
+    g:spawn(function() async.sleep(0.002) add("sibling finished") end)
+    async.sleep(0)
+    c:cancel()
+    return "fine"
+  end)
+  lu.assertEquals(r, "fine")
+  lu.assertEquals(log, {"child cancelled", "sibling finished"})
+end
+
+function TestScope:test_group_tasks()
+  local list
+  local r = async.scope(function(g)
+    local a = g:spawn(function() end)
+    local b = g:spawn(function() end)
+    list = g:tasks()
+    lu.assertIs(list[1], a)
+    lu.assertIs(list[2], b)
+    list[3] = "mine"                    -- a copy: does not touch the group
+    return #g:tasks()
+  end)
+  lu.assertEquals(r, 2)
+end
+
+function TestScope:test_group_cancel_after_end_does_nothing()
+  local saved
+  async.scope(function(g) saved = g end)
+  saved:cancel()
+  async.sleep(0.001)                    -- nothing raised into us later
+  lu.assertStrContains(tostring(saved), "ended")
 end
 
 function TestScope:test_body_error_cancels_children_and_is_raised()

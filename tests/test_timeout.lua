@@ -4,9 +4,6 @@
 package.path = "tests/?.lua;" .. package.path
 local lu = require "luaunit"
 local support = require "support"
-local core = require "async.core"
-
-local function core_timers() return core.stats().timers end
 
 -- Passes d seconds without letting the loop run (no wait), so deadlines
 -- pass while the task is busy; what then happens is decided by order, not
@@ -85,7 +82,7 @@ function TestTimeout:test_math_huge_means_no_timeout()
     async.sleep(0.002)
     return "ok"
   end), "ok")
-  lu.assertEquals(core_timers(), 0)
+  lu.assertEquals(support.timers(), 0)
 end
 
 function TestTimeout:test_argument_errors()
@@ -111,7 +108,7 @@ end
 
 function TestTimeout:test_no_timer_left_after_fast_block()
   async.timeout(10, function() async.sleep(0) end)
-  lu.assertEquals(core_timers(), 0)
+  lu.assertEquals(support.timers(), 0)
 end
 
 function TestTimeout:test_zero_timeout_on_a_waiting_block()
@@ -252,22 +249,26 @@ function TestTimeoutLeaks:test_deadline_passes_as_block_ends_without_wait()
   local r = async.timeout(0.002, function() busy(0.005) return "done" end)
   lu.assertEquals(r, "done")
   async.sleep(0.01)
-  lu.assertEquals(core_timers(), 0)
+  lu.assertEquals(support.timers(), 0)
 end
 
 function TestTimeoutLeaks:test_deadline_fires_while_block_is_ready()
-  -- the deadline fires while the block is ready to run (after sleep(0));
-  -- the block then returns without waiting again: its pending cancellation
-  -- must not reach the waits after timeout returns
+  -- The deadline fires while the block is ready to run (queued after a
+  -- sleep(0)), so its cancellation stays pending; the block then returns
+  -- without waiting again. timeout must return the block's result and
+  -- withdraw the cancellation: the waits after it must not see it.
+  -- A probe due just before the deadline tells when the timers have run:
+  -- both callbacks are queued behind our sleep(0), in deadline order.
+  local probed = false
+  async.call_later(0.001, function() probed = true end)
   local r = async.timeout(0.002, function()
     busy(0.005)
-    async.sleep(0)                      -- the timer fires: we are ready, not waiting
-    async.sleep(0)
+    repeat async.sleep(0) until probed  -- the deadline has now fired
     return "done"
   end)
   lu.assertEquals(r, "done")
-  async.sleep(0.01)
-  async.sleep(0.001)
+  async.sleep(0.002)
+  async.sleep(0)
 end
 
 function TestTimeoutLeaks:test_after_timeout_raised_later_waits_work()
