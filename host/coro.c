@@ -132,6 +132,20 @@ static int co_yield(lua_State *L) {
   return lua_yield(L, lua_gettop(L));
 }
 
+/* The standard close, unless co belongs to a task or waits inside one:
+** closing it would leave that task waiting on a dead coroutine. */
+static int co_close(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  if (*co_owner(co) != NULL)
+    return luaL_error(L, "cannot close a task's coroutine, or a coroutine "
+                         "that is waiting inside a task (use task:cancel())");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 static const luaL_Reg co_funcs[] = {
   {"resume", co_resume}, {"wrap", co_wrap}, {"yield", co_yield}, {NULL, NULL}
 };
@@ -140,6 +154,9 @@ static const luaL_Reg co_funcs[] = {
 int lasync__open_coro(lua_State *L) {
   lua_getglobal(L, "coroutine");
   luaL_setfuncs(L, co_funcs, 0);
+  lua_getfield(L, -1, "close");          /* the standard close, as upvalue */
+  lua_pushcclosure(L, co_close, 1);
+  lua_setfield(L, -2, "close");
   lua_pop(L, 1);
   return 0;
 }

@@ -180,16 +180,22 @@ static int future_remove_done_callback(lua_State *L) {
   return 1;
 }
 
+static const char *const state_names[] = {"pending", "done", "failed", "cancelled"};
+
+static int future_state(lua_State *L) {
+  lua_pushstring(L, state_names[future_check(L, 1)->state]);
+  return 1;
+}
+
 static int future_tostring(lua_State *L) {
-  static const char *const names[] = {"pending", "done", "failed", "cancelled"};
-  lua_pushfstring(L, "Future<%s>", names[future_check(L, 1)->state]);
+  lua_pushfstring(L, "Future<%s>", state_names[future_check(L, 1)->state]);
   return 1;
 }
 
 static const luaL_Reg future_methods[] = {
   {"resolve", future_resolve}, {"reject", future_reject},
   {"cancel", future_cancel}, {"await", future_await}, {"done", future_done},
-  {"cancelled", future_cancelled}, {"result", future_result},
+  {"cancelled", future_cancelled}, {"result", future_result}, {"state", future_state},
   {"error", future_error}, {"add_done_callback", future_add_done_callback},
   {"remove_done_callback", future_remove_done_callback},
   {NULL, NULL}

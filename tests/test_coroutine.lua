@@ -207,7 +207,6 @@ function TestCoroutineRefusals:test_wrap_of_a_tasks_function_cannot_steal_its_wa
 end
 
 function TestCoroutineRefusals:test_closing_a_tasks_coroutine_is_refused()
-  lu.skip("known bug, open: see the closing note of the Core issue")
   -- coroutine.close on a task's coroutine (suspended in a wait) would kill
   -- the task behind the scheduler's back; like resume, it must be refused
   -- and leave the task untouched
@@ -226,7 +225,6 @@ function TestCoroutineRefusals:test_closing_a_tasks_coroutine_is_refused()
 end
 
 function TestCoroutineRefusals:test_closing_a_waiting_generator_is_refused()
-  lu.skip("known bug, open: see the closing note of the Core issue")
   local gen = coroutine.create(function() async.sleep(0.002) return "gen done" end)
   local owner = async.spawn(function() return coroutine.resume(gen) end)
   async.sleep(0)

@@ -238,7 +238,6 @@ function TestGather:test_same_task_twice()
 end
 
 function TestGather:test_nil_error_is_still_a_failure()
-  lu.skip("known bug, open: see the closing note of the Core issue")
   -- error(nil) (or error()) fails a task with a nil error value: gather
   -- must treat it as the first failure and cancel the others
   local log, add = support.log()
@@ -301,7 +300,6 @@ function TestSettle:test_cancelled_child_is_an_error()
 end
 
 function TestSettle:test_nil_error_does_not_make_settle_raise()
-  lu.skip("known bug, open: see the closing note of the Core issue")
   local bad = async.spawn(function() error(nil) end)
   local good = async.spawn(function() return "good" end)
   local ok, results, errors = pcall(async.settle, bad, good)

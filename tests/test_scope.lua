@@ -149,7 +149,6 @@ function TestScope:test_failure_traceback_chains_the_child()
 end
 
 function TestScope:test_child_failing_with_nil_error_fails_the_scope()
-  lu.skip("known bug, open: see the closing note of the Core issue")
   -- error(nil) is a failure too: the siblings and body are cancelled
   local log, add = support.log()
   local ok, err = pcall(async.scope, function(g)

@@ -409,7 +409,6 @@ function TestCurrent:test_task_cannot_await_itself()
 end
 
 function TestCurrent:test_gather_or_shield_of_itself_is_an_error()
-  lu.skip("known bug, open: see the closing note of the Core issue")
   -- like t:await(), waiting for oneself through gather or shield can only
   -- deadlock; it should raise at once rather than hang until cancelled
   local me = async.current()

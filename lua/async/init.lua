@@ -25,9 +25,15 @@ async.is_awaitable = is_awaitable
 function async.is_cancelled(e) return is_cancelled(e) end
 function async.is_timeout(e) return getmetatable(e) == Timeout end
 
-local function new_timeout(sec, cause)
-  return setmetatable({kind = "Timeout", message = format("timed out after %g s", sec),
-                       cause = cause}, Timeout)
+local function new_timeout(sec)
+  return setmetatable({kind = "Timeout", message = format("timed out after %g s", math.max(sec, 0))},
+                      Timeout)
+end
+
+-- Whether a finished task or future ended in error (error(nil) included).
+local function failed(x)
+  local s = x:state()
+  return s == "failed" or s == "cancelled"
 end
 
 local function in_task(what)
@@ -89,7 +95,7 @@ function async.timeout(sec, fn, ...)
   local me = in_task("async.timeout")
   if sec == math.huge then return fn(...) end
   local d = scope_enter(me)
-  local err = new_cancelled(format("timed out after %g s", sec))
+  local err = new_cancelled(format("timed out after %g s", math.max(sec, 0)))
   local fired = false
   local h = call_later(sec, function()
     fired = true
@@ -134,11 +140,14 @@ local function collect(what, ...)
   else
     list = pack(...)
   end
+  local me = current()
   for i = 1, n do                       -- check all before starting any
     local x = list[i]
     if type(x) ~= "function" and not is_awaitable(x) then
       error(format("%s: item %d is a %s (task, future or function expected)",
                    what, i, type(x)), 3)
+    elseif x == me then
+      error(format("%s: item %d is the current task (a task cannot wait for itself)", what, i), 3)
     end
   end
   local out = {n = n}
@@ -166,10 +175,10 @@ function async.gather(...)
     cancel_pending(items, "gather: cancelled")
     error(i, 0)
   end
-  local failed = items[i]
-  if failed and failed:error() ~= nil then
+  local first = items[i]
+  if first and failed(first) then
     cancel_pending(items, "gather: another task failed")
-    return failed:result()                -- raises, with the child's traceback
+    return first:result()                 -- raises, with the child's traceback
   end
   local results = {n = items.n}
   for k = 1, items.n do results[k] = items[k]:result() end
@@ -188,8 +197,7 @@ function async.settle(...)
   end
   local results, errors = {n = items.n}, {n = items.n}
   for i = 1, items.n do
-    local e = items[i]:error()
-    if e ~= nil then errors[i] = e else results[i] = items[i]:result() end
+    if failed(items[i]) then errors[i] = items[i]:error() else results[i] = items[i]:result() end
   end
   return results, errors
 end
@@ -264,7 +272,7 @@ function async.shield(x, ...)
   elseif not is_awaitable(x) then
     error(format("bad argument #1 to 'shield' (task, future or function expected, got %s)", type(x)), 2)
   end
-  in_task("async.shield")
+  if in_task("async.shield") == x then error("shield: a task cannot wait for itself", 2) end
   wait_done(x)
   return x:await()
 end
@@ -311,7 +319,7 @@ function async.scope(fn, ...)
                           stop = new_cancelled("scope: a task failed"),
                           stop_self = new_cancelled("scope cancelled")}, Group)
   g.on_done = function(t)
-    if g.failed == nil and t:error() ~= nil and not t:cancelled() then
+    if g.failed == nil and t:state() == "failed" then
       g.failed = t
       cancel_pending(g.children, "scope: another task failed")
       cancel(me, g.stop, d)
