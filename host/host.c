@@ -107,13 +107,22 @@ static int host_load_embedded(lua_State *L) {
   return 1;
 }
 
-/* Registers every embedded module in package.preload; none is loaded
-** until required. */
+/* The native modules: one C file each, loaded on first require. */
+static const luaL_Reg natives[] = {
+  {"async.core", luaopen_core},
+  {NULL, NULL}
+};
+
+/* Registers every native and embedded Lua module in package.preload;
+** none is loaded until required. */
 static void host_preload(lua_State *L) {
   const EmbeddedModule *m;
+  const luaL_Reg *r;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_core);
-  lua_setfield(L, -2, "async.core");
+  for (r = natives; r->name; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, -2, r->name);
+  }
   for (m = lasync__modules; m->name; m++) {
     char name[128];
     size_t n = strlen(m->name);

@@ -352,4 +352,18 @@ function async.scope(fn, ...)
   return unpack(res, 2, res.n)
 end
 
+-- The rest loads on first use, so a script pays only for what it touches.
+-- Submodules: async.net is require "async.net". Functions: async.lock is
+-- require("async.sync").lock.
+local submodules = {}
+local from_module = {}
+setmetatable(async, {__index = function(t, k)
+  local v
+  if submodules[k] then v = require(submodules[k])
+  elseif from_module[k] then v = require(from_module[k])[k]
+  else return nil end
+  rawset(t, k, v)
+  return v
+end})
+
 return async
