@@ -459,7 +459,7 @@ end
 
 ------------------------------------------------------------ as_completed
 
-TestAsCompleted = support.suite({}, 0.5)
+TestAsCompleted = support.suite({}, 3)
 
 function TestAsCompleted:test_order_matches_completion()
   local gates, items = {}, {}

@@ -17,7 +17,7 @@ local function sorted(t)
   return t
 end
 
-TestScope = support.suite({}, 0.5)
+TestScope = support.suite({}, 3)
 
 function TestScope:test_waits_for_all_children()
   local log, add = support.log()
