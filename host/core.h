@@ -70,7 +70,11 @@ struct lasync_Host {
   lasync_Runnable *ready_head, *ready_tail;
   lasync_Timer **heap;          /* min-heap of deadlines */
   uint32_t heap_len, heap_cap, timer_seq;
-  uint64_t clock_offset;        /* virtual clock: ns added to uv_hrtime */
+  int64_t clock_offset;         /* ns added to uv_hrtime (keeps time monotonic
+                                   across a virtual stretch) */
+  uint64_t vnow;                /* the virtual clock's time, when virtual */
+  uint64_t autojump;            /* real ns of idleness before it jumps */
+  unsigned char virtual_clock;
   int tasks_ref;                /* table: ref -> Task, the strong anchors */
   int live;                     /* tasks not yet done */
   uint32_t next_id;
@@ -82,10 +86,12 @@ struct lasync_Host {
   int closing;                  /* lasync_free has begun */
   int closed;                   /* handles whose close callback ran */
   unsigned char own;            /* loop is own_loop */
+  struct lasync_Remote *remote; /* embed.c: wakers, made on first use */
 };
 
 /* sched.c */
 void lasync__sched_init(lasync_Host *H);
+void lasync__ready_wakeup(lasync_Host *H);
 extern const char lasync__hostkey;
 lasync_Task *lasync__task_of(lua_State *L);
 void lasync__ready_push(lasync_Host *H, lasync_Runnable *r);
@@ -112,6 +118,7 @@ void lasync__timer_stop(lasync_Host *H, lasync_Timer *tm);
 void lasync__callback_run(lasync_Host *H, lasync_Runnable *r);
 void lasync__call_soon(lua_State *L, int nargs);
 void lasync__timer_init(lasync_Host *H);
+void lasync__timer_jump(lasync_Host *H);
 int lasync__open_timer(lua_State *L);
 
 /* future.c */
@@ -124,6 +131,26 @@ lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed);
 
 /* coro.c */
 int lasync__open_coro(lua_State *L);
+
+/* queue.c, sync.c (with barrier.c): native modules "async.queue", "async.sync" */
+int lasync__luaopen_queue(lua_State *L);
+int lasync__luaopen_sync(lua_State *L);
+void lasync__open_barrier(lua_State *L);
+
+/* stream.c, net.c, udp.c, dns.c, fs.c, process.c, signal.c: the native I/O
+** modules (their shared internals are in io.h) */
+int lasync__luaopen_stream(lua_State *L);
+int lasync__luaopen_net(lua_State *L);
+int lasync__luaopen_udp(lua_State *L);
+int lasync__luaopen_dns(lua_State *L);
+
+/* executor.c, thread.c: "async.executor_core" and "async.thread" */
+int lasync__luaopen_executor(lua_State *L);
+int lasync__luaopen_thread(lua_State *L);
+
+/* embed.c */
+void lasync__shutdown(lasync_Host *H);
+void lasync__remote_close(lasync_Host *H);
 
 /* errors: classes live in the registry under these names */
 #define LASYNC_CANCELLED_MT "lasync.Cancelled"

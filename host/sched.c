@@ -41,8 +41,10 @@ static void sched_drain(lasync_Host *H) {
     else lasync__callback_run(H, r);
     r = next;
   }
+  if (H->ready_head == NULL) lasync__timer_jump(H);  /* virtual clock */
   if (H->ready_head == NULL) uv_idle_stop(&H->idle);
 }
+
 
 static void sched_idle_cb(uv_idle_t *h) {
   sched_drain((lasync_Host *)h->data);
@@ -51,6 +53,11 @@ static void sched_idle_cb(uv_idle_t *h) {
 static void sched_check_cb(uv_check_t *h) {
   lasync_Host *H = (lasync_Host *)h->data;
   if (H->ready_head) sched_drain(H);
+}
+
+/* Makes the loop drain (and so jump a virtual clock) on its next turn. */
+void lasync__ready_wakeup(lasync_Host *H) {
+  if (!H->closing) uv_idle_start(&H->idle, sched_idle_cb);
 }
 
 void lasync__ready_push(lasync_Host *H, lasync_Runnable *r) {

@@ -8,6 +8,11 @@
 ** deadline computed from it would fire early. The uv timer may still fire
 ** before a deadline (it counts from the cached time); the callback then
 ** re-arms for the rest.
+**
+** The virtual clock (for tests, as Trio's MockClock): time stands still
+** while any task can run, and when every task waits, it jumps straight to
+** the next deadline. The uv timer then only paces the jumps (after
+** `autojump` real ns of idleness, 0 by default).
 */
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +24,7 @@
 #define MAX_SLEEP 1e9             /* seconds; longer waits have no timer */
 
 uint64_t lasync__now(lasync_Host *H) {
-  return uv_hrtime() + H->clock_offset;
+  return H->virtual_clock ? H->vnow : uv_hrtime() + (uint64_t)H->clock_offset;
 }
 
 /* A call_soon / call_later callback. */
@@ -79,14 +84,28 @@ static void timer_fire(lasync_Host *H, lasync_Timer *tm) {
   }
 }
 
-static void timer_cb(uv_timer_t *h) {
-  lasync_Host *H = (lasync_Host *)h->data;
+/* Fires every deadline up to the host's now. */
+static void timer_fire_due(lasync_Host *H) {
   uint64_t now = lasync__now(H);
   while (H->heap_len > 0 && H->heap[0]->due <= now) {
     lasync_Timer *tm = H->heap[0];
     lasync__timer_stop(H, tm);
     timer_fire(H, tm);
   }
+}
+
+/* With a virtual clock, when no task can run: jump to the next deadline. */
+void lasync__timer_jump(lasync_Host *H) {
+  if (!H->virtual_clock || H->heap_len == 0 || H->ready_head != NULL) return;
+  if (H->heap[0]->due > H->vnow) H->vnow = H->heap[0]->due;
+  timer_fire_due(H);
+  timer_arm(H);
+}
+
+static void timer_cb(uv_timer_t *h) {
+  lasync_Host *H = (lasync_Host *)h->data;
+  if (H->virtual_clock) lasync__timer_jump(H);
+  else timer_fire_due(H);
   timer_arm(H);
 }
 
@@ -95,6 +114,14 @@ static void timer_arm(lasync_Host *H) {
   if (H->closing) return;
   if (H->heap_len == 0) {
     uv_timer_stop(&H->uvtimer);
+    return;
+  }
+  if (H->virtual_clock) {
+    /* Jumps happen when the ready queue runs dry (sched.c), or, with an
+    ** autojump delay, after that much real idleness. (A 0 ms timer re-armed
+    ** from its own callback would spin inside libuv's timer phase.) */
+    if (H->autojump == 0) uv_timer_stop(&H->uvtimer);
+    else uv_timer_start(&H->uvtimer, timer_cb, (H->autojump + 999999) / 1000000, 0);
     return;
   }
   now = lasync__now(H);
@@ -157,6 +184,44 @@ static int l_sleep(lua_State *L) {
                         lasync__now(t->H) + (uint64_t)ceil(sec * 1e9));
   }
   return lasync_wait(L, &t->self, sleep_cancel, NULL, 0);
+}
+
+/* core.clock("virtual" [, autojump_sec]) or core.clock("real"): switches
+** the host clock; time stays continuous and monotonic across switches.
+** Returns the previous mode. */
+static int l_clock(lua_State *L) {
+  static const char *const modes[] = {"real", "virtual", NULL};
+  lasync_Host *H = HOST(L);
+  int mode, prev = H->virtual_clock;
+  lua_Number jump = luaL_optnumber(L, 2, 0);
+  if (lua_isnone(L, 1)) {
+    lua_pushstring(L, modes[prev]);
+    return 1;
+  }
+  mode = luaL_checkoption(L, 1, NULL, modes);
+  luaL_argcheck(L, jump >= 0, 2, "must not be negative");
+  if (mode && !H->virtual_clock) H->vnow = lasync__now(H);
+  if (!mode && H->virtual_clock)
+    H->clock_offset = (int64_t)(H->vnow - uv_hrtime());
+  H->virtual_clock = (unsigned char)mode;
+  H->autojump = mode ? (uint64_t)(jump * 1e9) : 0;
+  timer_arm(H);
+  if (mode && H->ready_head == NULL) lasync__ready_wakeup(H);
+  lua_pushstring(L, modes[prev]);
+  return 1;
+}
+
+/* core.advance(sec): moves the virtual clock forward by sec and fires the
+** deadlines it passes (their tasks run on the next round). */
+static int l_advance(lua_State *L) {
+  lasync_Host *H = HOST(L);
+  lua_Number sec = luaL_checknumber(L, 1);
+  luaL_argcheck(L, sec >= 0, 1, "must not be negative");
+  if (!H->virtual_clock) return luaL_error(L, "advance: the clock is not virtual");
+  H->vnow += (uint64_t)(sec * 1e9);
+  timer_fire_due(H);
+  timer_arm(H);
+  return 0;
 }
 
 static int l_time(lua_State *L) {
@@ -284,7 +349,8 @@ static const luaL_Reg handle_methods[] = {
 
 static const luaL_Reg timer_funcs[] = {
   {"sleep", l_sleep}, {"time", l_time}, {"call_soon", l_call_soon},
-  {"call_later", l_call_later}, {NULL, NULL}
+  {"call_later", l_call_later}, {"clock", l_clock}, {"advance", l_advance},
+  {NULL, NULL}
 };
 
 int lasync__open_timer(lua_State *L) {
