@@ -58,6 +58,8 @@ struct lasync_Task {
   unsigned gen;                 /* bumped on every wait */
   int cancel_depth;             /* of the pending cancellation */
   uint32_t id;
+  uint32_t parent;              /* id of the task that spawned it, or 0 */
+  uint64_t cpu_ns;              /* time spent running, when measured */
 };
 
 struct lasync_Host {
@@ -75,6 +77,11 @@ struct lasync_Host {
   uint64_t vnow;                /* the virtual clock's time, when virtual */
   uint64_t autojump;            /* real ns of idleness before it jumps */
   unsigned char virtual_clock;
+  unsigned char debug;
+  struct lasync_Watchdog *wd;   /* NULL when off; see watchdog.c */
+  lasync_Task *wd_task;         /* being resumed (shared with the watchdog) */
+  uint64_t wd_start, wd_seq;
+  int wd_busy;
   int tasks_ref;                /* table: ref -> Task, the strong anchors */
   int live;                     /* tasks not yet done */
   uint32_t next_id;
@@ -128,6 +135,13 @@ int lasync__open_future(lua_State *L);
 int lasync__notify(lasync_Wait *w, int failed);
 int lasync__open_watch(lua_State *L);
 lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed);
+
+/* watchdog.c */
+void lasync__wd_enter(lasync_Host *H, lasync_Task *t);
+void lasync__wd_leave(lasync_Host *H, lasync_Task *t);
+int lasync__watchdog_start(lasync_Host *H, double threshold, int raise);
+void lasync__watchdog_stop(lasync_Host *H);
+int lasync__open_watchdog(lua_State *L);
 
 /* coro.c */
 int lasync__open_coro(lua_State *L);

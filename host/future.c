@@ -121,6 +121,7 @@ static int future_await(lua_State *L) {
   if (f->state == LASYNC_PENDING) {
     lasync_Task *me = lasync_checktask(L, "await");
     me->self.data = f;
+    me->self.what = "future";
     lua_pushvalue(L, 1);                 /* anchor the future while awaited */
     lua_rawsetp(L, LUA_REGISTRYINDEX, f);
     lasync_waitlist_push(&f->awaiters, &me->self);

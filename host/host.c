@@ -78,6 +78,7 @@ static int luaopen_core(lua_State *L) {
   lasync__open_timer(L);
   lasync__open_future(L);
   lasync__open_watch(L);
+  lasync__open_watchdog(L);
   lua_pushcfunction(L, l_is_cancelled);
   lua_setfield(L, -2, "is_cancelled");
   lua_pushcfunction(L, l_new_cancelled);
@@ -210,6 +211,7 @@ void lasync_free(lasync_Host *H) {
   if (H == NULL) return;
   lasync__cancel_all(H);
   lasync_run_until(H, NULL);             /* let their cleanup run */
+  lasync__watchdog_stop(H);
   lasync__report_unobserved(H);
   H->closing = 1;
   uv_timer_stop(&H->uvtimer);

@@ -63,6 +63,10 @@ void lasync_task_stack(lua_State *L, int idx);
 ** returns 0 when it was already done. */
 int lasync_cancel(lua_State *L, lasync_Task *t, const char *msg);
 
+/* Debug mode: the loop watchdog on, failures nobody awaited reported as
+** soon as the task ends (not when it is collected). */
+void lasync_set_debug(lasync_Host *H, int on);
+
 /* Where messages about failures nobody observed go (default: stderr). */
 typedef void (*lasync_ReportFn)(lasync_Host *H, const char *msg, void *ud);
 void lasync_set_report(lasync_Host *H, lasync_ReportFn fn, void *ud);
@@ -82,6 +86,8 @@ struct lasync_Wait {
   void *data;                   /* free for the module */
   struct lasync_Link { struct lasync_Link *next, *prev; } link;  /* lists */
   unsigned gen;                 /* generation of the task's wait */
+  const char *what;             /* optional, yours: what the task waits on, for
+                                   async.dump (a static string, "net.read") */
 };
 
 /* Returns the task running L, after delivering a pending cancellation (it

@@ -1,7 +1,8 @@
 /*
 ** main.c: the lasync command. `lasync script.lua [args]` runs the script
 ** as the main task; when it returns, the tasks still running are cancelled
-** and awaited (their cleanup runs), as asyncio.run does.
+** and awaited (their cleanup runs), as asyncio.run does. `lasync test`
+** runs test suites (lua/async/testing.lua). SIGQUIT prints the task tree.
 */
 #include <signal.h>
 #include <stdio.h>
@@ -16,20 +17,36 @@ static const char *progname = "lasync";
 static void usage(FILE *f) {
   fprintf(f,
     "usage: %s [options] [script [args]]\n"
-    "  -e code   run code (as the main task)\n"
-    "  -v        print the version\n"
-    "  -h        print this help\n"
-    "  -         run standard input\n"
-    "With no script, runs standard input.\n", progname);
+    "       %s test [paths] [LuaUnit options]\n"
+    "  -e code        run code (as the main task)\n"
+    "  -v             print the version\n"
+    "  -h             print this help\n"
+    "  --debug        debug mode (also LASYNC_DEBUG=1): loop watchdog on,\n"
+    "                 failures nobody awaited reported at once\n"
+    "  --dump-on SIG  print the task tree on signal SIG (SIGQUIT always does)\n"
+    "  -              run standard input\n"
+    "With no script, runs standard input.\n"
+    "`test` runs every test_*.lua under the paths (default tests/ or .).\n",
+    progname, progname);
 }
 
 typedef struct Cli {
   lasync_Host *H;
   lasync_Task *main;
   int mainref;                    /* the main Task object, in the registry */
-  uv_signal_t sigint;
+  uv_signal_t sigint, sigquit, sigdump;
   int interrupts;
 } Cli;
+
+typedef struct Options {
+  const char *code;               /* -e */
+  const char *module, *func;      /* run require(module)[func](args) instead */
+  int script;                     /* argv index of the script, or 0 */
+  int first_arg;                  /* argv index of the first argument */
+  int dump_signal;
+  int debug;
+  int status_result;              /* exit status is the main task's result */
+} Options;
 
 static void on_sigint(uv_signal_t *h, int signum) {
   Cli *cli = (Cli *)h->data;
@@ -39,6 +56,29 @@ static void on_sigint(uv_signal_t *h, int signum) {
     _exit(130);
   }
   lasync_cancel(lasync_state(cli->H), cli->main, "interrupted (SIGINT)");
+}
+
+/* Prints the task tree to stderr; the program goes on. */
+static void on_dump(uv_signal_t *h, int signum) {
+  Cli *cli = (Cli *)h->data;
+  lua_State *L = lasync_state(cli->H);
+  (void)signum;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async.debug");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_getfield(L, -1, "dump");
+    lua_remove(L, -2);
+    if (lua_pcall(L, 0, 0, 0) == LUA_OK) return;
+  }
+  fprintf(stderr, "%s: dump failed: %s\n", progname, lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
+static void watch_signal(Cli *cli, uv_signal_t *h, uv_signal_cb cb, int signum) {
+  uv_signal_init(lasync_loop(cli->H), h);
+  h->data = cli;
+  uv_signal_start(h, cb, signum);
+  uv_unref((uv_handle_t *)h);
 }
 
 /* arg table as lua.c makes it: script at 0, its arguments at 1.., the
@@ -68,67 +108,128 @@ static int report_failure(lua_State *L, Cli *cli) {
   return 1;
 }
 
-static int run_main(Cli *cli, int nargs) {
+static int report_deadlock(lua_State *L, Cli *cli) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
+  lasync_task_stack(L, -1);
+  fprintf(stderr, "%s: the main task is waiting but nothing is left that "
+                  "could wake it (deadlock); it waits at:\n%s\n", progname,
+          lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+  lua_pop(L, 2);
+  lasync_cancel(L, cli->main, "deadlock: nothing could wake the main task");
+  lasync_run_until(cli->H, cli->main);
+  return 1;
+}
+
+/* Runs the function below nargs arguments as the main task; returns the
+** exit status. */
+static int run_main(Cli *cli, int nargs, int status_result) {
   lua_State *L = lasync_state(cli->H);
-  int status;
   cli->main = lasync_spawn(L, nargs);
   cli->mainref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (lasync_run_until(cli->H, cli->main) != 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
-    lasync_task_stack(L, -1);
-    fprintf(stderr, "%s: the main task is waiting but nothing is left that "
-                    "could wake it (deadlock); it waits at:\n%s\n", progname,
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-    lua_pop(L, 2);
-    lasync_cancel(L, cli->main, "deadlock: nothing could wake the main task");
-    lasync_run_until(cli->H, cli->main);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
-    lasync_task_traceback(L, -1);
-    if (lua_isstring(L, -1)) fprintf(stderr, "%s\n", lua_tostring(L, -1));
+  if (lasync_run_until(cli->H, cli->main) != 0) return report_deadlock(L, cli);
+  if (lasync_task_status(cli->main) != LASYNC_DONE) return report_failure(L, cli);
+  if (status_result && lasync_task_results(L, cli->main) > 0 && lua_isinteger(L, -1))
+    return (int)lua_tointeger(L, -1);
+  return 0;
+}
+
+/* Pushes the main function: the chunk to run, or require(module)[func]. */
+static int load_main(lua_State *L, const Options *o, char **argv) {
+  if (o->module) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, o->module);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) return LUA_ERRRUN;
+    lua_getfield(L, -1, o->func);
+    lua_remove(L, -2);
+    return LUA_OK;
+  }
+  if (o->code) return luaL_loadbuffer(L, o->code, strlen(o->code), "=(command line)");
+  if (o->script && strcmp(argv[o->script], "-") != 0) return luaL_loadfile(L, argv[o->script]);
+  return luaL_loadfile(L, NULL);
+}
+
+static int parse_signal(const char *name) {
+  static const struct { const char *name; int num; } sigs[] = {
+    {"SIGQUIT", SIGQUIT}, {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2},
+    {"SIGHUP", SIGHUP}, {"SIGTERM", SIGTERM}, {NULL, 0}
+  };
+  int i;
+  for (i = 0; sigs[i].name; i++)
+    if (strcmp(name, sigs[i].name) == 0 || strcmp(name, sigs[i].name + 3) == 0)
+      return sigs[i].num;
+  return 0;
+}
+
+/* Returns -1 to go on, else an exit status. */
+static int parse_args(int argc, char **argv, Options *o) {
+  int i;
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "-v") == 0) {
+      printf("lasync %s (%s, libuv %s)\n", LASYNC_VERSION, LUA_RELEASE, uv_version_string());
+      return 0;
+    }
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); return 0; }
+    if (strcmp(a, "--debug") == 0) { o->debug = 1; continue; }
+    if (strcmp(a, "-e") == 0 || strcmp(a, "--dump-on") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: '%s' needs an argument\n", progname, a);
+        return 1;
+      }
+      if (a[1] == 'e') o->code = argv[++i];
+      else if ((o->dump_signal = parse_signal(argv[++i])) == 0) {
+        fprintf(stderr, "%s: unknown signal '%s' (SIGQUIT, SIGUSR1, SIGUSR2, "
+                        "SIGHUP, SIGTERM)\n", progname, argv[i]);
+        return 1;
+      }
+      continue;
+    }
+    if (i == 1 && (strcmp(a, "test") == 0 || strcmp(a, "--test-file") == 0)) {
+      o->module = "async.testing";
+      o->func = a[0] == 't' ? "command" : "run_file";
+      o->status_result = a[0] == 't';
+      o->script = i;
+      o->first_arg = i + 1;
+      return -1;
+    }
+    if (strcmp(a, "--") == 0) { i++; break; }
+    if (strcmp(a, "-") == 0 || a[0] != '-') break;
+    fprintf(stderr, "%s: unknown option '%s'\n", progname, a);
+    usage(stderr);
     return 1;
   }
-  status = lasync_task_status(cli->main);
-  if (status == LASYNC_DONE) return 0;
-  return report_failure(L, cli);
+  if (i < argc && !o->code) { o->script = i; o->first_arg = i + 1; }
+  else o->first_arg = argc;
+  return -1;
 }
 
 int main(int argc, char **argv) {
   Cli cli;
+  Options o;
   lua_State *L;
-  int i, rc, script = 0, nargs = 0;
-  const char *code = NULL;
+  int i, rc, nargs = 0;
   if (argv[0] && argv[0][0]) progname = argv[0];
-  for (i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "-v") == 0) { printf("lasync %s (%s, libuv %s)\n", LASYNC_VERSION, LUA_RELEASE, uv_version_string()); return 0; }
-    else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) { usage(stdout); return 0; }
-    else if (strcmp(argv[i], "-e") == 0) {
-      if (++i >= argc) { fprintf(stderr, "%s: '-e' needs an argument\n", progname); usage(stderr); return 1; }
-      code = argv[i];
-    }
-    else if (strcmp(argv[i], "-") == 0 || argv[i][0] != '-') { script = i; break; }
-    else if (strcmp(argv[i], "--") == 0) { if (i + 1 < argc) script = i + 1; break; }
-    else { fprintf(stderr, "%s: unknown option '%s'\n", progname, argv[i]); usage(stderr); return 1; }
-  }
+  memset(&o, 0, sizeof o);
+  if ((rc = parse_args(argc, argv, &o)) >= 0) return rc;
+  if (getenv("LASYNC_DEBUG") && strcmp(getenv("LASYNC_DEBUG"), "0") != 0) o.debug = 1;
   memset(&cli, 0, sizeof cli);
   cli.H = lasync_new(NULL);
   if (cli.H == NULL) { fprintf(stderr, "%s: cannot create the host\n", progname); return 1; }
   L = lasync_state(cli.H);
-  create_arg(L, argv, argc, script ? script : argc - 1);
-  uv_signal_init(lasync_loop(cli.H), &cli.sigint);
-  cli.sigint.data = &cli;
-  uv_signal_start(&cli.sigint, on_sigint, SIGINT);
-  uv_unref((uv_handle_t *)&cli.sigint);
-  if (code) rc = luaL_loadbuffer(L, code, strlen(code), "=(command line)");
-  else if (script && strcmp(argv[script], "-") != 0) rc = luaL_loadfile(L, argv[script]);
-  else rc = luaL_loadfile(L, NULL);
-  if (rc != LUA_OK) {
+  if (o.debug) lasync_set_debug(cli.H, 1);
+  create_arg(L, argv, argc, o.script ? o.script : argc - 1);
+  watch_signal(&cli, &cli.sigint, on_sigint, SIGINT);
+  watch_signal(&cli, &cli.sigquit, on_dump, SIGQUIT);
+  if (o.dump_signal && o.dump_signal != SIGQUIT)
+    watch_signal(&cli, &cli.sigdump, on_dump, o.dump_signal);
+  if (load_main(L, &o, argv) != LUA_OK) {
     fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
     rc = 1;
   }
   else {
-    if (script) for (i = script + 1; i < argc; i++, nargs++) lua_pushstring(L, argv[i]);
-    rc = run_main(&cli, nargs);
+    for (i = o.first_arg; i < argc; i++, nargs++) lua_pushstring(L, argv[i]);
+    rc = run_main(&cli, nargs, o.status_result);
   }
-  lasync_free(cli.H);                    /* closes sigint last: ^C still works */
+  lasync_free(cli.H);                    /* closes the signals last: ^C still works */
   return rc;
 }

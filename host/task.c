@@ -106,6 +106,20 @@ static int task_body(lua_State *co) {
 
 /* ------------------------------------------------------ spawn and step */
 
+/* The task at L's top inherits the context of its spawner p (the layer
+** p has now: p's later changes make a new layer, so they stay p's). Costs
+** nothing when p has no context. */
+static void task_inherit(lua_State *L, lasync_Task *p) {
+  int top = lua_gettop(L);               /* the new task is at top */
+  lasync__push_task(L, p);
+  if (task_extras(L, -1, 0) && lua_getfield(L, -1, "ctx") != LUA_TNIL) {
+    task_extras(L, top, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "ctx");
+  }
+  lua_settop(L, top);
+}
+
 static lasync_Task *task_new(lua_State *L, lasync_Host *H, int nargs) {
   int n = nargs + 1;                     /* the function and its arguments */
   lasync_Task *t = (lasync_Task *)lua_newuserdatauv(L, sizeof *t, 2);
@@ -123,7 +137,9 @@ static lasync_Task *task_new(lua_State *L, lasync_Host *H, int nargs) {
   t->state = T_NEW;
   t->nargs = n;
   t->id = ++H->next_id;
+  t->parent = lasync__task_of(L) ? lasync__task_of(L)->id : 0;
   lasync_waitlist_init(&t->awaiters);
+  if (t->parent) task_inherit(L, lasync__task_of(L));
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
   lua_pushvalue(L, -2);
   t->ref = luaL_ref(L, -2);
@@ -166,6 +182,8 @@ static int task_run_callbacks(lua_State *L) {
   return n;
 }
 
+static void task_report(lua_State *L, int idx, lasync_Task *t);
+
 static void task_finish(lasync_Host *H, lasync_Task *t) {
   lua_State *L = H->L;
   lasync_Wait *w;
@@ -177,6 +195,7 @@ static void task_finish(lasync_Host *H, lasync_Task *t) {
   seen |= task_run_callbacks(L);
   if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED)) {
     if (seen) t->flags |= TF_OBSERVED;
+    else if (H->debug) task_report(L, lua_gettop(L), t);
     else {                                /* remember it, weakly */
       lua_rawgetp(L, LUA_REGISTRYINDEX, &H->unobserved);
       lua_pushvalue(L, -2);
@@ -198,7 +217,9 @@ void lasync__task_step(lasync_Host *H, lasync_Task *t) {
   H->current = t;
   t->state = T_RUNNING;
   t->nargs = 0;
+  if (H->wd) lasync__wd_enter(H, t);
   st = lua_resume(co, H->L, nargs, &nres);
+  if (H->wd) lasync__wd_leave(H, t);
   H->current = NULL;
   if (st == LUA_YIELD) {
     if (nres == 1 && lua_touserdata(co, -1) == LASYNC_TAG) {
@@ -374,6 +395,7 @@ static int task_await(lua_State *L) {
     lasync_Task *me = lasync_checktask(L, "await");
     if (me == t) return luaL_error(L, "await: a task cannot await itself");
     me->self.data = t;
+    me->self.what = "task";
     lasync_waitlist_push(&t->awaiters, &me->self);
     return lasync_wait(L, &me->self, task_await_cancel, task_await_k, 0);
   }
@@ -531,6 +553,12 @@ void lasync__report_unobserved(lasync_Host *H) {
 
 /* ------------------------------------------------------- public C API */
 
+void lasync_set_debug(lasync_Host *H, int on) {
+  H->debug = (unsigned char)(on != 0);
+  if (on && H->wd == NULL) lasync__watchdog_start(H, 0.1, 0);
+  if (!on) lasync__watchdog_stop(H);
+}
+
 int lasync_task_status(lasync_Task *t) {
   return task_done(t) ? t->state : LASYNC_PENDING;
 }
@@ -555,6 +583,45 @@ void lasync_task_stack(lua_State *L, int idx) {
   else luaL_traceback(L, t->co, NULL, 0);
 }
 
+/* Pushes what the task waits on, in words, or nil. */
+static void task_push_waiting(lua_State *L, lasync_Task *t) {
+  lasync_Wait *w = t->wait;
+  if (w == NULL) lua_pushnil(L);
+  else if (w != &t->self) lua_pushstring(L, w->what ? w->what : "a native operation");
+  else if (w->what && w->what[0] == 's' && w->what[1] == 'l') {   /* sleep */
+    if (t->timer.idx) {
+      uint64_t now = lasync__now(t->H);
+      double left = t->timer.due > now ? (double)(t->timer.due - now) / 1e9 : 0;
+      lua_pushfstring(L, "sleep (%f s left)", left);
+    }
+    else lua_pushliteral(L, "sleep (forever)");
+  }
+  else if (w->what && w->what[0] == 't')
+    lua_pushfstring(L, "task-%d", (int)((lasync_Task *)w->data)->id);
+  else lua_pushstring(L, w->what ? w->what : "?");
+}
+
+/* t:info(): {id, name, state, parent, waiting, stack} for introspection. */
+static int task_info(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, t->id);
+  lua_setfield(L, -2, "id");
+  task_pushname(L, 1, t);
+  lua_setfield(L, -2, "name");
+  task_state(L);
+  lua_setfield(L, -2, "state");
+  lua_pushinteger(L, t->parent);
+  lua_setfield(L, -2, "parent");
+  task_push_waiting(L, t);
+  lua_setfield(L, -2, "waiting");
+  lasync_task_stack(L, 1);
+  lua_setfield(L, -2, "stack");
+  lua_pushnumber(L, (lua_Number)t->cpu_ns / 1e9);
+  lua_setfield(L, -2, "cpu");
+  return 1;
+}
+
 /* t:stack(): where a waiting task waits (a traceback), nil when done. */
 static int task_stack(lua_State *L) {
   lasync_task_stack(L, 1);
@@ -574,6 +641,27 @@ static int l_cancel(lua_State *L) {
   int depth = (int)luaL_checkinteger(L, 3);
   lua_settop(L, 2);
   lua_pushboolean(L, lasync__cancel(L, t, depth));
+  return 1;
+}
+
+/* core.context([layer]): the current task's context layer (a table or
+** nil); with an argument, sets it. Outside a task: nil, and setting fails. */
+static int l_context(lua_State *L) {
+  lasync_Task *t = lasync__task_of(L);
+  int set = !lua_isnone(L, 1);
+  if (t == NULL) {
+    if (set) return luaL_error(L, "async.context: not inside a task");
+    return 0;
+  }
+  lasync__push_task(L, t);
+  task_extras(L, -1, set);
+  if (set) {
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "ctx");
+    return 0;
+  }
+  if (!lua_istable(L, -1)) return 0;
+  lua_getfield(L, -1, "ctx");
   return 1;
 }
 
@@ -614,6 +702,7 @@ static const luaL_Reg task_methods[] = {
   {"cancel", task_cancel}, {"done", task_done_m}, {"cancelled", task_cancelled},
   {"state", task_state}, {"name", task_name}, {"set_name", task_set_name},
   {"id", task_id}, {"traceback", task_traceback}, {"stack", task_stack},
+  {"info", task_info},
   {"add_done_callback", task_add_done_callback},
   {"remove_done_callback", task_remove_done_callback},
   {NULL, NULL}
@@ -621,7 +710,7 @@ static const luaL_Reg task_methods[] = {
 
 static const luaL_Reg task_funcs[] = {
   {"spawn", l_spawn}, {"current", l_current}, {"cancel", l_cancel},
-  {"withdraw", l_withdraw}, {"tasks", l_tasks}, {NULL, NULL}
+  {"withdraw", l_withdraw}, {"tasks", l_tasks}, {"context", l_context}, {NULL, NULL}
 };
 
 /* Adds the task functions to the table on top (H is upvalue 1). */

@@ -178,6 +178,7 @@ static int l_sleep(lua_State *L) {
   if (sec <= 0) {
     return lasync__yield(L, t);
   }
+  t->self.what = "sleep";
   if (sec < MAX_SLEEP) {
     t->timer.kind = TIMER_SLEEP;
     lasync__timer_start(t->H, &t->timer,
@@ -200,7 +201,8 @@ static int l_clock(lua_State *L) {
   }
   mode = luaL_checkoption(L, 1, NULL, modes);
   luaL_argcheck(L, jump >= 0, 2, "must not be negative");
-  if (mode && !H->virtual_clock) H->vnow = lasync__now(H);
+  if (mode && !H->virtual_clock)          /* on a whole second, so that */
+    H->vnow = (lasync__now(H) / 1000000000 + 1) * 1000000000;  /* time() is exact */
   if (!mode && H->virtual_clock)
     H->clock_offset = (int64_t)(H->vnow - uv_hrtime());
   H->virtual_clock = (unsigned char)mode;
@@ -343,6 +345,70 @@ static int handle_tostring(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------------------ real-time alarms */
+
+/* core.alarm(sec, fn): calls fn (a plain callback) after sec seconds of
+** real time, whatever the host clock says: test timeouts must hold under a
+** virtual clock. Returns a function that cancels it. The uv_timer_t lives
+** apart from its Lua box and is freed in its close callback, which the
+** cancel function or the box's __gc starts. It keeps the loop alive: a
+** stuck test is reported by its timeout, with the tasks that wait. */
+typedef struct Alarm {
+  uv_timer_t timer;
+  lua_State *L;
+  int ref;                        /* the callback, until it runs */
+} Alarm;
+
+#define ALARM_MT "lasync.Alarm"
+
+static void alarm_closed(uv_handle_t *h) { free(h->data); }
+
+static void alarm_cb(uv_timer_t *h) {
+  Alarm *a = (Alarm *)h->data;
+  lua_State *L = a->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
+  a->ref = LUA_NOREF;
+  lasync__pcall(L, 0, 0);
+}
+
+static int alarm_close(lua_State *L) {
+  Alarm **box = (Alarm **)luaL_checkudata(L, 1, ALARM_MT);
+  Alarm *a = *box;
+  if (a == NULL) return 0;
+  *box = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
+  uv_close((uv_handle_t *)&a->timer, alarm_closed);
+  return 0;
+}
+
+static int alarm_cancel_box(lua_State *L) {
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return alarm_close(L);
+}
+
+static int l_alarm(lua_State *L) {
+  lua_Number sec = luaL_checknumber(L, 1);
+  Alarm *a, **box;
+  luaL_argcheck(L, sec >= 0 && sec < MAX_SLEEP, 1, "out of range");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  box = (Alarm **)lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, ALARM_MT);
+  a = (Alarm *)malloc(sizeof *a);
+  if (a == NULL) return luaL_error(L, "not enough memory");
+  a->L = HOST(L)->L;
+  lua_pushvalue(L, 2);
+  a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_init(HOST(L)->loop, &a->timer);
+  a->timer.data = a;
+  uv_timer_start(&a->timer, alarm_cb, (uint64_t)ceil(sec * 1000), 0);
+  *box = a;
+  lua_pushcclosure(L, alarm_cancel_box, 1);
+  return 1;
+}
+
 static const luaL_Reg handle_methods[] = {
   {"cancel", handle_cancel}, {"cancelled", handle_cancelled}, {NULL, NULL}
 };
@@ -350,6 +416,7 @@ static const luaL_Reg handle_methods[] = {
 static const luaL_Reg timer_funcs[] = {
   {"sleep", l_sleep}, {"time", l_time}, {"call_soon", l_call_soon},
   {"call_later", l_call_later}, {"clock", l_clock}, {"advance", l_advance},
+  {"alarm", l_alarm},
   {NULL, NULL}
 };
 
@@ -359,6 +426,10 @@ int lasync__open_timer(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, handle_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, ALARM_MT);
+  lua_pushcfunction(L, alarm_close);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   lua_pushlightuserdata(L, lasync_host(L));
   luaL_setfuncs(L, timer_funcs, 1);

@@ -121,6 +121,7 @@ static int l_watch(lua_State *L) {
     return 1;
   }
   me->self.data = wt;
+  me->self.what = "several tasks (gather, settle or wait)";
   wt->gen = me->gen + 1;          /* the generation lasync_wait will give */
   return lasync_wait(L, &me->self, watch_cancel, watch_k, 0);
 }

@@ -1,87 +1,27 @@
 -- tests/support.lua: what every suite shares. `support.suite(T)` wraps each
--- test of T so it fails if it leaves a task running or a timer armed
--- (STYLE 13: count what must happen, then check it happened), and cancels
--- the leftovers so one test's leak does not spill into the next.
+-- test of T (async.testing.suite) so it fails if it leaves a task running or
+-- a timer armed (STYLE 13: count what must happen, then check it happened),
+-- or runs past its timeout, and cancels the leftovers so one test's leak
+-- does not spill into the next.
 local core = require "async.core"
 local M = {}
 
-local function leftovers()
-  local me, left = async.current(), {}
-  for _, t in ipairs(core.tasks()) do
-    if t ~= me then left[#left + 1] = t end
-  end
-  return left
-end
+local testing = require "async.testing"
 
-function M.check_clean()
-  for _ = 1, 3 do async.sleep(0) end    -- let finished work drain
-  local left = leftovers()
-  if #left > 0 then
-    local names = {}
-    for i, t in ipairs(left) do names[i] = tostring(t); t:cancel("test cleanup") end
-    for _, t in ipairs(left) do pcall(t.await, t) end
-    error("test left tasks running: " .. table.concat(names, ", "), 0)
-  end
-  local timers = core.stats().timers
-  if timers ~= 0 then error("test left " .. timers .. " timer(s) armed", 0) end
-end
+-- The generic parts live in async.testing (the product's own test support,
+-- used here so it is tested by use): timeouts, leak checks, the runner.
+M.check_clean = function() return testing.check_clean() end
 
--- Timers armed now, not counting the watchdogs of running tests.
+-- Timers armed now (test timeouts are real-time alarms, not among them).
 M.watchdogs = 0
 function M.timers()
-  return core.stats().timers - M.watchdogs
+  return core.stats().timers
 end
 
--- Calls fn(...) in the current task; if it is still running after sec
--- seconds (a lost wake-up, or a cancellation that never came), cancels the
--- task so the test fails at once instead of hanging the suite. Returns
--- pcall's results, with the watchdog's message as the error if it fired.
-local function watched(sec, fn, ...)
-  local me = async.current()
-  local msg = ("test watchdog: still running after %g s (lost wake-up or missing cancellation?)"):format(sec)
-  local stop = core.new_cancelled(msg)
-  local fired = false
-  M.watchdogs = M.watchdogs + 1
-  local h = async.call_later(sec, function()
-    fired = true
-    core.cancel(me, stop, 0)
-  end)
-  local res = table.pack(pcall(fn, ...))
-  h:cancel()
-  M.watchdogs = M.watchdogs - 1
-  if fired then
-    core.withdraw(me, stop)             -- if it was never delivered
-    if res[1] or res[2] == stop then return false, msg end
-    return false, msg .. "; the test raised: " .. tostring(res[2])
-  end
-  return table.unpack(res, 1, res.n)
-end
-
--- support.suite(T [, watchdog]): wraps each test of T to check for leaks
--- afterwards, and to fail (not hang) when it runs past `watchdog` seconds
--- (default 5; tests here take milliseconds). Tests are usually defined
--- after the call (`TestX = support.suite {}` then `function TestX:test_y()`),
--- so those are wrapped as they are added, through __newindex.
-function M.suite(T, watchdog)
-  watchdog = watchdog or 5
-  local function wrap(name, fn)
-    if type(fn) ~= "function" or type(name) ~= "string" or not name:match("^test") then
-      return fn
-    end
-    return function(...)
-      local ok, err = watched(watchdog, fn, ...)
-      local clean, leak = pcall(M.check_clean)
-      if not ok then
-        if not clean then err = tostring(err) .. "\n(and then: " .. tostring(leak) .. ")" end
-        error(err, 0)
-      end
-      if not clean then error(leak, 0) end
-    end
-  end
-  for name, fn in pairs(T) do T[name] = wrap(name, fn) end
-  return setmetatable(T, {__newindex = function(t, name, fn)
-    rawset(t, name, wrap(name, fn))
-  end})
+-- support.suite(T [, timeout]): async.testing's suite with this project's
+-- default timeout of 5 s (tests here take milliseconds).
+function M.suite(T, timeout)
+  return testing.suite(T, type(timeout) == "table" and timeout or {timeout = timeout or 5})
 end
 
 -- A list that records events, for asserting order.
@@ -140,12 +80,8 @@ function M.lasync_run(src, args)
   return r
 end
 
--- support.run(...): runs the LuaUnit suites with the script's arguments
--- (tests/run.sh passes "-o tap") and fails the script if any test failed.
-function M.run(...)
-  local lu = require "luaunit"
-  local failures = lu.LuaUnit.run(...)
-  if failures ~= 0 then error(failures .. " test(s) failed", 0) end
-end
+-- support.run(...): runs the suites with the script's arguments
+-- (tests/run.sh passes "-o tap"); fails the script if any test failed.
+M.run = testing.run
 
 return M

@@ -355,8 +355,8 @@ end
 -- The rest loads on first use, so a script pays only for what it touches.
 -- Submodules: async.net is require "async.net". Functions: async.lock is
 -- require("async.sync").lock.
-local submodules = {}
-local from_module = {}
+local submodules = {testing = "async.testing", debug = "async.debug", context = "async.context"}
+local from_module = {tasks = "async.debug", dump = "async.debug"}
 setmetatable(async, {__index = function(t, k)
   local v
   if submodules[k] then v = require(submodules[k])
