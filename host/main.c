@@ -199,7 +199,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     return 1;
   }
   if (i < argc && !o->code) { o->script = i; o->first_arg = i + 1; }
-  else o->first_arg = argc;
+  else o->first_arg = i;                 /* -e code: the rest is its `...` */
   return -1;
 }
 

@@ -10,6 +10,23 @@ local testing = {default_timeout = 10}
 
 local per_test_timeout = setmetatable({}, {__mode = "k"})
 
+-- The virtual clock: time moves only when every task waits, and then jumps
+-- to the next deadline (autojump: real seconds of idleness first, 0).
+-- Returns the mode it replaced ("real" or "virtual").
+function testing.use_virtual_clock(autojump) return core.clock("virtual", autojump or 0) end
+function testing.use_real_clock() return core.clock("real") end
+-- Moves the virtual clock forward by sec; the deadlines passed fire.
+function testing.advance(sec) return core.advance(sec) end
+
+-- Runs fn(...) on the virtual clock and puts the clock back after.
+function testing.with_virtual_clock(fn, ...)
+  local before = core.clock("virtual", 0)
+  local res = table.pack(pcall(fn, ...))
+  core.clock(before)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
 -- testing.with_timeout(sec, fn): fn as a test with its own timeout.
 function testing.with_timeout(sec, fn)
   per_test_timeout[fn] = sec
