@@ -82,7 +82,10 @@ struct lasync_Host {
   lasync_Task *wd_task;         /* being resumed (shared with the watchdog) */
   uint64_t wd_start, wd_seq;
   int wd_busy;
-  int tasks_ref;                /* table: ref -> Task, the strong anchors */
+  int tasks_ref;                /* table: slot -> Task, the strong anchors */
+  int task_mt_ref;              /* the Task metatable, by integer key */
+  int *anchor_free;             /* free slots of the task table */
+  int anchor_nfree, anchor_cap, anchor_top;
   int live;                     /* tasks not yet done */
   uint32_t next_id;
   lasync_Task *current;         /* task being resumed, or NULL */
@@ -114,6 +117,7 @@ void lasync__task_step(lasync_Host *H, lasync_Task *t);
 int lasync__cancel(lua_State *L, lasync_Task *t, int depth);
 void lasync__take_cancel(lua_State *L, lasync_Task *t);
 lasync_Task *lasync__checktask_arg(lua_State *L, int i);
+lasync_Task *lasync__totask(lua_State *L, int i);
 void lasync__report_unobserved(lasync_Host *H);
 void lasync__cancel_all(lasync_Host *H);
 void lasync__push_task(lua_State *L, lasync_Task *t);

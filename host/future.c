@@ -205,7 +205,7 @@ static const luaL_Reg future_methods[] = {
 /* The awaiters of the pending task or future at idx, or NULL when it is
 ** done (then *failed tells whether it ended in error). */
 lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed) {
-  lasync_Task *t = (lasync_Task *)luaL_testudata(L, idx, "lasync.Task");
+  lasync_Task *t = lasync__totask(L, idx);
   Future *f;
   if (t) {
     *failed = t->state != LASYNC_DONE;

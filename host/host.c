@@ -229,5 +229,6 @@ void lasync_free(lasync_Host *H) {
     uv_loop_close(H->loop);
   }
   free(H->heap);
+  free(H->anchor_free);
   free(H);
 }

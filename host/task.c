@@ -9,6 +9,7 @@
 ** protected call whose handler records the traceback, so a task always
 ** ends normally with its results (or its error) as its coroutine's stack.
 */
+#include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
 #include "core.h"
@@ -20,8 +21,22 @@ static const char *const state_names[] = {
   "pending", "done", "failed", "cancelled"
 };
 
+/* The Task at index i, or NULL. Compares the metatable with the one kept
+** by integer key (luaL_testudata looks it up by name on every call). */
+lasync_Task *lasync__totask(lua_State *L, int i) {
+  lasync_Task *t = (lasync_Task *)lua_touserdata(L, i);
+  int same;
+  if (t == NULL || !lua_getmetatable(L, i)) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lasync_host(L)->task_mt_ref);
+  same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? t : NULL;
+}
+
 lasync_Task *lasync__checktask_arg(lua_State *L, int i) {
-  return (lasync_Task *)luaL_checkudata(L, i, TASK_MT);
+  lasync_Task *t = lasync__totask(L, i);
+  if (t == NULL) luaL_typeerror(L, i, TASK_MT);
+  return t;
 }
 
 /* Pushes a live task's object (its anchor in the task table). */
@@ -106,6 +121,33 @@ static int task_body(lua_State *co) {
 
 /* ------------------------------------------------------ spawn and step */
 
+/* Anchors the task at L's top in the host's task table (a slot of an
+** array, recycled through a free list in C: cheaper than luaL_ref, which
+** keeps its free list in the table itself). Returns the slot. */
+static int task_anchor(lua_State *L, lasync_Host *H) {
+  int slot = H->anchor_nfree > 0 ? H->anchor_free[--H->anchor_nfree] : ++H->anchor_top;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+  return slot;
+}
+
+static void task_unanchor(lua_State *L, lasync_Host *H, int slot) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+  if (H->anchor_nfree == H->anchor_cap) {
+    int cap = H->anchor_cap ? 2 * H->anchor_cap : 256;
+    int *a = (int *)realloc(H->anchor_free, (size_t)cap * sizeof *a);
+    if (a == NULL) return;                /* the slot is not reused: harmless */
+    H->anchor_free = a;
+    H->anchor_cap = cap;
+  }
+  H->anchor_free[H->anchor_nfree++] = slot;
+}
+
 /* The task at L's top inherits the context of its spawner p (the layer
 ** p has now: p's later changes make a new layer, so they stay p's). Costs
 ** nothing when p has no context. */
@@ -127,7 +169,8 @@ static lasync_Task *task_new(lua_State *L, lasync_Host *H, int nargs) {
   memset(t, 0, sizeof *t);
   lua_setiuservalue(L, -2, 1);           /* the thread lives in the task */
   *(lasync_Task **)lua_getextraspace(co) = t;
-  luaL_setmetatable(L, TASK_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_ref);
+  lua_setmetatable(L, -2);
   lua_insert(L, -(n + 1));               /* task below function and args */
   if (!lua_checkstack(co, n + 1)) luaL_error(L, "spawn: too many arguments");
   lua_pushcfunction(co, task_body);
@@ -140,10 +183,7 @@ static lasync_Task *task_new(lua_State *L, lasync_Host *H, int nargs) {
   t->parent = lasync__task_of(L) ? lasync__task_of(L)->id : 0;
   lasync_waitlist_init(&t->awaiters);
   if (t->parent) task_inherit(L, lasync__task_of(L));
-  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
-  lua_pushvalue(L, -2);
-  t->ref = luaL_ref(L, -2);
-  lua_pop(L, 1);
+  t->ref = task_anchor(L, H);
   H->live++;
   lasync__ready_push(H, &t->run);
   return t;
@@ -204,9 +244,7 @@ static void task_finish(lasync_Host *H, lasync_Task *t) {
     }
   }
   lua_pop(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
-  luaL_unref(L, -1, t->ref);
-  lua_pop(L, 1);
+  task_unanchor(L, H, t->ref);
   t->ref = LUA_NOREF;
 }
 
@@ -717,6 +755,8 @@ static const luaL_Reg task_funcs[] = {
 int lasync__open_task(lua_State *L) {
   lasync_Host *H = lasync_host(L);
   luaL_newmetatable(L, TASK_MT);
+  lua_pushvalue(L, -1);
+  H->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_newlib(L, task_methods);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, task_tostring);
