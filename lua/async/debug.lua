@@ -56,7 +56,11 @@ local function render(out, children, parent, prefix)
     local first = g[1]
     local head = #g == 1 and first.name
       or ("%d × %s .. %s"):format(#g, first.name, g[#g].name)
-    out[#out + 1] = branch .. head .. ": " .. label(first)
+    local cpu = 0
+    for _, info in ipairs(g) do cpu = cpu + (info.cpu or 0) end
+    -- CPU time is counted while the watchdog is on (debug mode)
+    out[#out + 1] = branch .. head .. ": " .. label(first) ..
+      (cpu >= 1e-4 and ("  [cpu %.1f ms]"):format(cpu * 1e3) or "")
     for _, info in ipairs(g) do
       render(out, children, info.id, prefix .. (last and "   " or "│  "))
     end
