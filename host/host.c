@@ -111,6 +111,8 @@ static int host_load_embedded(lua_State *L) {
 /* The native modules: one C file each, loaded on first require. */
 static const luaL_Reg natives[] = {
   {"async.core", luaopen_core},
+  {"async.queue", lasync__luaopen_queue},
+  {"async.sync", lasync__luaopen_sync},
   {NULL, NULL}
 };
 

@@ -357,6 +357,10 @@ end
 -- require("async.sync").lock.
 local submodules = {testing = "async.testing", debug = "async.debug", context = "async.context"}
 local from_module = {tasks = "async.debug", dump = "async.debug"}
+for _, k in ipairs{"queue", "lifo_queue", "priority_queue", "QueueFull", "QueueEmpty",
+                  "QueueClosed"} do from_module[k] = "async.queue" end
+for _, k in ipairs{"lock", "event", "condition", "semaphore", "bounded_semaphore", "barrier",
+                  "BrokenBarrier"} do from_module[k] = "async.sync" end
 setmetatable(async, {__index = function(t, k)
   local v
   if submodules[k] then v = require(submodules[k])
