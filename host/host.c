@@ -72,6 +72,25 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+/* core.handles(): the type names of the libuv handles open on the host's
+** loop, not counting the host's own and those closing: what a test that
+** leaks a socket or a timer of its own leaves behind. */
+static void host_count_handle(uv_handle_t *h, void *arg) {
+  lua_State *L = (lua_State *)arg;
+  lasync_Host *H = lasync_host(L);
+  if (uv_is_closing(h) || h == (uv_handle_t *)&H->idle || h == (uv_handle_t *)&H->check ||
+      h == (uv_handle_t *)&H->uvtimer)
+    return;
+  lua_pushstring(L, uv_handle_type_name(uv_handle_get_type(h)));
+  lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+}
+
+static int l_handles(lua_State *L) {
+  lua_newtable(L);
+  uv_walk(lasync_host(L)->loop, host_count_handle, L);
+  return 1;
+}
+
 static int luaopen_core(lua_State *L) {
   lua_newtable(L);
   lasync__open_task(L);
@@ -85,6 +104,8 @@ static int luaopen_core(lua_State *L) {
   lua_setfield(L, -2, "new_cancelled");
   lua_pushcfunction(L, l_stats);
   lua_setfield(L, -2, "stats");
+  lua_pushcfunction(L, l_handles);
+  lua_setfield(L, -2, "handles");
   luaL_getmetatable(L, LASYNC_CANCELLED_MT);
   lua_setfield(L, -2, "Cancelled");
   luaL_getmetatable(L, LASYNC_TIMEOUT_MT);

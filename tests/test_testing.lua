@@ -130,6 +130,18 @@ function TestChecks:test_timeout_reports_stuck_tasks_and_where()
   pcall(helper.await, helper)
 end
 
+function TestChecks:test_leaked_handle_is_named()
+  local stop
+  local wrapped = testing.test(function()
+    stop = core.alarm(100, function() end)   -- a libuv timer, never closed
+  end)
+  local ok, err = pcall(wrapped)
+  stop()
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "the test left handles open: 1 timer")
+  lu.assertTrue(pcall(testing.test(function() end)))
+end
+
 function TestChecks:test_with_timeout_sets_one_tests_timeout()
   local fn = function() end
   lu.assertIs(testing.with_timeout(30, fn), fn)

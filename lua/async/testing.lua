@@ -75,6 +75,26 @@ local function sweep(list)
   end)
 end
 
+-- The handles open now, as {[type name] = count}.
+local function handle_counts()
+  local counts = {}
+  for _, name in ipairs(core.handles()) do counts[name] = (counts[name] or 0) + 1 end
+  return counts
+end
+
+-- Raises naming the handles open now beyond `before` (handle_counts()).
+local function check_handles(before)
+  local extra = {}
+  for name, n in pairs(handle_counts()) do
+    if n > (before[name] or 0) then extra[#extra + 1] = ("%d %s"):format(n - (before[name] or 0), name) end
+  end
+  if #extra > 0 then
+    table.sort(extra)
+    error("the test left handles open: " .. table.concat(extra, ", ") ..
+          " (close sockets, servers, files and processes it opened)", 0)
+  end
+end
+
 -- Checks that nothing the test started is still alive; raises naming it.
 function testing.check_clean(me)
   me = me or async.current()
@@ -131,8 +151,13 @@ function testing.suite(T, opts)
         core.clock("virtual", type(opts.virtual_clock) == "number" and opts.virtual_clock or 0)
       end
       local sec = per_test_timeout[fn] or opts.timeout or testing.default_timeout
+      local handles = handle_counts()
       local ok, err = testing.run_with_timeout(sec, fn, ...)
       local clean, leak = pcall(testing.check_clean, me)
+      if clean then
+        for _ = 1, 3 do async.sleep(0) end  -- let closing handles finish closing
+        clean, leak = pcall(check_handles, handles)
+      end
       core.clock(before)
       if not ok then
         if not clean then err = tostring(err) .. "\n(and then: " .. tostring(leak) .. ")" end
