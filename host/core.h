@@ -139,6 +139,7 @@ int lasync__open_future(lua_State *L);
 int lasync__notify(lasync_Wait *w, int failed);
 int lasync__open_watch(lua_State *L);
 lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed);
+int lasync__push_first(lua_State *L, int idx);
 
 /* watchdog.c */
 void lasync__wd_enter(lasync_Host *H, lasync_Task *t);

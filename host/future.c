@@ -217,6 +217,28 @@ lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed) {
   return f->state != LASYNC_PENDING ? NULL : &f->awaiters;
 }
 
+/* Pushes the first result of the task or future at idx if it succeeded
+** (nil when it returned nothing) and returns 1; returns 0 otherwise. */
+int lasync__push_first(lua_State *L, int idx) {
+  lasync_Task *t = lasync__totask(L, idx);
+  Future *f;
+  if (t) {
+    if (t->state != LASYNC_DONE) return 0;
+    if (lua_gettop(t->co) == 0 || !lua_checkstack(t->co, 1)) lua_pushnil(L);
+    else {
+      lua_pushvalue(t->co, 1);
+      lua_xmove(t->co, L, 1);
+    }
+    return 1;
+  }
+  f = (Future *)luaL_testudata(L, idx, FUTURE_MT);
+  if (f == NULL || f->state != LASYNC_DONE) return 0;
+  lua_getiuservalue(L, idx, 1);
+  lua_rawgeti(L, -1, 1);
+  lua_remove(L, -2);
+  return 1;
+}
+
 int lasync__open_future(lua_State *L) {
   luaL_newmetatable(L, FUTURE_MT);
   luaL_newlib(L, future_methods);

@@ -180,9 +180,7 @@ function async.gather(...)
     cancel_pending(items, "gather: another task failed")
     return first:result()                 -- raises, with the child's traceback
   end
-  local results = {n = items.n}
-  for k = 1, items.n do results[k] = items[k]:result() end
-  return results
+  return core.first_results(items, items.n)
 end
 
 -- settle(...): like gather but never raises for a child: returns results
