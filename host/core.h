@@ -116,6 +116,7 @@ int lasync__open_task(lua_State *L);
 void lasync__task_step(lasync_Host *H, lasync_Task *t);
 int lasync__cancel(lua_State *L, lasync_Task *t, int depth);
 void lasync__take_cancel(lua_State *L, lasync_Task *t);
+void lasync__task_set_cause(lua_State *L, int err_idx, const char *from, const char *tb);
 lasync_Task *lasync__checktask_arg(lua_State *L, int i);
 lasync_Task *lasync__totask(lua_State *L, int i);
 void lasync__report_unobserved(lasync_Host *H);

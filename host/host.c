@@ -73,14 +73,15 @@ static int l_stats(lua_State *L) {
 }
 
 /* core.handles(): the type names of the libuv handles open on the host's
-** loop, not counting the host's own and those closing: what a test that
-** leaks a socket or a timer of its own leaves behind. */
+** loop, not counting the host's own, those closing, and those that do not
+** keep the loop alive (signal watchers, an idle executor's async handle):
+** what a test that leaks a socket or a timer of its own leaves behind. */
 static void host_count_handle(uv_handle_t *h, void *arg) {
   lua_State *L = (lua_State *)arg;
   lasync_Host *H = lasync_host(L);
-  if (uv_is_closing(h) || h == (uv_handle_t *)&H->idle || h == (uv_handle_t *)&H->check ||
-      h == (uv_handle_t *)&H->uvtimer)
-    return;
+  if (uv_is_closing(h) || !uv_has_ref(h) || h == (uv_handle_t *)&H->idle ||
+      h == (uv_handle_t *)&H->check || h == (uv_handle_t *)&H->uvtimer)
+    return;                 /* unreferenced: host-lifetime (signals, pools) */
   lua_pushstring(L, uv_handle_type_name(uv_handle_get_type(h)));
   lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
 }

@@ -370,6 +370,23 @@ static void task_observe(lua_State *L, lasync_Task *t) {
   }
 }
 
+/* Records, for the running task, that the error at err_idx comes from
+** `from` (a task's name, "a worker thread") whose traceback was tb: when
+** the task fails with that same error, its traceback ends with tb. */
+void lasync__task_set_cause(lua_State *L, int err_idx, const char *from, const char *tb) {
+  lasync_Task *me = lasync__task_of(L);
+  if (me == NULL) return;
+  err_idx = lua_absindex(L, err_idx);
+  luaL_checkstack(L, 4, NULL);
+  lasync__push_task(L, me);
+  task_extras(L, -1, 1);
+  lua_pushvalue(L, err_idx);
+  lua_setfield(L, -2, "reraised");
+  lua_pushfstring(L, "%s):\n%s", from, tb ? tb : "(no traceback)");
+  lua_setfield(L, -2, "cause");
+  lua_pop(L, 2);
+}
+
 /* Pushes the results of the done task at idx and returns their count; for
 ** a failed or cancelled task pushes its error and, if `raise`, raises it
 ** in the running task, remembering the child's traceback for its own. */
@@ -388,26 +405,13 @@ static int task_outcome(lua_State *L, int idx, lasync_Task *t, int raise) {
   lua_xmove(co, L, 1);
   if (!raise) return 1;
   if (lasync__task_of(L)) {              /* chain the tracebacks */
-    lasync_Task *me = lasync__task_of(L);
-    lasync__push_task(L, me);
-    task_extras(L, -1, 1);
-    lua_pushvalue(L, -3);
-    lua_setfield(L, -2, "reraised");
+    const char *tb = NULL;
+    int top = lua_gettop(L);
     task_pushname(L, idx, t);
-    lua_pushliteral(L, "):\n");
-    {
-      int top = lua_gettop(L);
-      if (task_extras(L, idx, 0) && lua_getfield(L, -1, "tb") == LUA_TSTRING)
-        lua_replace(L, top + 1);
-      else {
-        lua_settop(L, top);
-        lua_pushliteral(L, "(no traceback)");
-      }
-      lua_settop(L, top + 1);
-    }
-    lua_concat(L, 3);
-    lua_setfield(L, -2, "cause");
-    lua_pop(L, 2);
+    if (task_extras(L, idx, 0) && lua_getfield(L, -1, "tb") == LUA_TSTRING)
+      tb = lua_tostring(L, -1);
+    lasync__task_set_cause(L, top, lua_tostring(L, top + 1), tb);
+    lua_settop(L, top);
   }
   return lua_error(L);
 }
