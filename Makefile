@@ -3,10 +3,12 @@
 #   make            build build/lasync and build/liblasync.a
 #   make test       build and run every suite; ends with "N passed, N failed"
 #   make asan test  the same under AddressSanitizer + UBSan (in build-asan/)
+#   make tsan test  the same under ThreadSanitizer (in build-tsan/)
 #   make bench      run bench/ against the peers (make bench-deps first)
 #   make deps       install missing Debian packages (does nothing if present)
+#   make install PREFIX=/usr/local   lasync, lasync.h, liblasync.{a,so}, lasync.pc
 
-PKGS     = liblua5.4-dev libuv1-dev lua-unit pkg-config
+PKGS     = liblua5.4-dev libuv1-dev lua-unit pkg-config libedit-dev python3 curl
 LUA_PC  ?= lua5.4
 CC      ?= cc
 WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Werror
@@ -17,21 +19,40 @@ BUILD   ?= build-asan
 OPT      = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDSAN    = -fsanitize=address,undefined
 endif
+ifneq ($(filter tsan,$(MAKECMDGOALS)),)
+BUILD   ?= build-tsan
+OPT      = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+LDSAN    = -fsanitize=thread
+endif
 BUILD   ?= build
 
-# Recursive (=) so pkg-config runs after `deps` has installed it.
-PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libuv)
+# Recursive (=) so pkg-config runs after `deps` has installed it. libedit: headers
+# only; the REPL loads it when it starts (host/repl_edit.c).
+PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libuv libedit)
 PKG_LIBS   = $(shell pkg-config --libs $(LUA_PC) libuv) -lm
-CFLAGS_ALL = -std=c99 -D_GNU_SOURCE $(OPT) $(WARN) $(PKG_CFLAGS) -Ihost $(CFLAGS)
+CFLAGS_ALL = -std=c99 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) $(PKG_CFLAGS) -Ihost $(CFLAGS)
 
 # Every host/*.c but the CLI is library code: a new native module needs no edit here.
 CORE_SRCS = $(filter-out host/main.c,$(wildcard host/*.c))
-CORE_OBJS = $(CORE_SRCS:host/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/modules.o
+CORE_OBJS = $(CORE_SRCS:host/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/modules.o $(BUILD)/obj/apidoc.o
 LUA_SRCS  = $(shell find lua -name '*.lua' | sort)
 
-.PHONY: all deps demo test asan bench bench-deps clean
-all: $(BUILD)/lasync $(BUILD)/liblasync.a
+# Embedding (docs/embedding.md): shared library, pkg-config file, install,
+# the example application and the C tests.
+VERSION   = $(shell sed -n 's/.*LASYNC_VERSION "\(.*\)".*/\1/p' host/lasync.h)
+SONAME    = liblasync.so.0
+PREFIX   ?= /usr/local
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include
+PC_SED    = -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+            -e 's|@VERSION@|$(VERSION)|' -e 's|@LUA_PC@|$(LUA_PC)|' -e 's|@LIBS@|$(PKG_LIBS)|'
+EXAMPLE   = $(BUILD)/example/app
+CTESTS    = $(patsubst tests/c/%.c,$(BUILD)/tests/c/%,$(wildcard tests/c/*.c))
+
+.PHONY: all deps demo test asan tsan bench bench-deps clean install uninstall
+all: $(BUILD)/lasync $(BUILD)/liblasync.a $(BUILD)/liblasync.so $(BUILD)/lasync.pc $(EXAMPLE)
 asan: all
+tsan: all
 
 deps:
 	@missing=""; for p in $(PKGS); do \
@@ -53,9 +74,17 @@ $(BUILD)/modules.c: $(BUILD)/luaembed $(LUA_SRCS)
 	$(BUILD)/luaembed $@ lua $(LUA_SRCS)
 
 $(BUILD)/obj/modules.o: $(BUILD)/modules.c
-	$(CC) $(OPT) -c -o $@ $<
+	$(CC) -fPIC $(OPT) -c -o $@ $<
 
-$(BUILD)/obj/%.o: host/%.c host/core.h host/lasync.h | $(BUILD)/.dir
+# docs/API.md as a C string, for `help` at the REPL (host/repl.c).
+$(BUILD)/apidoc.c: docs/API.md | $(BUILD)/.dir
+	{ echo 'const char lasync__apidoc[] = {'; od -An -v -tu1 $< | sed 's/[0-9][0-9]*/&,/g'; \
+	  echo '0};'; } >$@
+
+$(BUILD)/obj/apidoc.o: $(BUILD)/apidoc.c
+	$(CC) -fPIC $(OPT) -c -o $@ $<
+
+$(BUILD)/obj/%.o: host/%.c $(wildcard host/*.h) | $(BUILD)/.dir
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 $(BUILD)/liblasync.a: $(CORE_OBJS)
@@ -64,10 +93,45 @@ $(BUILD)/liblasync.a: $(CORE_OBJS)
 $(BUILD)/lasync: $(BUILD)/obj/main.o $(BUILD)/liblasync.a
 	$(CC) $(LDSAN) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
+# Only lasync_* (one underscore) is exported: lasync__* stay internal.
+$(BUILD)/liblasync.so.$(VERSION): $(CORE_OBJS) host/lasync.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,host/lasync.map -Wl,--no-undefined \
+	  $(LDSAN) -o $@ $(CORE_OBJS) $(PKG_LIBS) $(LDFLAGS)
+
+$(BUILD)/liblasync.so: $(BUILD)/liblasync.so.$(VERSION)
+	ln -sf liblasync.so.$(VERSION) $(BUILD)/$(SONAME) && ln -sf $(SONAME) $@
+
+$(BUILD)/lasync.pc: host/lasync.pc.in host/lasync.h Makefile | $(BUILD)/.dir
+	sed $(PC_SED) $< >$@
+
+$(EXAMPLE): host/example/app.c host/lasync.h $(BUILD)/liblasync.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/liblasync.a $(PKG_LIBS) $(LDSAN) $(LDFLAGS)
+
+$(BUILD)/tests/c/%: tests/c/%.c tests/c/tap.h tests/c/common.h host/lasync.h $(BUILD)/liblasync.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/liblasync.a $(PKG_LIBS) $(LDSAN) $(LDFLAGS)
+
+# DESTDIR stages a package; the .pc file is written for PREFIX.
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 755 $(BUILD)/lasync $(DESTDIR)$(PREFIX)/bin/lasync
+	install -m 644 host/lasync.h $(DESTDIR)$(INCDIR)/lasync.h
+	install -m 644 $(BUILD)/liblasync.a $(DESTDIR)$(LIBDIR)/liblasync.a
+	install -m 755 $(BUILD)/liblasync.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf liblasync.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/liblasync.so
+	sed $(PC_SED) host/lasync.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/lasync.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/lasync $(DESTDIR)$(INCDIR)/lasync.h \
+	  $(DESTDIR)$(LIBDIR)/liblasync.a $(DESTDIR)$(LIBDIR)/liblasync.so* \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig/lasync.pc
+
 demo: all
 	$(BUILD)/lasync scripts/demo.lua
 
-test: all
+test: all $(CTESTS)
 	@LASYNC=$(BUILD)/lasync BUILD=$(BUILD) sh tests/run.sh
 
 bench-deps:
@@ -77,4 +141,4 @@ bench: all
 	LASYNC=$(CURDIR)/$(BUILD)/lasync bench/run $(W)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan

@@ -79,6 +79,7 @@ static int barrier_wait(lua_State *L) {
   }
   t->self.data = b;
   lasync_waitlist_push(&b->waiters, &t->self);
+  t->self.what = "barrier";
   return lasync_wait(L, &t->self, barrier_cancel, barrier_wait_k, 0);
 }
 

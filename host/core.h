@@ -116,6 +116,7 @@ int lasync__open_task(lua_State *L);
 void lasync__task_step(lasync_Host *H, lasync_Task *t);
 int lasync__cancel(lua_State *L, lasync_Task *t, int depth);
 void lasync__take_cancel(lua_State *L, lasync_Task *t);
+extern const char lasync__what_sleep[], lasync__what_task[];
 void lasync__task_set_cause(lua_State *L, int err_idx, const char *from, const char *tb);
 lasync_Task *lasync__checktask_arg(lua_State *L, int i);
 lasync_Task *lasync__totask(lua_State *L, int i);
@@ -163,10 +164,16 @@ int lasync__luaopen_stream(lua_State *L);
 int lasync__luaopen_net(lua_State *L);
 int lasync__luaopen_udp(lua_State *L);
 int lasync__luaopen_dns(lua_State *L);
+int lasync__luaopen_fs(lua_State *L);
+int lasync__luaopen_process(lua_State *L);
+int lasync__luaopen_signal(lua_State *L);
 
 /* executor.c, thread.c: "async.executor_core" and "async.thread" */
 int lasync__luaopen_executor(lua_State *L);
 int lasync__luaopen_thread(lua_State *L);
+
+/* repl.c: "async.repl.apidoc", the text of docs/API.md for help */
+int lasync__luaopen_apidoc(lua_State *L);
 
 /* embed.c */
 void lasync__shutdown(lasync_Host *H);

@@ -135,6 +135,16 @@ static const luaL_Reg natives[] = {
   {"async.core", luaopen_core},
   {"async.queue", lasync__luaopen_queue},
   {"async.sync", lasync__luaopen_sync},
+  {"async.stream", lasync__luaopen_stream},
+  {"async.core.net", lasync__luaopen_net},
+  {"async.dns", lasync__luaopen_dns},
+  {"async.core.udp", lasync__luaopen_udp},
+  {"async.core.fs", lasync__luaopen_fs},
+  {"async.core.process", lasync__luaopen_process},
+  {"async.core.signal", lasync__luaopen_signal},
+  {"async.executor_core", lasync__luaopen_executor},
+  {"async.thread", lasync__luaopen_thread},
+  {"async.repl.apidoc", lasync__luaopen_apidoc},
   {NULL, NULL}
 };
 
@@ -222,8 +232,11 @@ lasync_Host *lasync_new(uv_loop_t *loop) {
 lua_State *lasync_state(lasync_Host *H) { return H->L; }
 uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
 
+/* On the application's loop, lasync_free does not run the loop: the host
+** outlives it until the last of its three handles has closed. */
 static void host_closed(uv_handle_t *h) {
-  ((lasync_Host *)h->data)->closed++;
+  lasync_Host *H = (lasync_Host *)h->data;
+  if (++H->closed == 3 && !H->own) free(H);
 }
 
 static void host_walk_close(uv_handle_t *h, void *arg) {
@@ -233,26 +246,25 @@ static void host_walk_close(uv_handle_t *h, void *arg) {
 
 void lasync_free(lasync_Host *H) {
   if (H == NULL) return;
-  lasync__cancel_all(H);
-  lasync_run_until(H, NULL);             /* let their cleanup run */
+  lasync__shutdown(H);                   /* tasks end, wakers run: may run the loop */
   lasync__watchdog_stop(H);
   lasync__report_unobserved(H);
   H->closing = 1;
+  lasync__remote_close(H);
   uv_timer_stop(&H->uvtimer);
   uv_idle_stop(&H->idle);
   H->ready_head = H->ready_tail = NULL;
   H->heap_len = 0;
   lua_close(H->L);                       /* finalizers close module handles */
+  free(H->heap);
+  free(H->anchor_free);
   uv_close((uv_handle_t *)&H->idle, host_closed);
   uv_close((uv_handle_t *)&H->check, host_closed);
   uv_close((uv_handle_t *)&H->uvtimer, host_closed);
-  while (H->closed < 3) uv_run(H->loop, UV_RUN_ONCE);
-  if (H->own) {
+  if (H->own) {                          /* our loop: finish it here */
     uv_walk(H->loop, host_walk_close, NULL);
     uv_run(H->loop, UV_RUN_DEFAULT);
     uv_loop_close(H->loop);
+    free(H);
   }
-  free(H->heap);
-  free(H->anchor_free);
-  free(H);
 }

@@ -1,8 +1,10 @@
 /*
 ** main.c: the lasync command. `lasync script.lua [args]` runs the script
 ** as the main task; when it returns, the tasks still running are cancelled
-** and awaited (their cleanup runs), as asyncio.run does. `lasync test`
-** runs test suites (lua/async/testing.lua). SIGQUIT prints the task tree.
+** and awaited (their cleanup runs), as asyncio.run does. `lasync` on a
+** terminal, and `lasync -i [script]`, open the REPL (host/repl.c) on the
+** loop, the script's tasks still running. `lasync test` runs test suites
+** (lua/async/testing.lua). SIGQUIT prints the task tree.
 */
 #include <signal.h>
 #include <stdio.h>
@@ -19,13 +21,17 @@ static void usage(FILE *f) {
     "usage: %s [options] [script [args]]\n"
     "       %s test [paths] [LuaUnit options]\n"
     "  -e code        run code (as the main task)\n"
+    "  -i             enter the REPL after the script or -e (with neither,\n"
+    "                 a REPL reading standard input, even when not a terminal)\n"
     "  -v             print the version\n"
     "  -h             print this help\n"
     "  --debug        debug mode (also LASYNC_DEBUG=1): loop watchdog on,\n"
     "                 failures nobody awaited reported at once\n"
     "  --dump-on SIG  print the task tree on signal SIG (SIGQUIT always does)\n"
     "  -              run standard input\n"
-    "With no script, runs standard input.\n"
+    "With no script: the REPL when standard input is a terminal, else runs\n"
+    "standard input. REPL history: ~/.lasync_history (LASYNC_HISTORY moves it;\n"
+    "empty: none).\n"
     "`test` runs every test_*.lua under the paths (default tests/ or .).\n",
     progname, progname);
 }
@@ -36,6 +42,8 @@ typedef struct Cli {
   int mainref;                    /* the main Task object, in the registry */
   uv_signal_t sigint, sigquit, sigdump;
   int interrupts;
+  lasync_Repl *repl;              /* while the REPL runs */
+  int repl_done;
 } Cli;
 
 typedef struct Options {
@@ -46,12 +54,18 @@ typedef struct Options {
   int dump_signal;
   int debug;
   int status_result;              /* exit status is the main task's result */
+  int interactive;                /* -i, or no script on a terminal: the REPL */
 } Options;
 
 static void on_sigint(uv_signal_t *h, int signum) {
   Cli *cli = (Cli *)h->data;
   (void)signum;
-  if (++cli->interrupts > 1 || lasync_task_status(cli->main) != LASYNC_PENDING) {
+  if (cli->repl) {                       /* the REPL's line, or its prompt */
+    lasync_repl_interrupt(cli->repl);
+    return;
+  }
+  if (cli->main == NULL || ++cli->interrupts > 1
+      || lasync_task_status(cli->main) != LASYNC_PENDING) {
     fprintf(stderr, "\n%s: interrupted\n", progname);
     _exit(130);
   }
@@ -148,6 +162,50 @@ static int load_main(lua_State *L, const Options *o, char **argv) {
   return luaL_loadfile(L, NULL);
 }
 
+/* ----------------------------------------------------------------- REPL */
+
+static void on_repl_exit(lasync_Repl *R, void *ud) {
+  Cli *cli = (Cli *)ud;
+  (void)R;
+  cli->repl = NULL;
+  cli->repl_done = 1;
+}
+
+/* The history file: $LASYNC_HISTORY (empty: none), else ~/.lasync_history. */
+static const char *history_path(char *buf, size_t n) {
+  const char *env = getenv("LASYNC_HISTORY"), *home = getenv("HOME");
+  if (env) return env[0] ? env : NULL;
+  if (home == NULL || home[0] == '\0') return NULL;
+  snprintf(buf, n, "%s/.lasync_history", home);
+  return buf;
+}
+
+/* Runs the REPL on standard input until the user ends it, then cancels
+** the tasks still running (their cleanup runs) and says how many. */
+static int run_repl(Cli *cli) {
+  lasync_ReplOptions o;
+  char hist[4096], banner[200];
+  int n;
+  lasync_repl_options_init(&o);
+  o.history = history_path(hist, sizeof hist);
+  snprintf(banner, sizeof banner, "lasync %s (%s): the loop runs while you type. "
+           "help, tasks(); Ctrl-D exits\n", LASYNC_VERSION, LUA_RELEASE);
+  o.banner = banner;
+  o.on_exit = on_repl_exit;
+  o.ud = cli;
+  if ((cli->repl = lasync_repl_start(cli->H, &o)) == NULL) {
+    fprintf(stderr, "%s: cannot read standard input for the REPL\n", progname);
+    return 1;
+  }
+  while (!cli->repl_done) uv_run(lasync_loop(cli->H), UV_RUN_ONCE);
+  if ((n = lasync_task_count(cli->H)) > 0) {
+    lasync_cancel_all(cli->H, "the REPL ended");
+    lasync_run_until(cli->H, NULL);
+    fprintf(stderr, "%s: cancelled %d background task%s\n", progname, n, n == 1 ? "" : "s");
+  }
+  return 0;
+}
+
 static int parse_signal(const char *name) {
   static const struct { const char *name; int num; } sigs[] = {
     {"SIGQUIT", SIGQUIT}, {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2},
@@ -171,6 +229,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     }
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); return 0; }
     if (strcmp(a, "--debug") == 0) { o->debug = 1; continue; }
+    if (strcmp(a, "-i") == 0) { o->interactive = 1; continue; }
     if (strcmp(a, "-e") == 0 || strcmp(a, "--dump-on") == 0) {
       if (i + 1 >= argc) {
         fprintf(stderr, "%s: '%s' needs an argument\n", progname, a);
@@ -222,7 +281,9 @@ int main(int argc, char **argv) {
   watch_signal(&cli, &cli.sigquit, on_dump, SIGQUIT);
   if (o.dump_signal && o.dump_signal != SIGQUIT)
     watch_signal(&cli, &cli.sigdump, on_dump, o.dump_signal);
-  if (load_main(L, &o, argv) != LUA_OK) {
+  if (!o.script && !o.code && !o.module && isatty(0)) o.interactive = 1;
+  if (o.interactive && !o.script && !o.code) rc = 0;   /* the REPL only */
+  else if (load_main(L, &o, argv) != LUA_OK) {
     fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
     rc = 1;
   }
@@ -230,6 +291,7 @@ int main(int argc, char **argv) {
     for (i = o.first_arg; i < argc; i++, nargs++) lua_pushstring(L, argv[i]);
     rc = run_main(&cli, nargs, o.status_result);
   }
+  if (o.interactive) rc = run_repl(&cli);
   lasync_free(cli.H);                    /* closes the signals last: ^C still works */
   return rc;
 }

@@ -350,6 +350,7 @@ static int queue_put(lua_State *L) {
   lua_settop(L, 2);
   t->self.data = L;                      /* the item stays at 2 of L */
   lasync_waitlist_push(&q->putters, &t->self);
+  t->self.what = "queue";
   return lasync_wait(L, &t->self, queue_unlist, NULL, 0);
 }
 
@@ -378,6 +379,7 @@ static int queue_get_aux(lua_State *L, int iter) {
   lua_settop(L, 1);
   t->self.data = iter ? ITER_MARK : NULL;
   lasync_waitlist_push(&q->getters, &t->self);
+  t->self.what = "queue";
   return lasync_wait(L, &t->self, queue_unlist, NULL, 0);
 }
 
@@ -441,6 +443,7 @@ static int queue_join(lua_State *L) {
   t = lasync_checktask(L, "join");
   lua_settop(L, 1);
   lasync_waitlist_push(&q->joiners, &t->self);
+  t->self.what = "queue";
   return lasync_wait(L, &t->self, queue_unlist, NULL, 0);
 }
 

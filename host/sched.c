@@ -108,6 +108,7 @@ static int wake_aux(lua_State *L, lasync_Wait *w, int status, int n) {
     return 0;
   }
   w->task = NULL;
+  w->what = NULL;                        /* the next wait says its own */
   if (n > 0 && !lua_checkstack(t->co, n)) {
     lua_pop(L, n);
     lua_pushliteral(L, "lasync: too many values to wake a task with");

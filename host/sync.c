@@ -106,6 +106,7 @@ static int lock_acquire_aux(lua_State *L, Lock *k) {
     return luaL_error(L, "acquire: this task already holds the lock (locks are not re-entrant)");
   lasync_checktask(L, "acquire");
   lasync_waitlist_push(&k->waiters, &t->self);
+  t->self.what = "lock";
   return lasync_wait(L, &t->self, sync_unlist, sync_return_self, 0);
 }
 
@@ -192,6 +193,7 @@ static int event_wait(lua_State *L) {
   if (e->set) return sync_return_true(L, LUA_OK, 0);
   t = lasync_checktask(L, "wait");
   lasync_waitlist_push(&e->waiters, &t->self);
+  t->self.what = "event";
   return lasync_wait(L, &t->self, sync_unlist, sync_return_true, 0);
 }
 
@@ -262,6 +264,7 @@ static int cond_wait_inner(lua_State *L) {
   CondWaiter *node = (CondWaiter *)lua_touserdata(L, 2);
   lock_handoff(c->lock);
   lasync_waitlist_push(&c->waiters, &node->w);
+  node->w.what = "condition";
   return lasync_wait(L, &node->w, cond_cancel, NULL, 0);
 }
 
@@ -407,6 +410,7 @@ static int sem_acquire(lua_State *L) {
   }
   t = lasync_checktask(L, "acquire");
   lasync_waitlist_push(&s->waiters, &t->self);
+  t->self.what = "semaphore";
   return lasync_wait(L, &t->self, sync_unlist, sync_return_self, 0);
 }
 

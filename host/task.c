@@ -295,6 +295,7 @@ int lasync__cancel(lua_State *L, lasync_Task *t, int depth) {
   if (t->state == T_WAITING) {
     lasync_Wait *w = t->wait;
     w->task = NULL;
+    w->what = NULL;
     t->wait = NULL;
     if (w->cancel) w->cancel(w);
     t->cancel_depth = depth;
@@ -437,7 +438,7 @@ static int task_await(lua_State *L) {
     lasync_Task *me = lasync_checktask(L, "await");
     if (me == t) return luaL_error(L, "await: a task cannot await itself");
     me->self.data = t;
-    me->self.what = "task";
+    me->self.what = lasync__what_task;
     lasync_waitlist_push(&t->awaiters, &me->self);
     return lasync_wait(L, &me->self, task_await_cancel, task_await_k, 0);
   }
@@ -625,12 +626,17 @@ void lasync_task_stack(lua_State *L, int idx) {
   else luaL_traceback(L, t->co, NULL, 0);
 }
 
+/* The descriptions of the built-in waits that carry details, told apart
+** by address (a module's description may start with the same letters). */
+const char lasync__what_sleep[] = "sleep";
+const char lasync__what_task[] = "task";
+
 /* Pushes what the task waits on, in words, or nil. */
 static void task_push_waiting(lua_State *L, lasync_Task *t) {
   lasync_Wait *w = t->wait;
   if (w == NULL) lua_pushnil(L);
   else if (w != &t->self) lua_pushstring(L, w->what ? w->what : "a native operation");
-  else if (w->what && w->what[0] == 's' && w->what[1] == 'l') {   /* sleep */
+  else if (w->what == lasync__what_sleep) {
     if (t->timer.idx) {
       uint64_t now = lasync__now(t->H);
       double left = t->timer.due > now ? (double)(t->timer.due - now) / 1e9 : 0;
@@ -638,7 +644,7 @@ static void task_push_waiting(lua_State *L, lasync_Task *t) {
     }
     else lua_pushliteral(L, "sleep (forever)");
   }
-  else if (w->what && w->what[0] == 't')
+  else if (w->what == lasync__what_task)
     lua_pushfstring(L, "task-%d", (int)((lasync_Task *)w->data)->id);
   else lua_pushstring(L, w->what ? w->what : "?");
 }

@@ -178,7 +178,7 @@ static int l_sleep(lua_State *L) {
   if (sec <= 0) {
     return lasync__yield(L, t);
   }
-  t->self.what = "sleep";
+  t->self.what = lasync__what_sleep;
   if (sec < MAX_SLEEP) {
     t->timer.kind = TIMER_SLEEP;
     lasync__timer_start(t->H, &t->timer,

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs every suite and prints "N passed, N failed".
 #   tests/test_*.lua   LuaUnit suites, run by lasync, counted from their TAP output
-#   tests/c/*.sh       C-level tests (when present), one count per test line
+#   tests/c/*.sh       C-level tests (when present), counted from their TAP output
 #   scripts/*.lua      the examples, each checking its own result (exit 0)
 # LASYNC names the binary (default build/lasync). ONLY=pattern runs a subset.
 LASYNC=${LASYNC:-build/lasync}
@@ -27,6 +27,14 @@ for t in tests/test_*.lua; do
   [ -e "$t" ] || continue
   case "$t" in *${ONLY:-}*) ;; *) continue ;; esac
   timeout 300 "$LASYNC" "$t" -o tap >"$out" 2>&1
+  count_tap "$t" $?
+done
+
+# C tests of the embedding API and the example application (tests/c/).
+for t in tests/c/*.sh; do
+  [ -e "$t" ] || continue
+  case "$t" in *${ONLY:-}*) ;; *) continue ;; esac
+  BUILD=${BUILD:-build} timeout 300 sh "$t" >"$out" 2>&1
   count_tap "$t" $?
 done
 

@@ -353,12 +353,21 @@ end
 -- The rest loads on first use, so a script pays only for what it touches.
 -- Submodules: async.net is require "async.net". Functions: async.lock is
 -- require("async.sync").lock.
-local submodules = {testing = "async.testing", debug = "async.debug", context = "async.context"}
-local from_module = {tasks = "async.debug", dump = "async.debug"}
+local submodules = {testing = "async.testing", debug = "async.debug", context = "async.context",
+  }
+local from_module = {tasks = "async.debug", dump = "async.debug",
+  }
 for _, k in ipairs{"queue", "lifo_queue", "priority_queue", "QueueFull", "QueueEmpty",
                   "QueueClosed"} do from_module[k] = "async.queue" end
 for _, k in ipairs{"lock", "event", "condition", "semaphore", "bounded_semaphore", "barrier",
                   "BrokenBarrier"} do from_module[k] = "async.sync" end
+from_module.to_thread, from_module.executor = "async.executor", "async.executor"
+submodules.thread = "async.thread"
+submodules.net, submodules.dns = "async.net", "async.dns"
+submodules.fs, submodules.process, submodules.signal = "async.fs", "async.process", "async.signal"
+submodules.repl = "async.repl"
+for _, k in ipairs{"stdin", "stdout", "stderr"} do from_module[k] = "async.stdio" end
+from_module.IOError = "async.stream"
 setmetatable(async, {__index = function(t, k)
   local v
   if submodules[k] then v = require(submodules[k])

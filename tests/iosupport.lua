@@ -1,0 +1,96 @@
+-- tests/iosupport.lua: what the I/O suites share: connected stream pairs,
+-- open file descriptor counts, a temporary directory, and peer programs
+-- (Python) run in the background.
+local support = require "support"
+local M = {}
+
+M.PYTHON = "/usr/bin/python3"
+
+local function pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local p = f:read("n")
+  f:close()
+  return p
+end
+M.pid = pid()
+
+-- How many file descriptors this process has open. Listed by a shell into
+-- a file (io.popen would race: its own pipe may or may not be listed).
+-- Collects garbage first, so unreachable objects that hold a descriptor are
+-- counted out. libuv opens a reserve descriptor with its first stream: make
+-- a stream (M.pair()) before the first count.
+function M.fds()
+  collectgarbage()
+  collectgarbage()
+  local out = os.tmpname()
+  os.execute("ls /proc/" .. M.pid .. "/fd > " .. out)
+  local n = 0
+  for _ in io.lines(out) do n = n + 1 end
+  os.remove(out)
+  return n
+end
+
+-- A fresh temporary directory (removed by M.rmtree).
+function M.tmpdir()
+  local p = assert(io.popen("mktemp -d /tmp/lasync-test.XXXXXX"))
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+function M.rmtree(d)
+  assert(d:match("^/tmp/lasync%-test%."), "refusing to remove " .. d)
+  os.execute("rm -rf " .. support.shell_quote(d))
+end
+
+-- A connected pair of TCP streams over 127.0.0.1: a, b (a is the client).
+function M.pair(host)
+  local core = require "async.core.net"
+  local l = core.tcp_listen(host or "127.0.0.1", 0)
+  local _, port = l:address()
+  local accepted = async.spawn(l.accept, l)
+  local a = core.tcp_connect(host or "127.0.0.1", port)
+  local b = accepted:await()
+  l:close()
+  return a, b
+end
+
+-- Starts a Python program (source text) in the background with the given
+-- arguments; returns a handle whose :line() reads a line of its output
+-- (blocking: only for what it prints before it needs us) and :finish()
+-- waits for its end and returns (all remaining output, exit ok). The
+-- program ends itself after 20 s, and is killed if the handle is collected
+-- unfinished (a failed test), so the loop is never stuck in pclose.
+function M.python(src, ...)
+  local path = os.tmpname()
+  support.write_file(path, "import os, signal\nsignal.alarm(20)\nprint(os.getpid(), flush=True)\n" .. src)
+  local args = {}
+  for i, a in ipairs({...}) do args[i] = support.shell_quote(a) end
+  local p = assert(io.popen(M.PYTHON .. " " .. path .. " " .. table.concat(args, " ") .. " 2>&1"))
+  local pid = tonumber(p:read("l"))
+  local h, finished = {}, false
+  function h.line() return p:read("l") end
+  function h.finish()
+    finished = true
+    local out = p:read("a")
+    local ok = p:close()
+    os.remove(path)
+    return out, ok
+  end
+  function h.kill() if pid then os.execute("kill " .. pid .. " 2>/dev/null") end end
+  return setmetatable(h, {__gc = function()
+    if not finished then h.kill(); h.finish() end
+  end})
+end
+
+-- Waits (yielding) until pred() is true, at most `turns` loop turns with a
+-- short sleep each; raises if it never happens.
+function M.eventually(pred, what, turns)
+  for _ = 1, turns or 500 do
+    if pred() then return end
+    async.sleep(0.002)
+  end
+  error("never happened: " .. (what or "condition"), 2)
+end
+
+return M
