@@ -99,6 +99,10 @@ struct lasync_Host {
   struct lasync_Remote *remote; /* embed.c: wakers, made on first use */
 };
 
+/* host.c */
+void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
+                             lua_CFunction gc);
+
 /* sched.c */
 void lasync__sched_init(lasync_Host *H);
 void lasync__ready_wakeup(lasync_Host *H);
@@ -121,7 +125,7 @@ void lasync__task_set_cause(lua_State *L, int err_idx, const char *from, const c
 lasync_Task *lasync__checktask_arg(lua_State *L, int i);
 lasync_Task *lasync__totask(lua_State *L, int i);
 void lasync__report_unobserved(lasync_Host *H);
-void lasync__cancel_all(lasync_Host *H);
+void lasync__push_tasks(lua_State *L, lasync_Host *H);
 void lasync__push_task(lua_State *L, lasync_Task *t);
 
 /* timer.c */

@@ -173,26 +173,6 @@ int lasync_task_count(lasync_Host *H) {
   return H->live;
 }
 
-/* Cancels from a copy of the task table: a cancel function may spawn. */
-void lasync_cancel_all(lasync_Host *H, const char *msg) {
-  lua_State *L = H->L;
-  int i, n = 0;
-  lua_createtable(L, H->live, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (luaL_testudata(L, -1, TASK_MT)) lua_rawseti(L, -4, ++n);
-    else lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, -1, i);
-    lasync_cancel(L, (lasync_Task *)lua_touserdata(L, -1), msg);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
 /* -------------------------------------------------------------- wakers */
 
 static int waker_call(lua_State *L) {
@@ -295,7 +275,7 @@ void lasync__remote_close(lasync_Host *H) {
 void lasync__shutdown(lasync_Host *H) {
   for (;;) {
     if (H->live > 0) {
-      lasync__cancel_all(H);
+      lasync_cancel_all(H, "the program is ending");
       lasync_run_until(H, NULL);
     }
     if (H->remote == NULL || H->remote->pending == 0) return;

@@ -47,6 +47,28 @@ int lasync__is_cancelled(lua_State *L, int idx) {
   return r;
 }
 
+/* Returns the userdata of `size` bytes kept in the registry under `key`,
+** making it (zeroed, with `gc` as its __gc) on first use: a module's
+** per-host state, finalized when the host's state closes. */
+void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
+                             lua_CFunction gc) {
+  void *p;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TUSERDATA) {
+    p = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return p;
+  }
+  lua_pop(L, 1);
+  p = lua_newuserdatauv(L, size, 0);
+  memset(p, 0, size);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  return p;
+}
+
 /* ----------------------------------------------------------- async.core */
 
 static int l_is_cancelled(lua_State *L) {

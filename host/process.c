@@ -58,21 +58,7 @@ static int list_gc(lua_State *L) {
 }
 
 static ProcList *list_get(lua_State *L) {
-  ProcList *pl;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &list_key) == LUA_TUSERDATA) {
-    pl = (ProcList *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return pl;
-  }
-  lua_pop(L, 1);
-  pl = (ProcList *)lua_newuserdatauv(L, sizeof *pl, 0);
-  pl->head = NULL;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, list_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &list_key);
-  return pl;
+  return (ProcList *)lasync__host_singleton(L, &list_key, sizeof(ProcList), list_gc);
 }
 
 /* ------------------------------------------------------------ exit, wait */

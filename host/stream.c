@@ -69,21 +69,7 @@ static int root_gc(lua_State *L) {
 }
 
 static Root *root_get(lua_State *L) {
-  Root *root;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &root_key) == LUA_TUSERDATA) {
-    root = (Root *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return root;
-  }
-  lua_pop(L, 1);
-  root = (Root *)lua_newuserdatauv(L, sizeof *root, 0);
-  root->streams = NULL;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, root_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &root_key);
-  return root;
+  return (Root *)lasync__host_singleton(L, &root_key, sizeof(Root), root_gc);
 }
 
 /* ------------------------------------------------------- the life cycle */

@@ -343,17 +343,28 @@ int lasync_cancel(lua_State *L, lasync_Task *t, const char *msg) {
   return lasync__cancel(L, t, 0);
 }
 
-/* Cancels every live task (at shutdown). */
-void lasync__cancel_all(lasync_Host *H) {
-  lua_State *L = H->L;
+/* Pushes a list of the live tasks (a snapshot: safe to cancel or spawn
+** while walking it). */
+void lasync__push_tasks(lua_State *L, lasync_Host *H) {
+  int n = 0;
+  lua_createtable(L, H->live, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    lasync_Task *t = (lasync_Task *)luaL_testudata(L, -1, TASK_MT);
-    if (t) {
-      lasync__push_cancelled(L, "the program is ending");
-      lasync__cancel(L, t, 0);
-    }
+    if (lasync__totask(L, -1)) lua_rawseti(L, -4, ++n);
+    else lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+void lasync_cancel_all(lasync_Host *H, const char *msg) {
+  lua_State *L = H->L;
+  int i, n;
+  lasync__push_tasks(L, H);
+  n = (int)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lasync_cancel(L, (lasync_Task *)lua_touserdata(L, -1), msg);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -732,16 +743,7 @@ static int l_withdraw(lua_State *L) {
 
 /* core.tasks(): the live tasks, in no particular order. */
 static int l_tasks(lua_State *L) {
-  lasync_Host *H = HOST(L);
-  int n = 0;
-  lua_newtable(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, H->tasks_ref);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (luaL_testudata(L, -1, TASK_MT)) lua_rawseti(L, -4, ++n);
-    else lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
+  lasync__push_tasks(L, HOST(L));
   return 1;
 }
 
