@@ -115,7 +115,14 @@ void lasync__report(lasync_Host *H, const char *msg);
 int lasync__pcall(lua_State *L, int nargs, int nres);
 int lasync__list_remove(lua_State *L, int idx, int v);
 
-/* task.c */
+/* task.c: a task's life; task_api.c: what Lua sees of it */
+#define TASK_MT "lasync.Task"
+lasync_Task *lasync__spawn_on(lua_State *L, lasync_Host *H, int nargs);
+int lasync__task_extras(lua_State *L, int idx, int make);
+void lasync__task_pushname(lua_State *L, int idx, lasync_Task *t);
+void lasync__task_observe(lua_State *L, lasync_Task *t);
+int lasync__task_outcome(lua_State *L, int idx, lasync_Task *t, int raise);
+void lasync__task_report(lua_State *L, int idx, lasync_Task *t);
 int lasync__open_task(lua_State *L);
 void lasync__task_step(lasync_Host *H, lasync_Task *t);
 int lasync__cancel(lua_State *L, lasync_Task *t, int depth);
