@@ -1,8 +1,8 @@
 /*
 ** task.c: the life of a task (its methods are task_api.c). A task is a Lua
-** thread plus a lasync_Task (the userdata
-** Lua sees, whose first user value is the thread and second a lazily made
-** table of extras: name, traceback, pending cancellation, done callbacks).
+** thread plus a lasync_Task (the userdata Lua sees, whose first user value
+** is the thread and second a lazily made table of extras: name, traceback,
+** pending cancellation, done callbacks, context).
 ** While a task is alive the host's task table holds it, so a task spawned
 ** and forgotten still runs to its end.
 **
