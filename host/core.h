@@ -80,6 +80,7 @@ struct lasync_Host {
   unsigned char debug;
   struct lasync_Watchdog *wd;   /* NULL when off; see watchdog.c */
   lasync_Task *wd_task;         /* being resumed (shared with the watchdog) */
+  lua_State *wd_co;             /* the innermost coroutine it runs now */
   uint64_t wd_start, wd_seq;
   int wd_busy;
   int tasks_ref;                /* table: slot -> Task, the strong anchors */
@@ -157,6 +158,7 @@ int lasync__push_first(lua_State *L, int idx);
 /* watchdog.c */
 void lasync__wd_enter(lasync_Host *H, lasync_Task *t);
 void lasync__wd_leave(lasync_Host *H, lasync_Task *t);
+void lasync__wd_switch(lasync_Host *H, lua_State *co);
 int lasync__watchdog_start(lasync_Host *H, double threshold, int raise);
 void lasync__watchdog_stop(lasync_Host *H);
 int lasync__open_watchdog(lua_State *L);

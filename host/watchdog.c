@@ -9,9 +9,11 @@
 ** without stopping the server.
 **
 ** Safety against a task thread being freed while the watchdog hooks it:
-** the watchdog raises wd_busy before it re-reads wd_task, and the loop
-** clears wd_task before it reads wd_busy (both sequentially consistent), so
-** either the watchdog sees no task, or the loop waits for it to finish.
+** the watchdog raises wd_busy before it re-reads wd_task and wd_co, and the
+** loop changes them before it reads wd_busy (both sequentially consistent),
+** so either the watchdog sees the change, or the loop waits for it. wd_co
+** is the innermost coroutine running for the task (a generator it
+** resumed), so a runaway loop inside a generator is named too.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +62,7 @@ static void wd_main(void *arg) {
   uv_mutex_lock(&w->mu);
   while (!w->stop) {
     lasync_Task *t;
+    lua_State *co;
     uint64_t seq;
     uv_cond_timedwait(&w->cond, &w->mu, w->threshold / 4 + 1);
     if (w->stop) break;
@@ -69,9 +72,10 @@ static void wd_main(void *arg) {
         uv_hrtime() - LOAD(&H->wd_start) < w->threshold)
       continue;
     STORE(&H->wd_busy, 1);
-    if (LOAD(&H->wd_task) == t && LOAD(&H->wd_seq) == seq) {
+    co = LOAD(&H->wd_co);               /* the generator it runs, if any */
+    if (LOAD(&H->wd_task) == t && LOAD(&H->wd_seq) == seq && LOAD(&H->wd_co) == co) {
       STORE(&w->hooked_seq, seq);
-      lua_sethook(t->co, wd_hook, LUA_MASKCOUNT, 1);
+      lua_sethook(co, wd_hook, LUA_MASKCOUNT, 1);
     }
     STORE(&H->wd_busy, 0);
   }
@@ -82,7 +86,16 @@ static void wd_main(void *arg) {
 void lasync__wd_enter(lasync_Host *H, lasync_Task *t) {
   STORE(&H->wd_start, uv_hrtime());
   STORE(&H->wd_seq, H->wd_seq + 1);
+  STORE(&H->wd_co, t->co);
   STORE(&H->wd_task, t);
+}
+
+/* The task resumes a generator (co) or comes back from one (coro.c): the
+** hook must go where the code runs. Leaving a generator waits for the
+** watchdog, which may be hooking it, as wd_leave does. */
+void lasync__wd_switch(lasync_Host *H, lua_State *co) {
+  STORE(&H->wd_co, co);
+  while (LOAD(&H->wd_busy)) ;
 }
 
 void lasync__wd_leave(lasync_Host *H, lasync_Task *t) {

@@ -138,6 +138,23 @@ function TestWatchdog:test_report_only_mode_prints_and_lets_it_finish()
   lu.assertStrContains(r.stderr, ":4: in function")
 end
 
+function TestWatchdog:test_names_a_runaway_loop_inside_a_generator()
+  -- the hook must go on the coroutine that runs, not the task's own
+  local r = support.lasync_run([[
+    require("async.core").watchdog(0.05, true)
+    local gen = coroutine.wrap(function()
+      local x = 0
+      while true do x = x + 1 end        -- line 4
+    end)
+    local t = async.spawn(function() gen() end)
+    print(pcall(t.await, t))
+  ]])
+  lu.assertEquals(r.status, 0)
+  lu.assertStrContains(r.stdout, "false")
+  lu.assertStrContains(r.stdout, "lasync watchdog: task-2 has run")
+  lu.assertStrContains(r.stderr, ":4: in function")
+end
+
 function TestWatchdog:test_bad_threshold()
   lu.assertErrorMsgContains("threshold must be", core.watchdog, -1)
 end
