@@ -40,7 +40,8 @@ typedef struct Cli {
   lasync_Host *H;
   lasync_Task *main;
   int mainref;                    /* the main Task object, in the registry */
-  uv_signal_t sigint, sigquit, sigdump;
+  uv_signal_t sigint, sigquit, sigdump, sigterm, sighup;
+  int term_signal;                /* ended the REPL, or 0 */
   int interrupts;
   lasync_Repl *repl;              /* while the REPL runs */
   int repl_done;
@@ -182,10 +183,22 @@ static const char *history_path(char *buf, size_t n) {
 
 /* Runs the REPL on standard input until the user ends it, then cancels
 ** the tasks still running (their cleanup runs) and says how many. */
+/* SIGTERM or SIGHUP while the REPL runs: put the terminal back (libedit
+** keeps it raw at the prompt) and end as the REPL's Ctrl-D would. */
+static void on_repl_term(uv_signal_t *h, int signum) {
+  Cli *cli = (Cli *)h->data;
+  if (cli->repl) lasync_repl_stop(cli->repl);
+  cli->repl = NULL;
+  cli->repl_done = 1;
+  cli->term_signal = signum;
+}
+
 static int run_repl(Cli *cli) {
   lasync_ReplOptions o;
   char hist[4096], banner[200];
   int n;
+  watch_signal(cli, &cli->sigterm, on_repl_term, SIGTERM);
+  watch_signal(cli, &cli->sighup, on_repl_term, SIGHUP);
   lasync_repl_options_init(&o);
   o.history = history_path(hist, sizeof hist);
   snprintf(banner, sizeof banner, "lasync %s (%s): the loop runs while you type. "
@@ -203,7 +216,7 @@ static int run_repl(Cli *cli) {
     lasync_run_until(cli->H, NULL);
     fprintf(stderr, "%s: cancelled %d background task%s\n", progname, n, n == 1 ? "" : "s");
   }
-  return 0;
+  return cli->term_signal ? 128 + cli->term_signal : 0;
 }
 
 static int parse_signal(const char *name) {

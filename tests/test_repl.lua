@@ -391,6 +391,14 @@ end
 
 TestReplTerminal = support.suite({}, 30)
 
+-- SIGTERM at the prompt: the REPL puts the terminal back (libedit keeps it
+-- raw at the prompt), background tasks are cancelled, the status is 143.
+function TestReplTerminal:test_sigterm_at_the_prompt_ends_it_cleanly()
+  check(drive({"expect > $", [[send bg = async.spawn(function() async.sleep(100) end)\r]],
+               "expect > $", "signal TERM", "expect cancelled 1 background task",
+               "expect-exit 143"}))
+end
+
 function TestReplTerminal:test_prompt_and_background_output_do_not_garble_the_line()
   local out = check(drive({"expect > $", ticker, "expect tick 2", "send local ab",
                            "expect tick 4.*> local ab$", "send c = 'forty-two'\\r", "expect \\n> $",
