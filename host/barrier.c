@@ -141,19 +141,11 @@ static const luaL_Reg barrier_methods[] = {
 
 /* Adds barrier and BrokenBarrier to the module table on top. */
 void lasync__open_barrier(lua_State *L) {
-  luaL_newmetatable(L, BARRIER_MT);
-  lua_newtable(L);
-  luaL_setfuncs(L, barrier_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, barrier_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {{"__tostring", barrier_tostring}, {NULL, NULL}};
+  lasync__class(L, BARRIER_MT, meta, barrier_methods);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_barrier);
   lua_setfield(L, -2, "barrier");
-  luaL_newmetatable(L, BROKEN_MT);       /* prints as the core's errors do */
-  luaL_getmetatable(L, LASYNC_CANCELLED_MT);
-  lua_getfield(L, -1, "__tostring");
-  lua_setfield(L, -3, "__tostring");
-  lua_pop(L, 1);
+  lasync__error_class(L, BROKEN_MT);
   lua_setfield(L, -2, "BrokenBarrier");
 }

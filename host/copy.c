@@ -433,10 +433,8 @@ static void proto_cache(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &protos_key);
-  if (luaL_newmetatable(L, PROTO_MT)) {
-    lua_pushcfunction(L, proto_gc);
-    lua_setfield(L, -2, "__gc");
-  }
+  static const luaL_Reg meta[] = {{"__gc", proto_gc}, {NULL, NULL}};
+  lasync__class(L, PROTO_MT, meta, NULL);
   lua_pop(L, 1);
 }
 
@@ -486,10 +484,4 @@ lasync_Proto *lasync__proto_of(lua_State *L, int idx, const char *what) {
 
 int lasync__proto_load(lua_State *L, const lasync_Proto *p) {
   return luaL_loadbufferx(L, p->code, p->len, "=(thread)", "b");
-}
-
-/* ------------------------------------------------------------ tracebacks */
-
-void lasync__chain_traceback(lua_State *L, int idx, const char *from, const char *tb) {
-  if (tb != NULL) lasync__task_set_cause(L, idx, from, tb);
 }

@@ -101,6 +101,9 @@ struct lasync_Host {
 };
 
 /* host.c */
+void lasync__class(lua_State *L, const char *name, const luaL_Reg *meta,
+                   const luaL_Reg *methods);
+void lasync__error_class(lua_State *L, const char *name);
 void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
                              lua_CFunction gc);
 

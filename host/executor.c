@@ -33,17 +33,10 @@ static int ex_close_mm(lua_State *L);
 static const luaL_Reg ex_methods[];
 
 static void ex_metatable(lua_State *L) {
-  if (luaL_newmetatable(L, EXECUTOR_MT)) {
-    lua_newtable(L);
-    luaL_setfuncs(L, ex_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, ex_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, ex_close_mm);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, ex_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const luaL_Reg meta[] = {
+    {"__gc", ex_gc}, {"__close", ex_close_mm}, {"__tostring", ex_tostring}, {NULL, NULL}
+  };
+  lasync__class(L, EXECUTOR_MT, meta, ex_methods);
 }
 
 /* Pushes a new Executor with `size` workers. */
@@ -135,7 +128,7 @@ static void job_push_error(lua_State *L, lasync_Job *j) {
   if (j->result == JR_CANCELLED) lasync__push_cancelled(L, "the executor was closed");
   else if (j->res.n == 0) lua_pushliteral(L, "a worker thread could not make its Lua state");
   else if (lasync__decode(L, &j->res) >= 0 && j->tb)
-    lasync__chain_traceback(L, -1, "a worker thread", j->tb);
+    lasync__task_set_cause(L, -1, "a worker thread", j->tb);
   lasync__job_free(j);
 }
 

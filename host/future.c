@@ -240,11 +240,8 @@ int lasync__push_first(lua_State *L, int idx) {
 }
 
 int lasync__open_future(lua_State *L) {
-  luaL_newmetatable(L, FUTURE_MT);
-  luaL_newlib(L, future_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, future_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {{"__tostring", future_tostring}, {NULL, NULL}};
+  lasync__class(L, FUTURE_MT, meta, future_methods);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_future);
   lua_setfield(L, -2, "future");

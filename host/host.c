@@ -22,11 +22,27 @@ static int error_tostring(lua_State *L) {
   return 1;
 }
 
-static void error_class(lua_State *L, const char *name) {
-  luaL_newmetatable(L, name);
-  lua_pushcfunction(L, error_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+/* Makes (once) an error class: a metatable whose objects ({kind, message})
+** print as "Kind: message"; leaves it on the stack. */
+void lasync__error_class(lua_State *L, const char *name) {
+  if (luaL_newmetatable(L, name)) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+}
+
+/* Makes (once) the metatable `name` of a type: the metamethods in `meta`
+** (may be NULL) and, when `methods` is not NULL, __index a table of them.
+** Leaves it on the stack. Every native type is made this way. */
+void lasync__class(lua_State *L, const char *name, const luaL_Reg *meta,
+                   const luaL_Reg *methods) {
+  if (!luaL_newmetatable(L, name)) return;
+  if (meta) luaL_setfuncs(L, meta, 0);
+  if (methods) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
 }
 
 void lasync__push_cancelled(lua_State *L, const char *msg) {
@@ -211,8 +227,9 @@ static int host_init(lua_State *L) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &H->unobserved);
-  error_class(L, LASYNC_CANCELLED_MT);
-  error_class(L, LASYNC_TIMEOUT_MT);
+  lasync__error_class(L, LASYNC_CANCELLED_MT);
+  lasync__error_class(L, LASYNC_TIMEOUT_MT);
+  lua_pop(L, 2);
   lasync__open_coro(L);
   host_preload(L);
   lua_getglobal(L, "require");

@@ -36,10 +36,8 @@ static int ioerror_tostring(lua_State *L) {
 }
 
 void lasync__ioerror_class(lua_State *L) {
-  if (luaL_newmetatable(L, LASYNC_IOERROR_MT)) {
-    lua_pushcfunction(L, ioerror_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const luaL_Reg meta[] = {{"__tostring", ioerror_tostring}, {NULL, NULL}};
+  lasync__class(L, LASYNC_IOERROR_MT, meta, NULL);
 }
 
 void lasync__push_ioerror_msg(lua_State *L, const char *code, const char *msg,

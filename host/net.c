@@ -398,16 +398,11 @@ int lasync__luaopen_net(lua_State *L) {
     sigaction(SIGPIPE, &sa, NULL);
   }
   lasync__open_stream(L);
-  if (luaL_newmetatable(L, LISTENER_MT)) {
-    luaL_newlib(L, listener_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, listener_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, listener_close_m);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, listener_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const luaL_Reg meta[] = {
+    {"__gc", listener_gc}, {"__close", listener_close_m},
+    {"__tostring", listener_tostring}, {NULL, NULL}
+  };
+  lasync__class(L, LISTENER_MT, meta, listener_methods);
   lua_pop(L, 1);
   luaL_newlib(L, net_funcs);
   return 1;

@@ -321,12 +321,8 @@ static const luaL_Reg proc_methods[] = {
 
 int lasync__luaopen_process(lua_State *L) {
   lasync__open_stream(L);
-  if (luaL_newmetatable(L, PROC_MT)) {
-    luaL_newlib(L, proc_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, proc_close);
-    lua_setfield(L, -2, "__gc");
-  }
+  static const luaL_Reg meta[] = {{"__gc", proc_close}, {NULL, NULL}};
+  lasync__class(L, PROC_MT, meta, proc_methods);
   lua_pop(L, 1);
   list_get(L);
   lua_createtable(L, 0, 1);

@@ -551,22 +551,15 @@ static const luaL_Reg queue_funcs[] = {
   {"priority_queue", l_priority_queue}, {NULL, NULL}
 };
 
-/* An error class whose objects print as the core's do ("Kind: message"). */
+/* An error class, printing as the core's do, in field of the table below. */
 static void queue_error_class(lua_State *L, const char *mt, const char *field) {
-  luaL_newmetatable(L, mt);
-  luaL_getmetatable(L, LASYNC_CANCELLED_MT);
-  lua_getfield(L, -1, "__tostring");
-  lua_setfield(L, -3, "__tostring");
-  lua_pop(L, 1);
+  lasync__error_class(L, mt);
   lua_setfield(L, -2, field);
 }
 
 int lasync__luaopen_queue(lua_State *L) {
-  luaL_newmetatable(L, QUEUE_MT);
-  luaL_newlib(L, queue_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, queue_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {{"__tostring", queue_tostring}, {NULL, NULL}};
+  lasync__class(L, QUEUE_MT, meta, queue_methods);
   lua_pop(L, 1);
   luaL_newlib(L, queue_funcs);
   queue_error_class(L, FULL_MT, "QueueFull");

@@ -211,14 +211,10 @@ static const luaL_Reg signal_funcs[] = {
 };
 
 int lasync__luaopen_signal(lua_State *L) {
-  if (luaL_newmetatable(L, HANDLER_MT)) {
-    luaL_newlib(L, handler_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, handler_remove);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, handler_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const luaL_Reg meta[] = {
+    {"__gc", handler_remove}, {"__tostring", handler_tostring}, {NULL, NULL}
+  };
+  lasync__class(L, HANDLER_MT, meta, handler_methods);
   lua_pop(L, 1);
   luaL_newlib(L, signal_funcs);
   return 1;

@@ -496,15 +496,13 @@ static const luaL_Reg sync_funcs[] = {
 ** methods, is also __close, so `local _ <close> = x:acquire()` releases. */
 static void sync_class(lua_State *L, const char *mt, const luaL_Reg *methods,
                        lua_CFunction tostring) {
-  luaL_newmetatable(L, mt);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  luaL_Reg meta[] = {{"__tostring", NULL}, {NULL, NULL}};
+  meta[0].func = tostring;
+  lasync__class(L, mt, meta, methods);
+  lua_getfield(L, -1, "__index");
   if (lua_getfield(L, -1, "release") != LUA_TNIL) lua_setfield(L, -3, "__close");
   else lua_pop(L, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 }
 
 int lasync__luaopen_sync(lua_State *L) {

@@ -300,16 +300,11 @@ static const luaL_Reg task_funcs[] = {
 /* Adds the task functions to the table on top (H is upvalue 1). */
 int lasync__open_task(lua_State *L) {
   lasync_Host *H = lasync_host(L);
-  luaL_newmetatable(L, TASK_MT);
-  lua_pushvalue(L, -1);
+  static const luaL_Reg meta[] = {
+    {"__tostring", task_tostring}, {"__gc", task_gc}, {NULL, NULL}
+  };
+  lasync__class(L, TASK_MT, meta, task_methods);
   H->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  luaL_newlib(L, task_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, task_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, task_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
   lua_pushlightuserdata(L, H);
   luaL_setfuncs(L, task_funcs, 1);
   return 0;

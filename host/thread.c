@@ -449,7 +449,7 @@ static int join_result(lua_State *L, End *e) {
     return lua_error(L);
   }
   if ((n = lasync__decode(L, &sh->result)) < 0 || sh->status == JR_OK) return n < 0 ? lua_error(L) : n;
-  if (sh->tb) lasync__chain_traceback(L, -1, "a thread", sh->tb);
+  if (sh->tb) lasync__task_set_cause(L, -1, "a thread", sh->tb);
   return lua_error(L);
 }
 
@@ -575,24 +575,13 @@ static const luaL_Reg thread_methods[] = {
   {NULL, NULL}
 };
 
-static void end_metatable(lua_State *L, const char *name, const luaL_Reg *methods) {
-  if (!luaL_newmetatable(L, name)) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, end_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, end_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-}
-
 static void thread_metatables(lua_State *L) {
-  end_metatable(L, THREAD_MT, thread_methods);
-  end_metatable(L, CHANNEL_MT, channel_methods);
+  static const luaL_Reg meta[] = {
+    {"__gc", end_gc}, {"__tostring", end_tostring}, {NULL, NULL}
+  };
+  lasync__class(L, THREAD_MT, meta, thread_methods);
+  lasync__class(L, CHANNEL_MT, meta, channel_methods);
+  lua_pop(L, 2);
 }
 
 /* async.thread.cpu_count(): how many threads can run in parallel here. */

@@ -421,16 +421,11 @@ static const luaL_Reg timer_funcs[] = {
 };
 
 int lasync__open_timer(lua_State *L) {
-  luaL_newmetatable(L, HANDLE_MT);
-  luaL_newlib(L, handle_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, handle_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, ALARM_MT);
-  lua_pushcfunction(L, alarm_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  static const luaL_Reg handle_meta[] = {{"__tostring", handle_tostring}, {NULL, NULL}};
+  static const luaL_Reg alarm_meta[] = {{"__gc", alarm_close}, {NULL, NULL}};
+  lasync__class(L, HANDLE_MT, handle_meta, handle_methods);
+  lasync__class(L, ALARM_MT, alarm_meta, NULL);
+  lua_pop(L, 2);
   lua_pushlightuserdata(L, lasync_host(L));
   luaL_setfuncs(L, timer_funcs, 1);
   return 0;

@@ -331,16 +331,11 @@ static const luaL_Reg udp_methods[] = {
 };
 
 int lasync__luaopen_udp(lua_State *L) {
-  if (luaL_newmetatable(L, UDP_MT)) {
-    luaL_newlib(L, udp_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, udp_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, udp_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, udp_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const luaL_Reg meta[] = {
+    {"__gc", udp_close}, {"__close", udp_close}, {"__tostring", udp_tostring},
+    {NULL, NULL}
+  };
+  lasync__class(L, UDP_MT, meta, udp_methods);
   lua_pop(L, 1);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, l_udp_bind);

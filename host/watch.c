@@ -145,9 +145,8 @@ static int l_first_results(lua_State *L) {
 }
 
 int lasync__open_watch(lua_State *L) {
-  luaL_newmetatable(L, "lasync.Watch");
-  lua_pushcfunction(L, watch_gc);
-  lua_setfield(L, -2, "__gc");
+  static const luaL_Reg meta[] = {{"__gc", watch_gc}, {NULL, NULL}};
+  lasync__class(L, "lasync.Watch", meta, NULL);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_watch);
   lua_setfield(L, -2, "watch");
