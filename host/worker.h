@@ -48,10 +48,6 @@ void lasync__proto_release(lasync_Proto *p);
 ** returns 0, or nonzero with the message pushed. */
 int lasync__proto_load(lua_State *L, const lasync_Proto *p);
 
-/* Sets the error at idx of the running task to be reported, if the task
-** fails with it, with `tb` (a traceback from another thread) as its cause,
-** as a task re-raising another task's error is. */
-void lasync__chain_traceback(lua_State *L, int idx, const char *from, const char *tb);
 
 /* ------------------------------------------------------------ pool.c */
 

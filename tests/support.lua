@@ -13,7 +13,6 @@ local testing = require "async.testing"
 M.check_clean = function() return testing.check_clean() end
 
 -- Timers armed now (test timeouts are real-time alarms, not among them).
-M.watchdogs = 0
 function M.timers()
   return core.stats().timers
 end
