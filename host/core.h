@@ -16,6 +16,17 @@
 extern char lasync__tag;
 #define LASYNC_TAG ((void *)&lasync__tag)
 
+/* alloc.c: the allocator of the host's Lua state (small blocks by size). */
+#define LASYNC_POOL_MAX 1024
+typedef struct lasync_Alloc {
+  void *free[LASYNC_POOL_MAX / 16 + 1]; /* a free list per 16-byte size */
+  char *cur, *end;                      /* what is left of the newest slab */
+  void *slabs;                          /* every slab, linked by first word */
+} lasync_Alloc;
+void *lasync__alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+lua_Alloc lasync__alloc_init(lasync_Alloc *A);
+void lasync__alloc_close(lasync_Alloc *A);
+
 /* Something the ready queue can run: a task step or a callback. */
 typedef struct lasync_Runnable {
   struct lasync_Runnable *next;
@@ -98,6 +109,8 @@ struct lasync_Host {
   int closed;                   /* handles whose close callback ran */
   unsigned char own;            /* loop is own_loop */
   struct lasync_Remote *remote; /* embed.c: wakers, made on first use */
+  unsigned char warn_on, warn_cont; /* lua_warning state: off until "@on" */
+  lasync_Alloc alloc;           /* outlives L: lua_close frees through it */
 };
 
 /* host.c */

@@ -2,6 +2,7 @@
 ** host.c: creating and freeing a host, the `async.core` module, the error
 ** classes, and the Lua modules compiled into the binary.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
@@ -239,6 +240,30 @@ static int host_init(lua_State *L) {
   return 0;
 }
 
+/* luaL_newstate's panic and warning behaviour, for a state made with our
+** own allocator: warnings are off until a script says warn("@on"). */
+static int host_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "lasync: PANIC: unprotected error in call to Lua API (%s)\n",
+          msg ? msg : "error object is not a string");
+  return 0;                              /* Lua aborts */
+}
+
+static void host_warn(void *ud, const char *msg, int tocont) {
+  lasync_Host *H = (lasync_Host *)ud;
+  if (!H->warn_cont && *msg == '@') {    /* a control message */
+    if (strcmp(msg, "@on") == 0) H->warn_on = 1;
+    else if (strcmp(msg, "@off") == 0) H->warn_on = 0;
+    return;
+  }
+  if (H->warn_on) {
+    if (!H->warn_cont) fputs("Lua warning: ", stderr);
+    fputs(msg, stderr);
+    if (!tocont) fputc('\n', stderr);
+  }
+  H->warn_cont = (unsigned char)(tocont != 0);
+}
+
 lasync_Host *lasync_new(uv_loop_t *loop) {
   lasync_Host *H = (lasync_Host *)calloc(1, sizeof *H);
   lua_State *L;
@@ -249,12 +274,15 @@ lasync_Host *lasync_new(uv_loop_t *loop) {
     H->own = 1;
   }
   H->loop = loop;
-  H->L = L = luaL_newstate();
+  H->L = L = lua_newstate(lasync__alloc_init(&H->alloc), &H->alloc);
   if (L == NULL) {
+    lasync__alloc_close(&H->alloc);
     if (H->own) uv_loop_close(loop);
     free(H);
     return NULL;
   }
+  lua_atpanic(L, host_panic);
+  lua_setwarnf(L, host_warn, H);
   *(lasync_Task **)lua_getextraspace(L) = NULL;
   lasync__sched_init(H);
   lasync__timer_init(H);
@@ -295,6 +323,7 @@ void lasync_free(lasync_Host *H) {
   H->ready_head = H->ready_tail = NULL;
   H->heap_len = 0;
   lua_close(H->L);                       /* finalizers close module handles */
+  lasync__alloc_close(&H->alloc);
   free(H->heap);
   free(H->anchor_free);
   uv_close((uv_handle_t *)&H->idle, host_closed);

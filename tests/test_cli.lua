@@ -60,6 +60,20 @@ function TestCliOptions:test_e_needs_an_argument()
   lu.assertStrContains(r.stderr, "-e")
 end
 
+-- The host's state is made with its own allocator, so lasync gives it
+-- luaL_newstate's warning behaviour itself: off until warn("@on").
+function TestCliOptions:test_warnings_off_until_turned_on()
+  local r = support.sh(BIN .. " -e " .. q([[
+    warn("hidden")
+    warn("@on")
+    warn("shown ", "in ", "pieces")
+    warn("@off")
+    warn("hidden again")
+  ]]))
+  lu.assertEquals(r.status, 0, r.stderr)
+  lu.assertEquals(r.stderr, "Lua warning: shown in pieces\n")
+end
+
 function TestCliOptions:test_stdin_script()
   local r = support.sh("echo 'print(\"from stdin\", ...)' | " .. BIN .. " - x y")
   lu.assertEquals(r.status, 0, r.stderr)

@@ -3,7 +3,8 @@
 # `make test` into $BUILD/tests/c/) and passes their TAP on to tests/run.sh.
 # A program that exits non-zero with no failing test reported (a crash, a
 # sanitizer or valgrind error) adds one failure of its own.
-#   VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full" runs each under valgrind.
+#   LASYNC_ALLOC=system VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full"
+#   runs each under valgrind (the system allocator lets it see every block).
 BUILD=${BUILD:-build}
 rc=0
 for t in "$BUILD"/tests/c/test_*; do
