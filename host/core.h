@@ -96,6 +96,7 @@ struct lasync_Host {
   int wd_busy;
   int tasks_ref;                /* table: slot -> Task, the strong anchors */
   int task_mt_ref;              /* the Task metatable, by integer key */
+  int task_mt_gc_ref;           /* the same with __gc, for unseen failures */
   int *anchor_free;             /* free slots of the task table */
   int anchor_nfree, anchor_cap, anchor_top;
   int live;                     /* tasks not yet done */

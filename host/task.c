@@ -16,14 +16,21 @@
 #include "core.h"
 
 
-/* The Task at index i, or NULL. Compares the metatable with the one kept
-** by integer key (luaL_testudata looks it up by name on every call). */
+/* The Task at index i, or NULL. Compares the metatable with the two kept
+** by integer key (luaL_testudata looks one up by name on every call). */
 lasync_Task *lasync__totask(lua_State *L, int i) {
   lasync_Task *t = (lasync_Task *)lua_touserdata(L, i);
+  lasync_Host *H;
   int same;
   if (t == NULL || !lua_getmetatable(L, i)) return NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lasync_host(L)->task_mt_ref);
+  H = lasync_host(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_ref);
   same = lua_rawequal(L, -1, -2);
+  if (!same) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_gc_ref);
+    same = lua_rawequal(L, -1, -3);
+    lua_pop(L, 1);
+  }
   lua_pop(L, 2);
   return same ? t : NULL;
 }
@@ -218,7 +225,10 @@ static void task_finish(lasync_Host *H, lasync_Task *t) {
   if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED)) {
     if (seen) t->flags |= TF_OBSERVED;
     else if (H->debug) lasync__task_report(L, lua_gettop(L), t);
-    else {                                /* remember it, weakly */
+    else {                                /* remember it, weakly, and report
+                                             it if it is collected unseen */
+      lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_gc_ref);
+      lua_setmetatable(L, -2);
       lua_rawgetp(L, LUA_REGISTRYINDEX, &H->unobserved);
       lua_pushvalue(L, -2);
       lua_rawsetp(L, -2, t);
@@ -424,11 +434,12 @@ void lasync__task_report(lua_State *L, int idx, lasync_Task *t) {
   lua_settop(L, top);
 }
 
-/* At loop end: reports the failed tasks nobody awaited that are still
-** referenced (the others were reported when collected). */
+/* At loop end: reports the failed tasks nobody awaited that were not
+** collected yet (the others were reported when collected). No collection
+** first: one over every object made the end of a big run slow, and a task
+** it would have collected is reported here just the same, once. */
 void lasync__report_unobserved(lasync_Host *H) {
   lua_State *L = H->L;
-  lua_gc(L, LUA_GCCOLLECT);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &H->unobserved);
   lua_pushnil(L);
   while (lua_next(L, -2)) {

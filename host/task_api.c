@@ -300,10 +300,21 @@ static const luaL_Reg task_funcs[] = {
 /* Adds the task functions to the table on top (H is upvalue 1). */
 int lasync__open_task(lua_State *L) {
   lasync_Host *H = lasync_host(L);
-  static const luaL_Reg meta[] = {
-    {"__tostring", task_tostring}, {"__gc", task_gc}, {NULL, NULL}
-  };
+  static const luaL_Reg meta[] = {{"__tostring", task_tostring}, {NULL, NULL}};
   lasync__class(L, TASK_MT, meta, task_methods);
+  /* A second metatable, the same with a finalizer, for the failed tasks
+  ** nobody has seen fail (task.c's task_finish): a finalizer on every task
+  ** made each collection of a task a call, and its memory wait a cycle. */
+  lua_createtable(L, 0, 4);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_pushcfunction(L, task_gc);
+  lua_setfield(L, -2, "__gc");
+  H->task_mt_gc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   H->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, H);
   luaL_setfuncs(L, task_funcs, 1);
