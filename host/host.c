@@ -152,6 +152,8 @@ static int luaopen_core(lua_State *L) {
   lua_setfield(L, -2, "Timeout");
   luaL_getmetatable(L, "lasync.Task");
   lua_setfield(L, -2, "Task");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lasync_host(L)->task_mt_gc_ref);
+  lua_setfield(L, -2, "TaskUnseen");     /* a failed task nobody saw fail */
   luaL_getmetatable(L, "lasync.Future");
   lua_setfield(L, -2, "Future");
   return 1;

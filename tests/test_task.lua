@@ -115,6 +115,27 @@ function TestSpawn:test_forgotten_task_runs_to_completion()
   lu.assertEquals(f:await(), "finished")
 end
 
+-- A task that failed before anyone looked changes its metatable (it gets a
+-- finalizer, to be reported if collected unseen): it is still a Task to
+-- every function that takes one.
+function TestSpawn:test_failed_unseen_task_is_still_a_task()
+  local t = async.spawn(function() error("boom", 0) end)
+  local ok_task = async.spawn(function() return 1 end)
+  async.sleep(0)
+  lu.assertTrue(t:done())
+  lu.assertTrue(async.is_awaitable(t))
+  lu.assertEquals(getmetatable(t).__name, getmetatable(ok_task).__name)
+  lu.assertStrContains(tostring(t), "task-")
+  local results, errors = async.settle({t, ok_task})
+  lu.assertEquals(errors[1], "boom")
+  lu.assertEquals(results[2], 1)
+  local done = async.wait({t}, {return_when = "first"})
+  lu.assertIs(done[1], t)
+  local ok, err = pcall(async.gather, t)
+  lu.assertFalse(ok)
+  lu.assertEquals(err, "boom")
+end
+
 function TestSpawn:test_await_of_non_awaitable_is_an_error()
   local ok, err = catch(async.await, 5)
   lu.assertFalse(ok)

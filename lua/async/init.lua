@@ -6,7 +6,7 @@ local core = require "async.core"
 local spawn, current, cancel, withdraw = core.spawn, core.current, core.cancel, core.withdraw
 local future, call_later, new_cancelled = core.future, core.call_later, core.new_cancelled
 local is_cancelled, watch = core.is_cancelled, core.watch
-local Task, Future, Timeout = core.Task, core.Future, core.Timeout
+local Task, TaskUnseen, Future, Timeout = core.Task, core.TaskUnseen, core.Future, core.Timeout
 local pack, unpack, select, type, error, pcall = table.pack, table.unpack, select, type, error, pcall
 local getmetatable, setmetatable, tostring, format = getmetatable, setmetatable, tostring, string.format
 
@@ -18,7 +18,7 @@ local async = {
 
 local function is_awaitable(x)
   local mt = getmetatable(x)
-  return mt == Task or mt == Future
+  return mt == Task or mt == Future or mt == TaskUnseen
 end
 async.is_awaitable = is_awaitable
 
