@@ -1,8 +1,10 @@
 /*
 ** task.c: the life of a task (its methods are task_api.c). A task is a Lua
-** thread plus a lasync_Task (the userdata Lua sees, whose first user value
-** is the thread and second a lazily made table of extras: name, traceback,
-** pending cancellation, done callbacks, context).
+** thread plus a lasync_Task, the userdata Lua sees. Its one user value is
+** the thread, or once the task has extras (name, traceback, pending
+** cancellation, done callbacks, context) their table, which then holds the
+** thread as "co": most tasks have none, and a second user value cost every
+** task 16 bytes.
 ** While a task is alive the host's task table holds it, so a task spawned
 ** and forgotten still runs to its end.
 **
@@ -50,12 +52,14 @@ void lasync__push_task(lua_State *L, lasync_Task *t) {
 
 /* Pushes the extras table of the task object at idx, making it if asked. */
 int lasync__task_extras(lua_State *L, int idx, int make) {
-  if (lua_getiuservalue(L, idx, 2) == LUA_TTABLE) return 1;
-  lua_pop(L, 1);
-  if (!make) return 0;
-  lua_newtable(L);
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE) return 1;
+  if (!make) { lua_pop(L, 1); return 0; }
+  lua_createtable(L, 0, 2);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "co");             /* the thread, still anchored */
   lua_pushvalue(L, -1);
-  lua_setiuservalue(L, idx < 0 ? idx - 2 : idx, 2);
+  lua_setiuservalue(L, idx, 1);
   return 1;
 }
 
@@ -166,7 +170,7 @@ static void task_inherit(lua_State *L, lasync_Task *p) {
 
 lasync_Task *lasync__spawn_on(lua_State *L, lasync_Host *H, int nargs) {
   int n = nargs + 1;                     /* the function and its arguments */
-  lasync_Task *t = (lasync_Task *)lua_newuserdatauv(L, sizeof *t, 2);
+  lasync_Task *t = (lasync_Task *)lua_newuserdatauv(L, sizeof *t, 1);
   lua_State *co = lua_newthread(L);
   memset(t, 0, sizeof *t);
   lua_setiuservalue(L, -2, 1);           /* the thread lives in the task */
