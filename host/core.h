@@ -37,9 +37,9 @@ enum { RUN_TASK, RUN_CALLBACK };
 /* A deadline in the host's single timer heap. */
 typedef struct lasync_Timer {
   uint64_t due;                 /* ns on the host clock */
-  uint32_t seq;                 /* FIFO among equal deadlines */
+  uint32_t seq;                 /* FIFO order among equal deadlines << 1,
+                                   | kind: a separate byte cost 8 bytes */
   uint32_t idx;                 /* heap slot + 1; 0 when not scheduled */
-  unsigned char kind;           /* TIMER_SLEEP or TIMER_CALLBACK */
 } lasync_Timer;
 enum { TIMER_SLEEP, TIMER_CALLBACK };
 
@@ -155,7 +155,7 @@ void lasync__push_task(lua_State *L, lasync_Task *t);
 
 /* timer.c */
 uint64_t lasync__now(lasync_Host *H);
-void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due);
+void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due, int kind);
 void lasync__timer_stop(lasync_Host *H, lasync_Timer *tm);
 void lasync__callback_run(lasync_Host *H, lasync_Runnable *r);
 void lasync__call_soon(lua_State *L, int nargs);

@@ -75,7 +75,7 @@ static void heap_down(lasync_Host *H, uint32_t i) {
 static void timer_arm(lasync_Host *H);
 
 static void timer_fire(lasync_Host *H, lasync_Timer *tm) {
-  if (tm->kind == TIMER_SLEEP)
+  if ((tm->seq & 1) == TIMER_SLEEP)
     lasync_wake(&container_of(tm, lasync_Task, timer)->self);
   else {
     Handle *h = container_of(tm, Handle, timer);
@@ -129,7 +129,7 @@ static void timer_arm(lasync_Host *H) {
   uv_timer_start(&H->uvtimer, timer_cb, ms, 0);
 }
 
-void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due) {
+void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due, int kind) {
   if (H->heap_len == H->heap_cap) {
     uint32_t cap = H->heap_cap ? H->heap_cap * 2 : 64;
     lasync_Timer **heap = (lasync_Timer **)realloc(H->heap, cap * sizeof *heap);
@@ -138,7 +138,7 @@ void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due) {
     H->heap_cap = cap;
   }
   tm->due = due;
-  tm->seq = H->timer_seq++;
+  tm->seq = (H->timer_seq++ << 1) | (uint32_t)kind;
   heap_set(H, H->heap_len++, tm);
   heap_up(H, H->heap_len - 1);
   if (H->heap[0] == tm) timer_arm(H);
@@ -180,9 +180,8 @@ static int l_sleep(lua_State *L) {
   }
   t->self.what = lasync__what_sleep;
   if (sec < MAX_SLEEP) {
-    t->timer.kind = TIMER_SLEEP;
     lasync__timer_start(t->H, &t->timer,
-                        lasync__now(t->H) + (uint64_t)ceil(sec * 1e9));
+                        lasync__now(t->H) + (uint64_t)ceil(sec * 1e9), TIMER_SLEEP);
   }
   return lasync_wait(L, &t->self, sleep_cancel, NULL, 0);
 }
@@ -255,7 +254,6 @@ static Handle *handle_new(lua_State *L, lasync_Host *H, int nargs) {
   h->run.kind = RUN_CALLBACK;
   h->run.next = NULL;
   h->timer.idx = 0;
-  h->timer.kind = TIMER_CALLBACK;
   h->H = H;
   lua_pushvalue(L, -1);
   h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -315,7 +313,8 @@ static int l_call_later(lua_State *L) {
     lasync__ready_push(H, &h->run);
   }
   else if (sec < MAX_SLEEP)
-    lasync__timer_start(H, &h->timer, lasync__now(H) + (uint64_t)ceil(sec * 1e9));
+    lasync__timer_start(H, &h->timer, lasync__now(H) + (uint64_t)ceil(sec * 1e9),
+                        TIMER_CALLBACK);
   return 1;
 }
 
