@@ -3,7 +3,8 @@
 **
 ** Lua tells its allocator the size of every block it frees, so small
 ** blocks need no header: each size (rounded up to 16 bytes, up to 1 KB)
-** has a free list, and new blocks are cut from 256 KB slabs. A parked
+** has a free list, and new blocks are cut from 256 KB slabs (mapped whole
+** after the first, which saves a page fault per 4 KB). A parked
 ** task is made of such blocks (its thread, stack, three CallInfos, its
 ** Task object): malloc's 8-byte header and 16-byte rounding cost it 70
 ** bytes, about 5%, and malloc/free were a sixth of the instructions of a
@@ -19,6 +20,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <lauxlib.h>
 #include "core.h"
 
@@ -53,8 +55,13 @@ static void *pool_get(lasync_Alloc *A, size_t size) {
     return p;
   }
   if (A->cur == NULL || (size_t)(A->end - A->cur) < c << 4) {
-    char *slab = (char *)malloc(SLAB_SIZE);
-    if (slab == NULL) return NULL;
+    /* After the first, slabs come in whole (MAP_POPULATE): one system call
+    ** instead of a page fault per 4 KB (7% of a spawn of 200,000 tasks). A
+    ** program that needs one slab, most, does not pay for it. */
+    int populate = A->slabs != NULL ? MAP_POPULATE : 0;
+    char *slab = (char *)mmap(NULL, SLAB_SIZE, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | populate, -1, 0);
+    if (slab == MAP_FAILED) return NULL;
     *(void **)slab = A->slabs;           /* the rest of the old slab is lost:
                                             at most 1 KB of 256 */
     A->slabs = slab;
@@ -106,7 +113,7 @@ lua_Alloc lasync__alloc_init(lasync_Alloc *A) {
 void lasync__alloc_close(lasync_Alloc *A) {
   while (A->slabs != NULL) {
     void *next = *(void **)A->slabs;
-    free(A->slabs);
+    munmap(A->slabs, SLAB_SIZE);
     A->slabs = next;
   }
   memset(A, 0, sizeof *A);
