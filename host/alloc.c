@@ -6,7 +6,7 @@
 ** has a free list, and new blocks are cut from 256 KB slabs (mapped whole
 ** after the first, which saves a page fault per 4 KB). A parked
 ** task is made of such blocks (its thread, stack, three CallInfos, its
-** Task object): malloc's 8-byte header and 16-byte rounding cost it 70
+** Task object): malloc's 8-byte header and 16-byte rounding cost it 77
 ** bytes, about 5%, and malloc/free were a sixth of the instructions of a
 ** spawn. jemalloc, mimalloc and tcmalloc do worse than glibc here: their
 ** size classes round a 720-byte Lua stack up to 768 (docs/embedding.md has
