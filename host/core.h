@@ -52,11 +52,14 @@ enum { WAKE_OK, WAKE_ERROR, WAKE_CANCEL };
 #define TF_OBSERVED   1         /* someone saw its failure */
 #define TF_CANCELREQ  2         /* a cancellation is pending */
 #define TF_STARTED    4
+#define TF_EXTRAS     8         /* its user value is the extras table */
+#define TF_KEEPCO     16        /* C holds it: its results stay on co */
 
 struct lasync_Task {
   lasync_Runnable run;          /* ready-queue link */
   unsigned char state, status, flags;
-  int nargs;                    /* values staged on co for the next resume */
+  int nargs;                    /* values staged on co for the next resume;
+                                   once done without co, how many results */
   int ref;                      /* anchor in H's task table while alive */
   lua_State *co;
   lasync_Host *H;
@@ -140,6 +143,8 @@ int lasync__task_extras(lua_State *L, int idx, int make);
 void lasync__task_pushname(lua_State *L, int idx, lasync_Task *t);
 void lasync__task_observe(lua_State *L, lasync_Task *t);
 int lasync__task_outcome(lua_State *L, int idx, lasync_Task *t, int raise);
+int lasync__task_first(lua_State *L, int idx, lasync_Task *t);
+void lasync__task_keep(lua_State *L, int idx, lasync_Task *t);
 void lasync__task_report(lua_State *L, int idx, lasync_Task *t);
 int lasync__open_task(lua_State *L);
 void lasync__task_step(lasync_Host *H, lasync_Task *t);

@@ -55,6 +55,7 @@ void lasync_task_on_done(lua_State *L, int idx, lasync_DoneFn fn, void *ud) {
   lasync_Task *t = lasync__checktask_arg(L, idx);
   DoneCb *cb;
   idx = lua_absindex(L, idx);
+  lasync__task_keep(L, idx, t);          /* fn may call lasync_task_results */
   cb = (DoneCb *)lua_newuserdatauv(L, sizeof *cb, 0);
   cb->fn = fn;
   cb->ud = ud;

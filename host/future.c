@@ -222,15 +222,7 @@ lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed) {
 int lasync__push_first(lua_State *L, int idx) {
   lasync_Task *t = lasync__totask(L, idx);
   Future *f;
-  if (t) {
-    if (t->state != LASYNC_DONE) return 0;
-    if (lua_gettop(t->co) == 0 || !lua_checkstack(t->co, 1)) lua_pushnil(L);
-    else {
-      lua_pushvalue(t->co, 1);
-      lua_xmove(t->co, L, 1);
-    }
-    return 1;
-  }
+  if (t) return t->state == LASYNC_DONE ? lasync__task_first(L, idx, t) : 0;
   f = (Future *)luaL_testudata(L, idx, FUTURE_MT);
   if (f == NULL || f->state != LASYNC_DONE) return 0;
   lua_getiuservalue(L, idx, 1);

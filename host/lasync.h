@@ -151,7 +151,11 @@ void lasync_cancel_all(lasync_Host *H, const char *msg);
 /* Task results, for a task that is done. lasync_task_status returns
 ** LASYNC_DONE, LASYNC_FAILED or LASYNC_CANCELLED (LASYNC_PENDING otherwise).
 ** lasync_task_results pushes its results (or its error) and returns how
-** many it pushed (0 for a pending task); it marks a failure as observed. */
+** many it pushed (0 for a pending task); it marks a failure as observed.
+** It reads them by pointer for the tasks C holds: those spawned with
+** lasync_spawn* and those watched with lasync_task_on_done. (A task spawned
+** from Lua keeps its results in its Lua object and lets go of its thread
+** when done; lasync_task_on_done gives it back what C needs.) */
 enum { LASYNC_PENDING, LASYNC_DONE, LASYNC_FAILED, LASYNC_CANCELLED };
 int lasync_task_status(lasync_Task *t);
 int lasync_task_results(lua_State *L, lasync_Task *t);

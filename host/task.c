@@ -1,10 +1,14 @@
 /*
 ** task.c: the life of a task (its methods are task_api.c). A task is a Lua
-** thread plus a lasync_Task, the userdata Lua sees. Its one user value is
-** the thread, or once the task has extras (name, traceback, pending
-** cancellation, done callbacks, context) their table, which then holds the
-** thread as "co": most tasks have none, and a second user value cost every
-** task 16 bytes.
+** thread plus a lasync_Task, the userdata Lua sees. Its one user value
+** "holds" the thread, and once the task is done its results instead (one
+** value as it is, several in a table): the thread, a kilobyte and more, is
+** then garbage. A task C code holds by pointer (TF_KEEPCO: spawned from C,
+** or watched with lasync_task_on_done) keeps its thread, where
+** lasync_task_results finds them. When a task has extras (name, traceback,
+** pending cancellation, done callbacks, context), the user value is their
+** table and it holds the rest as "held": most tasks have none, and a second
+** user value cost every task 16 bytes.
 ** While a task is alive the host's task table holds it, so a task spawned
 ** and forgotten still runs to its end.
 **
@@ -52,15 +56,90 @@ void lasync__push_task(lua_State *L, lasync_Task *t) {
 
 /* Pushes the extras table of the task object at idx, making it if asked. */
 int lasync__task_extras(lua_State *L, int idx, int make) {
+  lasync_Task *t = (lasync_Task *)lua_touserdata(L, idx);
   idx = lua_absindex(L, idx);
-  if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE) return 1;
-  if (!make) { lua_pop(L, 1); return 0; }
+  if (t->flags & TF_EXTRAS) { lua_getiuservalue(L, idx, 1); return 1; }
+  if (!make) return 0;
   lua_createtable(L, 0, 2);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "co");             /* the thread, still anchored */
+  lua_getiuservalue(L, idx, 1);
+  lua_setfield(L, -2, "held");
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, idx, 1);
+  t->flags |= TF_EXTRAS;
   return 1;
+}
+
+/* Pushes, or sets from the top, what the task object at idx holds. */
+static void task_held(lua_State *L, int idx, lasync_Task *t) {
+  lua_getiuservalue(L, idx, 1);
+  if (t->flags & TF_EXTRAS) {
+    lua_getfield(L, -1, "held");
+    lua_remove(L, -2);
+  }
+}
+
+static void task_hold(lua_State *L, int idx, lasync_Task *t) {
+  if (t->flags & TF_EXTRAS) {
+    lua_getiuservalue(L, idx, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "held");
+    lua_pop(L, 1);
+  }
+  else lua_setiuservalue(L, idx, 1);
+}
+
+/* The task at idx is done: unless C holds it, its results (or error) leave
+** the thread for the object, and the thread is let go. */
+static void task_let_go(lua_State *L, int idx, lasync_Task *t) {
+  lua_State *co = t->co;
+  int i, n = lua_gettop(co);
+  if ((t->flags & TF_KEEPCO) || !lua_checkstack(L, 2) || !lua_checkstack(co, 2))
+    return;                               /* the thread keeps them */
+  if (n == 1) lua_xmove(co, L, 1);
+  else if (n == 0) lua_pushnil(L);
+  else {
+    lua_createtable(co, n, 0);
+    for (i = 1; i <= n; i++) {
+      lua_pushvalue(co, i);
+      lua_rawseti(co, -2, i);
+    }
+    lua_xmove(co, L, 1);
+  }
+  lua_settop(co, 0);
+  task_hold(L, idx, t);
+  *(lasync_Task **)lua_getextraspace(co) = NULL;
+  t->nargs = n;
+  t->co = NULL;
+}
+
+/* Pushes the results (or error) of the done task at idx, let go of its
+** thread, and returns their count. */
+static int task_push_held(lua_State *L, int idx, lasync_Task *t) {
+  int i, n = t->nargs;
+  luaL_checkstack(L, n + 1, "too many results");
+  if (n == 0) return 0;
+  task_held(L, idx, t);
+  if (n == 1) return 1;
+  for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+  lua_remove(L, -(n + 1));
+  return n;
+}
+
+/* C is about to hold the task at idx by pointer (lasync_task_on_done),
+** and read its results with lasync_task_results: it keeps a thread for
+** them, the one it runs on or, if it is done and let go of it, a new one. */
+void lasync__task_keep(lua_State *L, int idx, lasync_Task *t) {
+  idx = lua_absindex(L, idx);
+  if (t->co == NULL) {
+    int n = task_push_held(L, idx, t);
+    lua_State *co = lua_newthread(L);
+    *(lasync_Task **)lua_getextraspace(co) = NULL;
+    lua_insert(L, -(n + 1));
+    lua_xmove(L, co, n);
+    task_hold(L, idx, t);
+    t->co = co;
+  }
+  t->flags |= TF_KEEPCO;
 }
 
 void lasync__task_pushname(lua_State *L, int idx, lasync_Task *t) {
@@ -196,7 +275,9 @@ lasync_Task *lasync__spawn_on(lua_State *L, lasync_Host *H, int nargs) {
 }
 
 lasync_Task *lasync_spawn(lua_State *L, int nargs) {
-  return lasync__spawn_on(L, lasync_host(L), nargs);
+  lasync_Task *t = lasync__spawn_on(L, lasync_host(L), nargs);
+  t->flags |= TF_KEEPCO;                 /* the caller holds it by pointer */
+  return t;
 }
 
 /* Runs the done callbacks of a finished task at stack top; returns how
@@ -222,9 +303,10 @@ static void task_finish(lasync_Host *H, lasync_Task *t) {
   lasync_Wait *w;
   int seen = 0;
   H->live--;
+  lasync__push_task(L, t);
+  task_let_go(L, lua_gettop(L), t);
   while ((w = lasync_waitlist_pop(&t->awaiters)) != NULL)
     seen |= lasync__notify(w, t->state != LASYNC_DONE);
-  lasync__push_task(L, t);
   seen |= task_run_callbacks(L);
   if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED)) {
     if (seen) t->flags |= TF_OBSERVED;
@@ -400,17 +482,23 @@ void lasync__task_set_cause(lua_State *L, int err_idx, const char *from, const c
 ** in the running task, remembering the child's traceback for its own. */
 int lasync__task_outcome(lua_State *L, int idx, lasync_Task *t, int raise) {
   lua_State *co = t->co;
-  int i, n = lua_gettop(co);
+  int i, n = co ? lua_gettop(co) : t->nargs;
   lasync__task_observe(L, t);
   if (t->state == LASYNC_DONE) {
-    luaL_checkstack(L, n, "too many results");
-    luaL_checkstack(co, n, "too many results");
-    for (i = 1; i <= n; i++) lua_pushvalue(co, i);
-    lua_xmove(co, L, n);
-    return n;
+    luaL_checkstack(L, n + 1, "too many results");
+    if (co) {
+      luaL_checkstack(co, n, "too many results");
+      for (i = 1; i <= n; i++) lua_pushvalue(co, i);
+      lua_xmove(co, L, n);
+      return n;
+    }
+    return task_push_held(L, idx, t);
   }
-  lua_pushvalue(co, 1);
-  lua_xmove(co, L, 1);
+  if (co) {
+    lua_pushvalue(co, 1);
+    lua_xmove(co, L, 1);
+  }
+  else task_held(L, idx, t);
   if (!raise) return 1;
   if (lasync__task_of(L)) {              /* chain the tracebacks */
     const char *tb = NULL;
@@ -467,8 +555,30 @@ int lasync_task_status(lasync_Task *t) {
   return task_done(t) ? t->state : LASYNC_PENDING;
 }
 
+/* Pushes the first result of the done task at idx (nil if none). */
+int lasync__task_first(lua_State *L, int idx, lasync_Task *t) {
+  if (t->co) {
+    if (lua_gettop(t->co) == 0 || !lua_checkstack(t->co, 1)) lua_pushnil(L);
+    else {
+      lua_pushvalue(t->co, 1);
+      lua_xmove(t->co, L, 1);
+    }
+    return 1;
+  }
+  if (t->nargs == 0) lua_pushnil(L);
+  else {
+    task_held(L, idx, t);
+    if (t->nargs > 1) {
+      lua_rawgeti(L, -1, 1);
+      lua_remove(L, -2);
+    }
+  }
+  return 1;
+}
+
+/* For a task C holds (TF_KEEPCO), whose results stay on its thread. */
 int lasync_task_results(lua_State *L, lasync_Task *t) {
-  if (!task_done(t)) return 0;
+  if (!task_done(t) || t->co == NULL) return 0;
   return lasync__task_outcome(L, 0, t, 0);
 }
 

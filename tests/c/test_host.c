@@ -271,6 +271,43 @@ static void on_done_when_done(void) {
   lasync_free(H);
 }
 
+/* A done callback that records how many results lasync_task_results gives
+** and the first two. */
+static void on_done_results(lua_State *L, lasync_Task *t, void *ud) {
+  Seen *s = (Seen *)ud;
+  int n = lasync_task_results(L, t), base = lua_gettop(L) - n + 1;
+  const char *a = n >= 1 ? luaL_tolstring(L, base, NULL) : "-";
+  const char *b = n >= 2 ? luaL_tolstring(L, base + 1, NULL) : "-";
+  s->calls++;
+  s->status = lasync_task_status(t);
+  snprintf(s->text, sizeof s->text, "%d %s %s", n, a, b);
+}
+
+/* A task spawned from Lua lets go of its thread once done, its results
+** kept by its object; C watching it with lasync_task_on_done still reads
+** them with lasync_task_results, before it ends and after. */
+static void on_done_of_lua_spawned_tasks(void) {
+  lasync_Host *H = lasync_new(NULL);
+  lua_State *L = lasync_state(H);
+  Seen before = {0}, after = {0};
+  lasync_Task *t = spawn_code(L,
+    "local done = async.spawn(function() return 7, 'eight' end)\n"
+    "local later = async.spawn(function() async.sleep(0.001) return 9 end)\n"
+    "async.sleep(0)\n"
+    "collectgarbage()\n"
+    "return done, later");
+  CHECK(lasync_run_until(H, t) == 0);
+  CHECK(lasync_task_results(L, t) == 2);
+  lasync_task_on_done(L, -2, on_done_results, &after);
+  CHECK(after.calls == 1 && after.status == LASYNC_DONE);
+  CHECK(strcmp(after.text, "2 7 eight") == 0);
+  lasync_task_on_done(L, -1, on_done_results, &before);
+  CHECK(before.calls == 0);
+  CHECK(lasync_run_until(H, NULL) == 0);
+  CHECK(before.calls == 1 && strcmp(before.text, "1 9 -") == 0);
+  lasync_free(H);
+}
+
 static void raising_done(lua_State *L, lasync_Task *t, void *ud) {
   (void)t; (void)ud;
   luaL_error(L, "callback broke");
@@ -557,6 +594,7 @@ int main(void) {
   TEST(spawn_function);
   TEST(spawn_cb_outcomes);
   TEST(on_done_when_done);
+  TEST(on_done_of_lua_spawned_tasks);
   TEST(done_callback_error_is_reported);
   TEST(run_once_turns);
   TEST(app_drives_loop);
