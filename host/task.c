@@ -112,7 +112,7 @@ static void task_let_go(lua_State *L, int idx, lasync_Task *t) {
   t->co = NULL;
 }
 
-/* Pushes the results (or error) of the done task at idx, let go of its
+/* Pushes the results (or error) of the done task at idx that let go of its
 ** thread, and returns their count. */
 static int task_push_held(lua_State *L, int idx, lasync_Task *t) {
   int i, n = t->nargs;
