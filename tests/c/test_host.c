@@ -292,7 +292,8 @@ static void on_done_of_lua_spawned_tasks(void) {
   Seen before = {0}, after = {0};
   lasync_Task *t = spawn_code(L,
     "local done = async.spawn(function() return 7, 'eight' end)\n"
-    "local later = async.spawn(function() async.sleep(0.001) return 9 end)\n"
+    "gate = async.future()\n"
+    "local later = async.spawn(function() return gate:await() + 2 end)\n"
     "async.sleep(0)\n"
     "collectgarbage()\n"
     "return done, later");
@@ -303,6 +304,7 @@ static void on_done_of_lua_spawned_tasks(void) {
   CHECK(strcmp(after.text, "2 7 eight") == 0);
   lasync_task_on_done(L, -1, on_done_results, &before);
   CHECK(before.calls == 0);
+  CHECK(luaL_dostring(L, "gate:resolve(7)") == LUA_OK);
   CHECK(lasync_run_until(H, NULL) == 0);
   CHECK(before.calls == 1 && strcmp(before.text, "1 9 -") == 0);
   lasync_free(H);
