@@ -22,9 +22,11 @@ typedef struct lasync_Alloc {
   void *free[LASYNC_POOL_MAX / 16 + 1]; /* a free list per 16-byte size */
   char *cur, *end;                      /* what is left of the newest slab */
   void *slabs;                          /* every slab, linked by first word */
+  int closing;                          /* lua_close runs: frees are dropped */
 } lasync_Alloc;
 void *lasync__alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 lua_Alloc lasync__alloc_init(lasync_Alloc *A);
+void lasync__alloc_closing(lasync_Alloc *A);
 void lasync__alloc_close(lasync_Alloc *A);
 
 /* Something the ready queue can run: a task step or a callback. */

@@ -324,6 +324,7 @@ void lasync_free(lasync_Host *H) {
   uv_idle_stop(&H->idle);
   H->ready_head = H->ready_tail = NULL;
   H->heap_len = 0;
+  lasync__alloc_closing(&H->alloc);
   lua_close(H->L);                       /* finalizers close module handles */
   lasync__alloc_close(&H->alloc);
   free(H->heap);
