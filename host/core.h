@@ -102,6 +102,7 @@ struct lasync_Host {
   int tasks_ref;                /* table: slot -> Task, the strong anchors */
   int task_mt_ref;              /* the Task metatable, by integer key */
   int task_mt_gc_ref;           /* the same with __gc, for unseen failures */
+  const void *task_mt, *task_mt_gc; /* the two, for lasync__totask to compare */
   int *anchor_free;             /* free slots of the task table */
   int anchor_nfree, anchor_cap, anchor_top;
   int live;                     /* tasks not yet done */

@@ -314,7 +314,9 @@ int lasync__open_task(lua_State *L) {
   }
   lua_pushcfunction(L, task_gc);
   lua_setfield(L, -2, "__gc");
+  H->task_mt_gc = lua_topointer(L, -1);
   H->task_mt_gc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  H->task_mt = lua_topointer(L, -1);
   H->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, H);
   luaL_setfuncs(L, task_funcs, 1);
