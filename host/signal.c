@@ -111,7 +111,9 @@ static int handler_spawn(lua_State *L) {
   SigHandler *sh = (SigHandler *)lua_touserdata(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, sh->fnref);
   push_signame(L, sh->signum);
-  lasync_spawn(L, 1);
+  lasync__spawn_on(L, sh->H, 1);          /* not lasync_spawn: no C code holds
+                                            the task, so it lets go of its
+                                            thread when done */
   return 0;
 }
 
