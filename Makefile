@@ -27,13 +27,15 @@ endif
 BUILD   ?= build
 
 # Recursive (=) so pkg-config runs after `deps` has installed it. libedit: headers
-# only; the REPL loads it when it starts (host/repl_edit.c).
+# only; the REPL loads it when it starts (host/repl/repl_edit.c).
 PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libuv libedit)
 PKG_LIBS   = $(shell pkg-config --libs $(LUA_PC) libuv) -lm
 CFLAGS_ALL = -std=c99 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) $(PKG_CFLAGS) -Ihost $(CFLAGS)
 
-# Every host/*.c but the CLI is library code: a new native module needs no edit here.
-CORE_SRCS = $(filter-out host/main.c,$(wildcard host/*.c))
+# host/<layer>/*.c is library code, but the CLI: a new native module needs no edit
+# here (docs/internals.md has the layers). host/tools and host/example are not library.
+LAYERS    = core embed sync io thread repl
+CORE_SRCS = $(foreach d,$(LAYERS),$(wildcard host/$(d)/*.c))
 CORE_OBJS = $(CORE_SRCS:host/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/modules.o $(BUILD)/obj/apidoc.o
 LUA_SRCS  = $(shell find lua -name '*.lua' | sort)
 
@@ -76,7 +78,7 @@ $(BUILD)/modules.c: $(BUILD)/luaembed $(LUA_SRCS)
 $(BUILD)/obj/modules.o: $(BUILD)/modules.c
 	$(CC) -fPIC $(OPT) -c -o $@ $<
 
-# docs/API.md as a C string, for `help` at the REPL (host/repl.c).
+# docs/API.md as a C string, for `help` at the REPL (host/repl/repl.c).
 $(BUILD)/apidoc.c: docs/API.md | $(BUILD)/.dir
 	{ echo 'const char lasync__apidoc[] = {'; od -An -v -tu1 $< | sed 's/[0-9][0-9]*/&,/g'; \
 	  echo '0};'; } >$@
@@ -84,13 +86,16 @@ $(BUILD)/apidoc.c: docs/API.md | $(BUILD)/.dir
 $(BUILD)/obj/apidoc.o: $(BUILD)/apidoc.c
 	$(CC) -fPIC $(OPT) -c -o $@ $<
 
-$(BUILD)/obj/%.o: host/%.c $(wildcard host/*.h) | $(BUILD)/.dir
-	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+# -MMD -MP: each object depends on the headers it includes, no more.
+$(BUILD)/obj/%.o: host/%.c | $(BUILD)/.dir
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+-include $(CORE_OBJS:.o=.d) $(BUILD)/obj/cli/main.d
 
 $(BUILD)/liblasync.a: $(CORE_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/lasync: $(BUILD)/obj/main.o $(BUILD)/liblasync.a
+$(BUILD)/lasync: $(BUILD)/obj/cli/main.o $(BUILD)/liblasync.a
 	$(CC) $(LDSAN) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
 # Only lasync_* (one underscore) is exported: lasync__* stay internal.

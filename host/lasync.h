@@ -269,7 +269,7 @@ int lasync_waitlist_empty(const lasync_WaitList *l);
 
 /* ---------------------------------------------- work on a worker thread */
 
-/* The C side of async.to_thread (host/pool.c, host/executor.c): a C
+/* The C side of async.to_thread (host/thread/pool.c, host/thread/executor.c): a C
 ** function running in a task hands blocking or CPU-heavy C work to a worker
 ** thread of the host's default executor and waits for it like any other
 ** operation:

@@ -1,5 +1,5 @@
 -- async.executor: Lua on worker threads. async.to_thread and executor
--- objects are C (async.executor_core, host/executor.c and host/pool.c);
+-- objects are C (async.executor_core, host/thread/executor.c and host/thread/pool.c);
 -- this file adds executor:map, which composes submit.
 local core = require "async.executor_core"
 local async = require "async"

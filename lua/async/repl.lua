@@ -1,4 +1,4 @@
--- async.repl: the Lua half of the REPL (the C half, host/repl.c, reads the
+-- async.repl: the Lua half of the REPL (the C half, host/repl/repl.c, reads the
 -- input, edits lines and draws the prompt). A session compiles what is
 -- typed, runs each complete chunk as a task that prints its values or its
 -- error, and keeps the chunk's top-level locals in an environment of its

@@ -1,5 +1,5 @@
 /*
-** tests/c/test_alloc.c: the host's Lua allocator (host/alloc.c), which is
+** tests/c/test_alloc.c: the host's Lua allocator (host/core/alloc.c), which is
 ** internal: small blocks by size class with no header, large ones from
 ** malloc. Every size keeps its bytes, blocks never overlap, a block moves
 ** correctly across the small/large boundary when resized, freed blocks
@@ -14,7 +14,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
-#include "core.h"
+#include "core/core.h"
 
 #define NSIZES 1100
 

@@ -1,0 +1,341 @@
+/*
+** host.c: creating and freeing a host, the `async.core` module, the error
+** classes, and the Lua modules compiled into the binary.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "core/core.h"
+
+/* build/modules.c, generated from lua/ by host/luaembed.c */
+typedef struct { const char *name; const unsigned char *code; size_t len; } EmbeddedModule;
+extern const EmbeddedModule lasync__modules[];
+
+/* --------------------------------------------------------------- errors */
+
+static int error_tostring(lua_State *L) {
+  lua_getfield(L, 1, "kind");
+  lua_getfield(L, 1, "message");
+  if (lua_isstring(L, -1)) lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+  else lua_pushstring(L, lua_tostring(L, -2));
+  return 1;
+}
+
+/* Makes (once) an error class: a metatable whose objects ({kind, message})
+** print as "Kind: message"; leaves it on the stack. */
+void lasync__error_class(lua_State *L, const char *name) {
+  if (luaL_newmetatable(L, name)) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+}
+
+/* Makes (once) the metatable `name` of a type: the metamethods in `meta`
+** (may be NULL) and, when `methods` is not NULL, __index a table of them.
+** Leaves it on the stack. Every native type is made this way. */
+void lasync__class(lua_State *L, const char *name, const luaL_Reg *meta,
+                   const luaL_Reg *methods) {
+  if (!luaL_newmetatable(L, name)) return;
+  if (meta) luaL_setfuncs(L, meta, 0);
+  if (methods) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+}
+
+void lasync__push_cancelled(lua_State *L, const char *msg) {
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "Cancelled");
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, msg ? msg : "the task was cancelled");
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, LASYNC_CANCELLED_MT);
+}
+
+int lasync__is_cancelled(lua_State *L, int idx) {
+  int r;
+  if (!lua_getmetatable(L, idx)) return 0;
+  luaL_getmetatable(L, LASYNC_CANCELLED_MT);
+  r = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return r;
+}
+
+/* Returns the userdata of `size` bytes kept in the registry under `key`,
+** making it (zeroed, with `gc` as its __gc) on first use: a module's
+** per-host state, finalized when the host's state closes. */
+void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
+                             lua_CFunction gc) {
+  void *p;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TUSERDATA) {
+    p = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return p;
+  }
+  lua_pop(L, 1);
+  p = lua_newuserdatauv(L, size, 0);
+  memset(p, 0, size);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  return p;
+}
+
+/* ----------------------------------------------------------- async.core */
+
+static int l_is_cancelled(lua_State *L) {
+  lua_pushboolean(L, lasync__is_cancelled(L, 1));
+  return 1;
+}
+
+static int l_new_cancelled(lua_State *L) {
+  lasync__push_cancelled(L, luaL_optstring(L, 1, NULL));
+  return 1;
+}
+
+/* async.core.stats(): counters for tests and the debugger. */
+static int l_stats(lua_State *L) {
+  lasync_Host *H = lasync_host(L);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, H->live);
+  lua_setfield(L, -2, "live");
+  lua_pushinteger(L, H->heap_len);
+  lua_setfield(L, -2, "timers");
+  lua_pushinteger(L, H->next_id);
+  lua_setfield(L, -2, "spawned");
+  return 1;
+}
+
+/* core.handles(): the type names of the libuv handles open on the host's
+** loop, not counting the host's own, those closing, and those that do not
+** keep the loop alive (signal watchers, an idle executor's async handle):
+** what a test that leaks a socket or a timer of its own leaves behind. */
+static void host_count_handle(uv_handle_t *h, void *arg) {
+  lua_State *L = (lua_State *)arg;
+  lasync_Host *H = lasync_host(L);
+  if (uv_is_closing(h) || !uv_has_ref(h) || h == (uv_handle_t *)&H->idle ||
+      h == (uv_handle_t *)&H->check || h == (uv_handle_t *)&H->uvtimer)
+    return;                 /* unreferenced: host-lifetime (signals, pools) */
+  lua_pushstring(L, uv_handle_type_name(uv_handle_get_type(h)));
+  lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+}
+
+static int l_handles(lua_State *L) {
+  lua_newtable(L);
+  uv_walk(lasync_host(L)->loop, host_count_handle, L);
+  return 1;
+}
+
+static int luaopen_core(lua_State *L) {
+  lua_newtable(L);
+  lasync__open_task(L);
+  lasync__open_timer(L);
+  lasync__open_future(L);
+  lasync__open_watch(L);
+  lasync__open_watchdog(L);
+  lua_pushcfunction(L, l_is_cancelled);
+  lua_setfield(L, -2, "is_cancelled");
+  lua_pushcfunction(L, l_new_cancelled);
+  lua_setfield(L, -2, "new_cancelled");
+  lua_pushcfunction(L, l_stats);
+  lua_setfield(L, -2, "stats");
+  lua_pushcfunction(L, l_handles);
+  lua_setfield(L, -2, "handles");
+  luaL_getmetatable(L, LASYNC_CANCELLED_MT);
+  lua_setfield(L, -2, "Cancelled");
+  luaL_getmetatable(L, LASYNC_TIMEOUT_MT);
+  lua_setfield(L, -2, "Timeout");
+  luaL_getmetatable(L, "lasync.Task");
+  lua_setfield(L, -2, "Task");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lasync_host(L)->task_mt_gc_ref);
+  lua_setfield(L, -2, "TaskUnseen");     /* a failed task nobody saw fail */
+  luaL_getmetatable(L, "lasync.Future");
+  lua_setfield(L, -2, "Future");
+  return 1;
+}
+
+/* ----------------------------------------------------- embedded modules */
+
+static int host_load_embedded(lua_State *L) {
+  const EmbeddedModule *m = (const EmbeddedModule *)lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushfstring(L, "@%s", m->name);
+  if (luaL_loadbufferx(L, (const char *)m->code, m->len, lua_tostring(L, -1), "b") != LUA_OK)
+    return lua_error(L);
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* The native modules: one C file each, loaded on first require. */
+static const luaL_Reg natives[] = {
+  {"async.core", luaopen_core},
+  {"async.queue", lasync__luaopen_queue},
+  {"async.sync", lasync__luaopen_sync},
+  {"async.stream", lasync__luaopen_stream},
+  {"async.core.net", lasync__luaopen_net},
+  {"async.dns", lasync__luaopen_dns},
+  {"async.core.udp", lasync__luaopen_udp},
+  {"async.core.fs", lasync__luaopen_fs},
+  {"async.core.process", lasync__luaopen_process},
+  {"async.core.signal", lasync__luaopen_signal},
+  {"async.executor_core", lasync__luaopen_executor},
+  {"async.thread", lasync__luaopen_thread},
+  {"async.repl.apidoc", lasync__luaopen_apidoc},
+  {NULL, NULL}
+};
+
+/* Registers every native and embedded Lua module in package.preload;
+** none is loaded until required. */
+static void host_preload(lua_State *L) {
+  const EmbeddedModule *m;
+  const luaL_Reg *r;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (r = natives; r->name; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, -2, r->name);
+  }
+  for (m = lasync__modules; m->name; m++) {
+    char name[128];
+    size_t n = strlen(m->name);
+    /* "async/init.lua" -> "async", "async/x.lua" -> "async.x" */
+    if (n >= sizeof name) continue;
+    memcpy(name, m->name, n + 1);
+    name[n - 4] = '\0';
+    if (n > 9 && strcmp(name + n - 9, "/init") == 0) name[n - 9] = '\0';
+    for (char *p = name; *p; p++) if (*p == '/') *p = '.';
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushcclosure(L, host_load_embedded, 1);
+    lua_setfield(L, -2, name);
+  }
+  lua_pop(L, 1);
+}
+
+/* --------------------------------------------------------------- host */
+
+static int host_init(lua_State *L) {
+  lasync_Host *H = (lasync_Host *)lua_touserdata(L, 1);
+  lua_pushlightuserdata(L, H);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &lasync__hostkey);
+  luaL_openlibs(L);
+  lua_newtable(L);
+  H->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);                       /* failed tasks nobody awaited */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &H->unobserved);
+  lasync__error_class(L, LASYNC_CANCELLED_MT);
+  lasync__error_class(L, LASYNC_TIMEOUT_MT);
+  lua_pop(L, 2);
+  lasync__open_coro(L);
+  host_preload(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async");
+  lua_call(L, 1, 1);
+  lua_setglobal(L, "async");
+  return 0;
+}
+
+/* luaL_newstate's panic and warning behaviour, for a state made with our
+** own allocator: warnings are off until a script says warn("@on"). */
+static int host_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "lasync: PANIC: unprotected error in call to Lua API (%s)\n",
+          msg ? msg : "error object is not a string");
+  return 0;                              /* Lua aborts */
+}
+
+static void host_warn(void *ud, const char *msg, int tocont) {
+  lasync_Host *H = (lasync_Host *)ud;
+  if (!H->warn_cont && *msg == '@') {    /* a control message */
+    if (strcmp(msg, "@on") == 0) H->warn_on = 1;
+    else if (strcmp(msg, "@off") == 0) H->warn_on = 0;
+    return;
+  }
+  if (H->warn_on) {
+    if (!H->warn_cont) fputs("Lua warning: ", stderr);
+    fputs(msg, stderr);
+    if (!tocont) fputc('\n', stderr);
+  }
+  H->warn_cont = (unsigned char)(tocont != 0);
+}
+
+lasync_Host *lasync_new(uv_loop_t *loop) {
+  lasync_Host *H = (lasync_Host *)calloc(1, sizeof *H);
+  lua_State *L;
+  if (H == NULL) return NULL;
+  if (loop == NULL) {
+    if (uv_loop_init(&H->own_loop) != 0) { free(H); return NULL; }
+    loop = &H->own_loop;
+    H->own = 1;
+  }
+  H->loop = loop;
+  H->L = L = lua_newstate(lasync__alloc_init(&H->alloc), &H->alloc);
+  if (L == NULL) {
+    lasync__alloc_close(&H->alloc);
+    if (H->own) uv_loop_close(loop);
+    free(H);
+    return NULL;
+  }
+  lua_atpanic(L, host_panic);
+  lua_setwarnf(L, host_warn, H);
+  *(lasync_Task **)lua_getextraspace(L) = NULL;
+  lasync__sched_init(H);
+  lasync__timer_init(H);
+  lua_pushcfunction(L, host_init);
+  lua_pushlightuserdata(L, H);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lasync__report(H, lua_tostring(L, -1));
+    lasync_free(H);
+    return NULL;
+  }
+  return H;
+}
+
+lua_State *lasync_state(lasync_Host *H) { return H->L; }
+uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
+
+/* On the application's loop, lasync_free does not run the loop: the host
+** outlives it until the last of its three handles has closed. */
+static void host_closed(uv_handle_t *h) {
+  lasync_Host *H = (lasync_Host *)h->data;
+  if (++H->closed == 3 && !H->own) free(H);
+}
+
+static void host_walk_close(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void lasync_free(lasync_Host *H) {
+  if (H == NULL) return;
+  lasync__shutdown(H);                   /* tasks end, wakers run: may run the loop */
+  lasync__watchdog_stop(H);
+  lasync__report_unobserved(H);
+  H->closing = 1;
+  lasync__remote_close(H);
+  uv_timer_stop(&H->uvtimer);
+  uv_idle_stop(&H->idle);
+  H->ready_head = H->ready_tail = NULL;
+  H->heap_len = 0;
+  lasync__alloc_closing(&H->alloc);
+  lua_close(H->L);                       /* finalizers close module handles */
+  lasync__alloc_close(&H->alloc);
+  free(H->heap);
+  free(H->anchor_free);
+  uv_close((uv_handle_t *)&H->idle, host_closed);
+  uv_close((uv_handle_t *)&H->check, host_closed);
+  uv_close((uv_handle_t *)&H->uvtimer, host_closed);
+  if (H->own) {                          /* our loop: finish it here */
+    uv_walk(H->loop, host_walk_close, NULL);
+    uv_run(H->loop, UV_RUN_DEFAULT);
+    uv_loop_close(H->loop);
+    free(H);
+  }
+}

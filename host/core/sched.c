@@ -1,0 +1,271 @@
+/*
+** sched.c: the ready queue, the wait/wake interface and the waits lists.
+**
+** A task suspends in C with lasync_wait and is woken by lasync_wake*, which
+** only stage the outcome on the task's stack and queue it; the queue is
+** drained from the loop (an idle handle while work is ready, and a check
+** handle right after I/O), so no libuv callback ever resumes a coroutine.
+** Each drain runs the list it found; wakes during the drain go to the next
+** round, which is what makes sleep(0) fair.
+*/
+#include <stdio.h>
+#include <lauxlib.h>
+#include "core/core.h"
+
+char lasync__tag;
+const char lasync__hostkey = 0;
+
+lasync_Task *lasync__task_of(lua_State *L) {
+  return *(lasync_Task **)lua_getextraspace(L);
+}
+
+lasync_Host *lasync_host(lua_State *L) {
+  lasync_Task *t = lasync__task_of(L);
+  lasync_Host *H;
+  if (t) return t->H;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lasync__hostkey);
+  H = (lasync_Host *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return H;
+}
+
+/* ------------------------------------------------------------- ready queue */
+
+static void sched_drain(lasync_Host *H) {
+  lasync_Runnable *r = H->ready_head;
+  H->ready_head = H->ready_tail = NULL;
+  while (r) {
+    lasync_Runnable *next = r->next;  /* r may be collected by its step */
+    r->next = NULL;
+    if (r->kind == RUN_TASK) lasync__task_step(H, container_of(r, lasync_Task, run));
+    else lasync__callback_run(H, r);
+    r = next;
+  }
+  if (H->ready_head == NULL) lasync__timer_jump(H);  /* virtual clock */
+  if (H->ready_head == NULL) uv_idle_stop(&H->idle);
+}
+
+
+static void sched_idle_cb(uv_idle_t *h) {
+  sched_drain((lasync_Host *)h->data);
+}
+
+static void sched_check_cb(uv_check_t *h) {
+  lasync_Host *H = (lasync_Host *)h->data;
+  if (H->ready_head) sched_drain(H);
+}
+
+/* Makes the loop drain (and so jump a virtual clock) on its next turn. */
+void lasync__ready_wakeup(lasync_Host *H) {
+  if (!H->closing) uv_idle_start(&H->idle, sched_idle_cb);
+}
+
+void lasync__ready_push(lasync_Host *H, lasync_Runnable *r) {
+  r->next = NULL;
+  if (H->ready_tail) H->ready_tail->next = r;
+  else {
+    H->ready_head = r;
+    if (!H->closing) uv_idle_start(&H->idle, sched_idle_cb);
+  }
+  H->ready_tail = r;
+}
+
+void lasync__sched_init(lasync_Host *H) {
+  uv_idle_init(H->loop, &H->idle);
+  uv_check_init(H->loop, &H->check);
+  H->idle.data = H->check.data = H;
+  uv_check_start(&H->check, sched_check_cb);
+  uv_unref((uv_handle_t *)&H->check);
+}
+
+/* Runs the loop until t is done, or until nothing is left when t is NULL.
+** Returns 1 when the loop ran out of work first. */
+int lasync_run_until(lasync_Host *H, lasync_Task *t) {
+  for (;;) {
+    if (t ? task_done(t) : H->live == 0) return 0;
+    if (uv_run(H->loop, UV_RUN_ONCE) == 0 && H->ready_head == NULL) {
+      if (t ? task_done(t) : H->live == 0) return 0;
+      return 1;
+    }
+  }
+}
+
+/* ----------------------------------------------------------- wait and wake */
+
+void lasync__stage(lasync_Task *t, int status, lua_State *from, int n) {
+  if (n > 0) lua_xmove(from, t->co, n);
+  t->status = (unsigned char)status;
+  t->nargs = n;
+  t->wait = NULL;
+  t->state = T_READY;
+  lasync__ready_push(t->H, &t->run);
+}
+
+static int wake_aux(lua_State *L, lasync_Wait *w, int status, int n) {
+  lasync_Task *t = w->task;
+  if (t == NULL || t->wait != w || t->gen != w->gen) {  /* stale: ignore */
+    if (n > 0) lua_pop(L, n);
+    return 0;
+  }
+  w->task = NULL;
+  w->what = NULL;                        /* the next wait says its own */
+  if (n > 0 && !lua_checkstack(t->co, n)) {
+    lua_pop(L, n);
+    lua_pushliteral(L, "lasync: too many values to wake a task with");
+    status = WAKE_ERROR;
+    n = 1;
+  }
+  lasync__stage(t, status, L, n);
+  return 1;
+}
+
+int lasync_wake(lasync_Wait *w) { return wake_aux(NULL, w, WAKE_OK, 0); }
+
+int lasync_wake_values(lua_State *L, lasync_Wait *w, int n) {
+  return wake_aux(L, w, WAKE_OK, n);
+}
+
+int lasync_wake_error(lua_State *L, lasync_Wait *w) {
+  return wake_aux(L, w, WAKE_ERROR, 1);
+}
+
+lasync_Task *lasync_checktask(lua_State *L, const char *what) {
+  lasync_Task *t = lasync__task_of(L);
+  if (t == NULL) luaL_error(L, "%s: not inside a task", what);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s: cannot wait here (inside a metamethod or C function "
+                  "that does not allow yielding)", what);
+  if (t->flags & TF_CANCELREQ) {
+    lasync__take_cancel(L, t);
+    lua_error(L);
+  }
+  return t;
+}
+
+/* Continuation of every wait: raise a staged error, else hand over. */
+static int sched_wait_k(lua_State *L, int status, lua_KContext base) {
+  lasync_Task *t = lasync__task_of(L);
+  (void)status;
+  if (t->status != WAKE_OK) return lua_error(L);
+  if (t->k) return t->k(L, LUA_YIELD, t->kctx);
+  return lua_gettop(L) - (int)base;
+}
+
+int lasync_wait(lua_State *L, lasync_Wait *w, lasync_CancelFn cancel,
+                lua_KFunction k, lua_KContext ctx) {
+  lasync_Task *t = lasync__task_of(L);
+  int base = lua_gettop(L);
+  w->task = t;
+  w->cancel = cancel;
+  w->gen = ++t->gen;
+  t->wait = w;
+  t->state = T_WAITING;
+  t->k = k;
+  t->kctx = ctx;
+  lua_pushlightuserdata(L, LASYNC_TAG);
+  return lua_yieldk(L, 1, (lua_KContext)base, sched_wait_k);
+}
+
+/* Yields the running task and queues it to run again next round, with
+** no wait: a cancellation meanwhile stays pending (sleep(0)). */
+int lasync__yield(lua_State *L, lasync_Task *t) {
+  int base = lua_gettop(L);
+  t->status = WAKE_OK;
+  t->k = NULL;
+  t->state = T_READY;
+  lasync__ready_push(t->H, &t->run);
+  lua_pushlightuserdata(L, LASYNC_TAG);
+  return lua_yieldk(L, 1, (lua_KContext)base, sched_wait_k);
+}
+
+/* -------------------------------------------------------------- wait lists */
+
+void lasync_waitlist_init(lasync_WaitList *l) { l->next = l->prev = l; }
+
+int lasync_waitlist_empty(const lasync_WaitList *l) { return l->next == l; }
+
+void lasync_waitlist_push(lasync_WaitList *l, lasync_Wait *w) {
+  struct lasync_Link *n = &w->link;
+  n->prev = l->prev;
+  n->next = l;
+  l->prev->next = n;
+  l->prev = n;
+}
+
+void lasync_waitlist_remove(lasync_Wait *w) {
+  struct lasync_Link *n = &w->link;
+  if (n->next == NULL) return;
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->next = n->prev = NULL;
+}
+
+lasync_Wait *lasync_waitlist_pop(lasync_WaitList *l) {
+  lasync_Wait *w;
+  if (l->next == l) return NULL;
+  w = container_of(l->next, lasync_Wait, link);
+  lasync_waitlist_remove(w);
+  return w;
+}
+
+/* Removes the first element rawequal to the value at v from the list (a
+** sequence) at idx, which may be nil; returns whether it found one. */
+int lasync__list_remove(lua_State *L, int idx, int v) {
+  int i, n, found = 0;
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) return 0;
+  n = (int)luaL_len(L, idx);
+  for (i = 1; i <= n && !found; i++) {
+    lua_rawgeti(L, idx, i);
+    if (lua_rawequal(L, -1, v)) found = i;
+    lua_pop(L, 1);
+  }
+  if (!found) return 0;
+  for (i = found; i < n; i++) {
+    lua_rawgeti(L, idx, i + 1);
+    lua_rawseti(L, idx, i);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, idx, n);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ errors */
+
+void lasync_set_report(lasync_Host *H, lasync_ReportFn fn, void *ud) {
+  H->report = fn;
+  H->report_ud = ud;
+}
+
+void lasync__report(lasync_Host *H, const char *msg) {
+  if (H->report) H->report(H, msg, H->report_ud);
+  else {
+    fprintf(stderr, "%s\n", msg);
+    fflush(stderr);
+  }
+}
+
+static int sched_traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* The one gate for plain callbacks (call_soon, call_later, done callbacks):
+** a protected call whose failure is reported with a traceback, never lost
+** and never propagated into the loop. Returns the lua_pcall status. */
+int lasync__pcall(lua_State *L, int nargs, int nres) {
+  int base = lua_gettop(L) - nargs, st;
+  lua_pushcfunction(L, sched_traceback);
+  lua_insert(L, base);
+  st = lua_pcall(L, nargs, nres, base);
+  lua_remove(L, base);
+  if (st != LUA_OK) {
+    lasync_Host *H = lasync_host(L);
+    lua_pushfstring(L, "lasync: callback failed: %s", lua_tostring(L, -1));
+    lasync__report(H, lua_tostring(L, -1));
+    lua_pop(L, 2);
+  }
+  return st;
+}

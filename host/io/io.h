@@ -1,0 +1,94 @@
+/*
+** io.h: what the native I/O modules (stream, net, dns, fs, process,
+** signal) share: the I/O error object and the stream type that TCP, unix
+** pipes, subprocess pipes and stdio all use. Not installed.
+*/
+#ifndef LASYNC_IO_H
+#define LASYNC_IO_H
+
+#include <stddef.h>
+#include "core/core.h"
+
+/* ----------------------------------------------------------- errors */
+
+#define LASYNC_IOERROR_MT "lasync.IOError"
+
+/* Pushes an I/O error object: {kind="IOError", code=uv_err_name(err),
+** message=uv_strerror(err), op=op, path or address=where} whose tostring
+** reads "op where: message (CODE)". `where_key` is "path" or "address"
+** (or NULL when `where` is NULL). */
+void lasync__push_ioerror(lua_State *L, int err, const char *op,
+                          const char *where_key, const char *where);
+/* The same with a code and message of our own (e.g. "EOF", "ELIMIT"). */
+void lasync__push_ioerror_msg(lua_State *L, const char *code, const char *msg,
+                              const char *op, const char *where_key,
+                              const char *where);
+/* Pushes and raises lasync__push_ioerror's error. */
+int lasync__ioerror(lua_State *L, int err, const char *op,
+                    const char *where_key, const char *where);
+/* Makes the metatable (once) and pushes it. */
+void lasync__ioerror_class(lua_State *L);
+
+/* Formats the socket address sa as "ip:port" ("[ip]:port" for IPv6) in
+** buf (at least 64 bytes); returns buf. */
+char *lasync__addr_format(const struct sockaddr *sa, char *buf, size_t len);
+/* Pushes the ip and port of sa; returns 2 (nil, nil for an unknown family). */
+int lasync__addr_push(lua_State *L, const struct sockaddr *sa);
+
+/* ----------------------------------------------------------- signals */
+
+/* signal.c: the signal at arg: "SIGTERM", "TERM" or a number; raises a
+** clear argument error otherwise. */
+int lasync__checksignal(lua_State *L, int arg);
+/* "SIGTERM" for SIGTERM; NULL for a signal without a name here. */
+const char *lasync__signame(int signum);
+
+/* ----------------------------------------------------------- streams */
+
+#define LASYNC_STREAM_MT "lasync.Stream"
+
+/* STREAM_FILE: stdio redirected to a regular file or a device, which
+** cannot be polled: read and written synchronously, as C's stdio does. */
+enum { STREAM_TCP, STREAM_PIPE, STREAM_TTY, STREAM_FILE };
+
+/* Default limits, in bytes. */
+#define LASYNC_READ_HIGH 65536    /* reading pauses with this much unread */
+#define LASYNC_WRITE_HIGH 65536   /* write() waits with this much queued */
+#define LASYNC_LINE_LIMIT 65536   /* read_line / read_until without a limit */
+
+typedef struct lasync_Stream lasync_Stream;
+
+/* Allocates a stream of `kind` whose uv handle the caller initializes at
+** once (uv_tcp_init etc. on lasync__stream_handle(s)); it has no Lua
+** object yet. Raises when out of memory. After a failed init, free it
+** with lasync__stream_drop; once initialized, it is closed with
+** lasync__stream_close and freed by libuv's close callback. */
+lasync_Stream *lasync__stream_alloc(lua_State *L, int kind);
+/* The same for libuv callbacks: never raises, NULL when out of memory.
+** `root` comes from lasync__stream_root, taken earlier in Lua. */
+void *lasync__stream_root(lua_State *L);
+lasync_Stream *lasync__stream_new(lasync_Host *H, void *root, int kind);
+uv_handle_t *lasync__stream_handle(lasync_Stream *s);
+void lasync__stream_drop(lasync_Stream *s);
+
+/* Pushes the Lua object of a stream that has none yet. If that fails (out
+** of memory), the stream stays on the host's list, closed at exit. */
+void lasync__stream_push(lua_State *L, lasync_Stream *s);
+
+/* The open stream at idx; raises "stream is closed" otherwise. */
+lasync_Stream *lasync__stream_check(lua_State *L, int idx);
+
+/* Closes the stream for Lua: tasks waiting on it wake and raise an
+** ECANCELED error, buffered input is dropped. With `abort` unset, queued
+** output is still flushed (then FIN) before the handle closes; with it
+** set, queued output is dropped (a TCP stream is reset). Idempotent. */
+void lasync__stream_close(lasync_Stream *s, int abort);
+
+/* Sets the stream's description for tostring and errors ("tcp
+** 127.0.0.1:80"), copied. */
+void lasync__stream_describe(lasync_Stream *s, const char *what);
+
+/* The stream module (metatable, stdio). */
+int lasync__open_stream(lua_State *L);
+
+#endif

@@ -1,0 +1,332 @@
+/*
+** process.c: require "async.core.process", the C half of async.process:
+** spawning a child with its standard streams as pipes (Streams), inherited
+** or ignored; waiting for its exit; signalling it. lua/async/process.lua
+** builds the Process object and run() on top.
+**
+** Zombies: libuv reaps a child (on SIGCHLD) only while its uv_process_t is
+** open, so a handle whose child still runs is never closed early. Closing
+** or collecting the Lua object of a running child detaches it: the handle
+** stays open until the exit callback, which closes it. Whatever is still
+** running when the Lua state closes is closed then (the program is ending;
+** its children are reparented, not left as our zombies).
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "io/io.h"
+
+#define PROC_MT "lasync.Proc"
+#define MAX_ARGS 4096
+
+extern char **environ;
+
+typedef struct Proc {
+  uv_process_t h;                 /* first: a handle pointer is the Proc */
+  struct Proc **box;              /* the Lua object's slot, or NULL: detached */
+  struct Proc *next, *prev;       /* the list of running children */
+  lasync_WaitList waiters;        /* tasks in wait() (their self waits) */
+  int exited, termsig;
+  int64_t status;
+} Proc;
+
+static const char list_key = 0;   /* registry: the list head (a userdata) */
+
+/* ------------------------------------------------------- the running list */
+
+typedef struct ProcList { Proc *head; } ProcList;
+
+static void list_unlink(ProcList *pl, Proc *p) {
+  if (p->prev) p->prev->next = p->next;
+  else if (pl && pl->head == p) pl->head = p->next;
+  if (p->next) p->next->prev = p->prev;
+  p->next = p->prev = NULL;
+}
+
+static void proc_freed(uv_handle_t *h) { free(h); }
+
+/* At lua_close: close the handles of children still running. */
+static int list_gc(lua_State *L) {
+  ProcList *pl = (ProcList *)lua_touserdata(L, 1);
+  while (pl->head) {
+    Proc *p = pl->head;
+    list_unlink(pl, p);
+    if (p->box) *p->box = NULL;
+    uv_close((uv_handle_t *)&p->h, proc_freed);
+  }
+  return 0;
+}
+
+static ProcList *list_get(lua_State *L) {
+  return (ProcList *)lasync__host_singleton(L, &list_key, sizeof(ProcList), list_gc);
+}
+
+/* ------------------------------------------------------------ exit, wait */
+
+static void on_exit_cb(uv_process_t *h, int64_t status, int termsig) {
+  Proc *p = (Proc *)h;
+  lasync_Wait *w;
+  p->exited = 1;
+  p->status = status;
+  p->termsig = termsig;
+  list_unlink((ProcList *)h->data, p);
+  while ((w = lasync_waitlist_pop(&p->waiters)) != NULL) lasync_wake(w);
+  if (p->box == NULL) uv_close((uv_handle_t *)h, proc_freed);  /* detached */
+}
+
+static Proc **proc_box(lua_State *L) { return (Proc **)luaL_checkudata(L, 1, PROC_MT); }
+
+static void list_cancel(lasync_Wait *w) { lasync_waitlist_remove(w); }
+
+/* Pushes code, signal name (or nil) of an exited child. */
+static int push_exit(lua_State *L, Proc *p) {
+  const char *name = p->termsig ? lasync__signame(p->termsig) : NULL;
+  lua_pushinteger(L, (lua_Integer)p->status);
+  if (name) lua_pushstring(L, name);
+  else if (p->termsig) lua_pushinteger(L, p->termsig);
+  else lua_pushnil(L);
+  return 2;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx);
+
+/* proc:wait(): code, signal once the child has exited. */
+static int wait_step(lua_State *L, int first) {
+  Proc *p = *proc_box(L);
+  lasync_Task *t;
+  if (p == NULL) {
+    if (first) return luaL_error(L, "wait: the process handle is closed");
+    lasync__push_ioerror_msg(L, "ECANCELED", "the process handle was closed while waiting",
+                             "wait", NULL, NULL);
+    return lua_error(L);
+  }
+  if (p->exited) return push_exit(L, p);
+  t = lasync_checktask(L, "wait");
+  t->self.data = p;
+  lasync_waitlist_push(&p->waiters, &t->self);
+  lua_settop(L, 1);
+  t->self.what = "process wait";
+  return lasync_wait(L, &t->self, list_cancel, wait_k, 0);
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return wait_step(L, 0);
+}
+
+static int proc_wait(lua_State *L) { return wait_step(L, 1); }
+
+/* proc:status(): nil while running, else code, signal. */
+static int proc_status(lua_State *L) {
+  Proc *p = *proc_box(L);
+  if (p == NULL || !p->exited) return 0;
+  return push_exit(L, p);
+}
+
+/* proc:kill([sig]): sends sig (default SIGTERM); false if it had exited. */
+static int proc_kill(lua_State *L) {
+  Proc *p = *proc_box(L);
+  int sig = lua_isnoneornil(L, 2) ? SIGTERM : lasync__checksignal(L, 2), r;
+  if (p == NULL) return luaL_error(L, "kill: the process handle is closed");
+  if (p->exited) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if ((r = uv_process_kill(&p->h, sig)) != 0) {
+    if (r == UV_ESRCH) { lua_pushboolean(L, 0); return 1; }
+    return lasync__ioerror(L, r, "kill", NULL, NULL);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* proc:close(): lets go of the child. A running one is detached: its
+** handle closes when it exits (so it is reaped). Waiters raise ECANCELED. */
+static int proc_close(lua_State *L) {
+  Proc *p = *(Proc **)luaL_checkudata(L, 1, PROC_MT);
+  lasync_Wait *w;
+  if (p == NULL) return 0;
+  *p->box = NULL;
+  p->box = NULL;
+  while ((w = lasync_waitlist_pop(&p->waiters)) != NULL) lasync_wake(w);
+  if (p->exited) uv_close((uv_handle_t *)&p->h, proc_freed);
+  return 0;
+}
+
+/* ----------------------------------------------------------------- spawn */
+
+/* The argument list from the sequence at idx: strings only. */
+static char **spawn_args(lua_State *L, int idx, int *n) {
+  lua_Integer i, len = luaL_len(L, idx);
+  char **args;
+  if (len < 1) luaL_error(L, "spawn: the command is missing (spawn{\"cmd\", \"arg\", ...})");
+  if (len > MAX_ARGS) luaL_error(L, "spawn: too many arguments");
+  args = (char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(len + 1), 0);
+  for (i = 1; i <= len; i++) {
+    if (lua_geti(L, idx, i) != LUA_TSTRING && !lua_isnumber(L, -1))
+      luaL_error(L, "spawn: argument %d is a %s (strings expected)", (int)i, luaL_typename(L, -1));
+    args[i - 1] = (char *)lua_tostring(L, -1);
+    lua_pop(L, 1);                        /* the table keeps the string */
+  }
+  args[len] = NULL;
+  *n = (int)len;
+  return args;
+}
+
+/* The environment: ours with env's entries set (false removes one), or
+** only env's entries when `clear` is set; NULL: inherit ours unchanged.
+** The strings live in a table left on the stack below the array. */
+static char **spawn_env(lua_State *L, int env, int clear) {
+  char **out, **e;
+  int t, n = 0;
+  if (lua_isnil(L, env) && !clear) return NULL;
+  lua_newtable(L);                        /* name -> "name=value" */
+  t = lua_gettop(L);
+  if (!clear) for (e = environ; *e; e++) {
+    const char *eq = strchr(*e, '=');
+    if (eq == NULL) continue;
+    lua_pushlstring(L, *e, (size_t)(eq - *e));
+    lua_pushstring(L, *e);
+    lua_rawset(L, t);
+  }
+  if (lua_istable(L, env)) {
+    lua_pushnil(L);
+    while (lua_next(L, env)) {            /* name, value */
+      if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "spawn: env keys must be strings");
+      lua_pushvalue(L, -2);
+      if (!lua_toboolean(L, -2)) lua_pushnil(L);
+      else if (!lua_isstring(L, -2)) luaL_error(L, "spawn: env.%s must be a string", lua_tostring(L, -1));
+      else lua_pushfstring(L, "%s=%s", lua_tostring(L, -1), lua_tostring(L, -2));
+      lua_rawset(L, t);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pushnil(L);
+  while (lua_next(L, t)) { n++; lua_pop(L, 1); }
+  out = (char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    out[n++] = (char *)lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  out[n] = NULL;
+  return out;
+}
+
+static const char *const stdio_names[] = {"stdin", "stdout", "stderr"};
+
+/* Sets up child fd i from opts[name]: "pipe" (a new Stream, left on the
+** stack), "inherit", "ignore" (default "inherit"), or a Stream to hand over. */
+static void spawn_stdio(lua_State *L, int opts, int i, uv_stdio_container_t *c,
+                        lasync_Stream **made) {
+  const char *k;
+  *made = NULL;
+  lua_getfield(L, opts, stdio_names[i]);
+  if (luaL_testudata(L, -1, LASYNC_STREAM_MT)) {
+    lasync_Stream *s = lasync__stream_check(L, -1);
+    c->flags = UV_INHERIT_STREAM;
+    c->data.stream = (uv_stream_t *)lasync__stream_handle(s);
+    lua_pop(L, 1);
+    return;
+  }
+  k = lua_isnil(L, -1) ? "inherit" : lua_tostring(L, -1);
+  if (k == NULL || (strcmp(k, "inherit") && strcmp(k, "pipe") && strcmp(k, "ignore")))
+    luaL_error(L, "spawn: %s must be \"pipe\", \"inherit\", \"ignore\" or a Stream (got %s)",
+               stdio_names[i], k ? k : luaL_typename(L, -1));
+  lua_pop(L, 1);
+  if (k[0] == 'i' && k[1] == 'n') { c->flags = UV_INHERIT_FD; c->data.fd = i; }
+  else if (k[0] == 'i') c->flags = UV_IGNORE;
+  else {
+    lasync_Stream *s = lasync__stream_alloc(L, STREAM_PIPE);
+    uv_pipe_init(lasync_host(L)->loop, (uv_pipe_t *)lasync__stream_handle(s), 0);
+    lasync__stream_describe(s, stdio_names[i]);
+    lasync__stream_push(L, s);            /* its object closes it if spawn fails */
+    c->flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
+    c->data.stream = (uv_stream_t *)lasync__stream_handle(s);
+    *made = s;
+  }
+}
+
+/* Puts a started child on the list of running ones (see list_gc). */
+static void proc_track(lua_State *L, Proc *p) {
+  ProcList *pl = list_get(L);
+  p->h.data = pl;
+  p->next = pl->head;
+  if (p->next) p->next->prev = p;
+  pl->head = p;
+}
+
+/* Fills the options from the table at 1: arguments, cwd, environment,
+** flags. What they point to is kept on the stack. */
+static void spawn_options(lua_State *L, uv_process_options_t *o) {
+  int n;
+  memset(o, 0, sizeof *o);
+  o->args = spawn_args(L, 1, &n);
+  o->file = o->args[0];
+  lua_getfield(L, 1, "cwd");
+  o->cwd = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+  if (lua_getfield(L, 1, "env") != LUA_TNIL) luaL_checktype(L, -1, LUA_TTABLE);
+  lua_getfield(L, 1, "clear_env");
+  o->env = spawn_env(L, lua_gettop(L) - 1, lua_toboolean(L, -1));
+  lua_getfield(L, 1, "detached");
+  if (lua_toboolean(L, -1)) o->flags |= UV_PROCESS_DETACHED;
+  lua_pop(L, 1);
+  o->exit_cb = on_exit_cb;
+}
+
+/* spawn(opts) -> proc, pid, stdin, stdout, stderr (streams or nil).
+** opts: the command and arguments as its sequence; cwd, env, clear_env,
+** stdin, stdout, stderr, detached. */
+static int l_spawn(lua_State *L) {
+  uv_process_options_t o;
+  uv_stdio_container_t stdio[3];
+  lasync_Stream *pipes[3];
+  Proc **box, *p;
+  int i, r, at[3];
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  spawn_options(L, &o);
+  for (i = 0; i < 3; i++) {
+    spawn_stdio(L, 1, i, &stdio[i], &pipes[i]);
+    at[i] = lua_gettop(L);                /* the pipe's object, if one was made */
+  }
+  o.stdio = stdio;
+  o.stdio_count = 3;
+  box = (Proc **)lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, PROC_MT);
+  if ((p = (Proc *)calloc(1, sizeof *p)) == NULL) return luaL_error(L, "not enough memory");
+  lasync_waitlist_init(&p->waiters);
+  if ((r = uv_spawn(lasync_host(L)->loop, &p->h, &o)) != 0) {
+    uv_close((uv_handle_t *)&p->h, proc_freed);  /* initialized even on failure */
+    for (i = 0; i < 3; i++) if (pipes[i]) lasync__stream_close(pipes[i], 1);
+    return lasync__ioerror(L, r, "spawn", "path", o.file);
+  }
+  p->box = box;
+  *box = p;
+  proc_track(L, p);
+  lua_pushinteger(L, p->h.pid);
+  for (i = 0; i < 3; i++) {
+    if (pipes[i]) lua_pushvalue(L, at[i]);
+    else lua_pushnil(L);
+  }
+  return 5;
+}
+
+static const luaL_Reg proc_methods[] = {
+  {"wait", proc_wait}, {"status", proc_status}, {"kill", proc_kill},
+  {"close", proc_close}, {NULL, NULL}
+};
+
+int lasync__luaopen_process(lua_State *L) {
+  lasync__open_stream(L);
+  static const luaL_Reg meta[] = {{"__gc", proc_close}, {NULL, NULL}};
+  lasync__class(L, PROC_MT, meta, proc_methods);
+  lua_pop(L, 1);
+  list_get(L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_spawn);
+  lua_setfield(L, -2, "spawn");
+  return 1;
+}
