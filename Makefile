@@ -8,7 +8,11 @@
 #   make deps       install missing Debian packages (does nothing if present)
 #   make install PREFIX=/usr/local   lasync, lasync.h, liblasync.{a,so}, lasync.pc
 
-PKGS     = liblua5.4-dev libuv1-dev lua-unit pkg-config libedit-dev python3 curl
+PKGS     = liblua5.4-dev libuv1-dev lua-unit pkg-config libedit-dev python3 curl \
+           libcurl4-openssl-dev lua-cjson-dev libhttp-parser-dev libwslay-dev libssl-dev \
+           libpq-dev libhiredis-dev
+# The real peers the tests start on 127.0.0.1 (servers, clients, certificates).
+PKGS    += postgresql redis-server nghttp2-server python3-aiohttp python3-websockets openssl
 LUA_PC  ?= lua5.4
 CC      ?= cc
 WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Werror
@@ -28,13 +32,14 @@ BUILD   ?= build
 
 # Recursive (=) so pkg-config runs after `deps` has installed it. libedit: headers
 # only; the REPL loads it when it starts (host/repl/repl_edit.c).
-PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libuv libedit)
-PKG_LIBS   = $(shell pkg-config --libs $(LUA_PC) libuv) -lm
+NET_PC     = libcurl openssl libpq hiredis $(LUA_PC)-cjson
+PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libuv libedit $(NET_PC))
+PKG_LIBS   = $(shell pkg-config --libs $(LUA_PC) libuv $(NET_PC)) -lhttp_parser -lwslay -lm
 CFLAGS_ALL = -std=c99 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) $(PKG_CFLAGS) -Ihost $(CFLAGS)
 
 # host/<layer>/*.c is library code, but the CLI: a new native module needs no edit
 # here (docs/internals.md has the layers). host/tools and host/example are not library.
-LAYERS    = core embed sync io thread repl
+LAYERS    = core embed sync io thread repl data net db
 CORE_SRCS = $(foreach d,$(LAYERS),$(wildcard host/$(d)/*.c))
 CORE_OBJS = $(CORE_SRCS:host/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/modules.o $(BUILD)/obj/apidoc.o
 LUA_SRCS  = $(shell find lua -name '*.lua' | sort)

@@ -7,9 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "lasync.h"
-
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#include "module.h"
 
 /* The value a task yields to the scheduler (STYLE 10): any other yield at
 ** task level is refused, and coroutine.resume forwards this one outward. */
@@ -119,13 +117,6 @@ struct lasync_Host {
   unsigned char warn_on, warn_cont; /* lua_warning state: off until "@on" */
   lasync_Alloc alloc;           /* outlives L: lua_close frees through it */
 };
-
-/* host.c */
-void lasync__class(lua_State *L, const char *name, const luaL_Reg *meta,
-                   const luaL_Reg *methods);
-void lasync__error_class(lua_State *L, const char *name);
-void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
-                             lua_CFunction gc);
 
 /* sched.c */
 void lasync__sched_init(lasync_Host *H);

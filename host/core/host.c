@@ -9,7 +9,7 @@
 #include <lualib.h>
 #include "core/core.h"
 
-/* build/modules.c, generated from lua/ by host/luaembed.c */
+/* build/modules.c, generated from lua/ by host/tools/luaembed.c */
 typedef struct { const char *name; const unsigned char *code; size_t len; } EmbeddedModule;
 extern const EmbeddedModule lasync__modules[];
 
