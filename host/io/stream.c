@@ -433,7 +433,7 @@ static int try_until(lua_State *L, lasync_Stream *s, int op) {
   if (at >= 0 || n >= span || (line && n > limit && s->buf[s->off + limit] != '\r'))
     return read_overrun(L, s, op_names[op], limit);
   if (!(s->flags & F_EOF) && !s->rerr) {
-    s->rneed = span;
+    s->rneed = line && n <= limit ? limit + 1 : span;  /* limit + 1: "\r"? */
     return -1;
   }
   if (n == 0) return read_end(L, s, op_names[op]);
