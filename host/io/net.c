@@ -363,6 +363,18 @@ static Listener *listener_new(lua_State *L, int kind, const char *desc) {
   return l;
 }
 
+/* Names a TCP listener by the address it got (port 0: the port chosen),
+** for its errors and tostring. */
+static void listener_describe(Listener *l) {
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss;
+  char what[80], *d;
+  if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if ((d = strdup(lasync__addr_format((struct sockaddr *)&ss, what, sizeof what))) == NULL) return;
+  free(l->desc);
+  l->desc = d;
+}
+
 /* Starts listening, or closes the listener and raises. */
 static int listener_start(lua_State *L, Listener *l, int r, int backlog) {
   uv_os_fd_t fd = -1;
@@ -372,6 +384,7 @@ static int listener_start(lua_State *L, Listener *l, int r, int backlog) {
     l->fd = fd;
     l->handles = 2;
     listener_poll(l, 1);
+    if (l->kind == STREAM_TCP) listener_describe(l);
   }
   if (r != 0) {
     free(l->unlink_path);
