@@ -182,8 +182,9 @@ static void listener_close(Listener *l) {
   }
   if (l->wait.task) lasync_wake(&l->wait);  /* accept() finds it closed */
   if (l->unlink_path) unlink(l->unlink_path);
-  if (l->fd >= 0) uv_close((uv_handle_t *)&l->poll, listener_freed);  /* first: */
-  uv_close(&l->h.handle, listener_freed);  /* this one closes the socket */
+  /* The poll first: closing the socket's handle closes the descriptor. */
+  if (l->fd >= 0) uv_close((uv_handle_t *)&l->poll, listener_freed);
+  uv_close(&l->h.handle, listener_freed);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events);
