@@ -27,4 +27,7 @@ void lasync__error_class(lua_State *L, const char *name);
 void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
                              lua_CFunction gc);
 
+/* The entry points of the data and network modules (host.c preloads them). */
+int lasync__luaopen_json(lua_State *L);      /* data/json.c: async.core.json */
+
 #endif
