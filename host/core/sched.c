@@ -29,6 +29,9 @@ lasync_Host *lasync_host(lua_State *L) {
   return H;
 }
 
+lua_State *lasync_state(lasync_Host *H) { return H->L; }
+uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
+
 /* ------------------------------------------------------------- ready queue */
 
 static void sched_drain(lasync_Host *H) {
