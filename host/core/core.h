@@ -144,7 +144,7 @@ int lasync__open_task(lua_State *L);
 void lasync__task_step(lasync_Host *H, lasync_Task *t);
 int lasync__cancel(lua_State *L, lasync_Task *t, int depth);
 void lasync__take_cancel(lua_State *L, lasync_Task *t);
-extern const char lasync__what_sleep[], lasync__what_task[];
+extern const char lasync__what_task[];
 void lasync__task_set_cause(lua_State *L, int err_idx, const char *from, const char *tb);
 lasync_Task *lasync__checktask_arg(lua_State *L, int i);
 lasync_Task *lasync__totask(lua_State *L, int i);
@@ -153,6 +153,7 @@ void lasync__push_tasks(lua_State *L, lasync_Host *H);
 void lasync__push_task(lua_State *L, lasync_Task *t);
 
 /* timer.c */
+extern const char lasync__what_sleep[];
 uint64_t lasync__now(lasync_Host *H);
 void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due, int kind);
 void lasync__timer_stop(lasync_Host *H, lasync_Timer *tm);
@@ -162,10 +163,15 @@ void lasync__timer_init(lasync_Host *H);
 void lasync__timer_jump(lasync_Host *H);
 int lasync__open_timer(lua_State *L);
 
-/* future.c */
+/* future.c (its struct is here for watch.c's awaiter helpers) */
+#define FUTURE_MT "lasync.Future"
+typedef struct Future {
+  lasync_WaitList awaiters;
+  unsigned char state;            /* LASYNC_PENDING, _DONE, _FAILED, _CANCELLED */
+} Future;
 int lasync__open_future(lua_State *L);
 
-/* watch.c */
+/* watch.c: waiting on many, and what awaiting a task or future needs */
 int lasync__notify(lasync_Wait *w, int failed);
 int lasync__open_watch(lua_State *L);
 lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed);

@@ -81,18 +81,6 @@ void lasync__sched_init(lasync_Host *H) {
   uv_unref((uv_handle_t *)&H->check);
 }
 
-/* Runs the loop until t is done, or until nothing is left when t is NULL.
-** Returns 1 when the loop ran out of work first. */
-int lasync_run_until(lasync_Host *H, lasync_Task *t) {
-  for (;;) {
-    if (t ? task_done(t) : H->live == 0) return 0;
-    if (uv_run(H->loop, UV_RUN_ONCE) == 0 && H->ready_head == NULL) {
-      if (t ? task_done(t) : H->live == 0) return 0;
-      return 1;
-    }
-  }
-}
-
 /* ----------------------------------------------------------- wait and wake */
 
 void lasync__stage(lasync_Task *t, int status, lua_State *from, int n) {

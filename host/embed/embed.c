@@ -1,7 +1,7 @@
 /*
 ** embed.c: what an application embedding lasync needs beyond the core:
 ** running files and strings as tasks, C callbacks when a task is done,
-** driving the loop one turn at a time, cancelling everything, and wakers,
+** driving the loop (to an end, or one turn at a time), cancelling everything, and wakers,
 ** the one door into a host from other threads.
 **
 ** Wakers: each host has (once the first waker is made) one uv_async_t and
@@ -164,6 +164,18 @@ int lasync_dostring(lasync_Host *H, const char *code) {
 }
 
 /* ----------------------------------------------------- driving the loop */
+
+/* Runs the loop until t is done, or until nothing is left when t is NULL.
+** Returns 1 when the loop ran out of work first. */
+int lasync_run_until(lasync_Host *H, lasync_Task *t) {
+  for (;;) {
+    if (t ? task_done(t) : H->live == 0) return 0;
+    if (uv_run(H->loop, UV_RUN_ONCE) == 0 && H->ready_head == NULL) {
+      if (t ? task_done(t) : H->live == 0) return 0;
+      return 1;
+    }
+  }
+}
 
 int lasync_run_once(lasync_Host *H) {
   uv_run(H->loop, UV_RUN_NOWAIT);
