@@ -1,8 +1,8 @@
 /*
 ** embed.c: what an application embedding lasync needs beyond the core:
 ** running files and strings as tasks, C callbacks when a task is done,
-** driving the loop (to an end, or one turn at a time), cancelling everything, and wakers,
-** the one door into a host from other threads.
+** driving the loop (to the end, or one turn at a time), cancelling
+** everything, and wakers, the one door into a host from other threads.
 **
 ** Wakers: each host has (once the first waker is made) one uv_async_t and
 ** a mutex-protected queue of sent wakers. A thread sends by queueing the
