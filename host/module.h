@@ -27,4 +27,10 @@ void lasync__error_class(lua_State *L, const char *name);
 void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
                              lua_CFunction gc);
 
+/* lasync_new as the host H was made (the same modules preloaded). A module
+** that makes hosts (async.thread) gets it here rather than naming the
+** composition root that preloads the module itself. */
+typedef lasync_Host *(*lasync_NewFn)(uv_loop_t *loop);
+lasync_NewFn lasync__host_maker(lasync_Host *H);
+
 #endif

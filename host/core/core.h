@@ -80,6 +80,7 @@ struct lasync_Host {
   lua_State *L;
   uv_loop_t *loop;
   uv_loop_t own_loop;
+  lasync_NewFn make;            /* what made it: lasync_new (host.c) */
   uv_idle_t idle;               /* keeps the loop polling while work is ready */
   uv_check_t check;             /* drains the ready queue after I/O */
   uv_timer_t uvtimer;           /* the one timer behind the heap */

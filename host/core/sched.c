@@ -31,6 +31,7 @@ lasync_Host *lasync_host(lua_State *L) {
 
 lua_State *lasync_state(lasync_Host *H) { return H->L; }
 uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
+lasync_NewFn lasync__host_maker(lasync_Host *H) { return H->make; }
 
 /* ------------------------------------------------------------- ready queue */
 

@@ -1,7 +1,10 @@
 /*
-** host.c: creating and freeing a host, the `async.core` module, and the
-** modules every host preloads (native and Lua, compiled into the binary).
-** The helpers every module calls are in class.c.
+** host.c: creating a host, the `async.core` module, and the modules every
+** host preloads (native and Lua, compiled into the binary): the
+** composition root, the one file that names every module. Nothing calls
+** into it but lasync_new's callers (a module that makes hosts, async.thread,
+** gets lasync_new from lasync__host_maker); freeing is in embed.c. The
+** helpers every module calls are in core/class.c.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +207,7 @@ lasync_Host *lasync_new(uv_loop_t *loop) {
     H->own = 1;
   }
   H->loop = loop;
+  H->make = lasync_new;
   H->L = L = lua_newstate(lasync__alloc_init(&H->alloc), &H->alloc);
   if (L == NULL) {
     lasync__alloc_close(&H->alloc);
@@ -224,43 +228,4 @@ lasync_Host *lasync_new(uv_loop_t *loop) {
     return NULL;
   }
   return H;
-}
-
-/* On the application's loop, lasync_free does not run the loop: the host
-** outlives it until the last of its three handles has closed. */
-static void host_closed(uv_handle_t *h) {
-  lasync_Host *H = (lasync_Host *)h->data;
-  if (++H->closed == 3 && !H->own) free(H);
-}
-
-static void host_walk_close(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
-void lasync_free(lasync_Host *H) {
-  if (H == NULL) return;
-  lasync__shutdown(H);                   /* tasks end, wakers run: may run the loop */
-  lasync__watchdog_stop(H);
-  lasync__report_unobserved(H);
-  H->closing = 1;
-  lasync__remote_close(H);
-  uv_timer_stop(&H->uvtimer);
-  uv_idle_stop(&H->idle);
-  H->ready_head = H->ready_tail = NULL;
-  H->heap_len = 0;
-  lasync__alloc_closing(&H->alloc);
-  lua_close(H->L);                       /* finalizers close module handles */
-  lasync__alloc_close(&H->alloc);
-  free(H->heap);
-  free(H->anchor_free);
-  uv_close((uv_handle_t *)&H->idle, host_closed);
-  uv_close((uv_handle_t *)&H->check, host_closed);
-  uv_close((uv_handle_t *)&H->uvtimer, host_closed);
-  if (H->own) {                          /* our loop: finish it here */
-    uv_walk(H->loop, host_walk_close, NULL);
-    uv_run(H->loop, UV_RUN_DEFAULT);
-    uv_loop_close(H->loop);
-    free(H);
-  }
 }
