@@ -32,6 +32,10 @@ lasync_Host *lasync_host(lua_State *L) {
 lua_State *lasync_state(lasync_Host *H) { return H->L; }
 uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
 lasync_NewFn lasync__host_maker(lasync_Host *H) { return H->make; }
+int lasync__host_closing(lasync_Host *H) { return H->closing; }
+uint32_t lasync__task_id(lasync_Task *t) { return t->id; }
+int lasync__task_cancelling(lasync_Task *t) { return (t->flags & TF_CANCELREQ) != 0; }
+lasync_Wait *lasync_task_wait(lasync_Task *t) { return &t->self; }
 
 /* ------------------------------------------------------------- ready queue */
 
@@ -227,6 +231,11 @@ int lasync__list_remove(lua_State *L, int idx, int v) {
 void lasync_set_report(lasync_Host *H, lasync_ReportFn fn, void *ud) {
   H->report = fn;
   H->report_ud = ud;
+}
+
+lasync_ReportFn lasync__get_report(lasync_Host *H, void **ud) {
+  *ud = H->report_ud;
+  return H->report;
 }
 
 void lasync__report(lasync_Host *H, const char *msg) {

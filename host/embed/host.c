@@ -12,6 +12,10 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include "core/core.h"
+#include "sync/sync.h"
+#include "io/io.h"
+#include "thread/worker.h"
+#include "repl/repl.h"
 
 /* build/modules.c, generated from lua/ by host/tools/luaembed.c */
 typedef struct { const char *name; const unsigned char *code; size_t len; } EmbeddedModule;

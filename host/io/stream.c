@@ -152,7 +152,7 @@ void lasync__stream_close(lasync_Stream *s, int abort) {
     lasync__stream_drop(s);
     return;
   }
-  if (!abort && s->root && !s->H->closing && lasync__stream_linger(s)) return;
+  if (!abort && s->root && !lasync__host_closing(s->H) && lasync__stream_linger(s)) return;
   if (abort && s->kind == STREAM_TCP && !(s->flags & F_UVCLOSED) &&
       uv_tcp_close_reset(&s->h.tcp, stream_closed) == 0) {
     s->flags |= F_UVCLOSED;                /* RST instead of FIN */

@@ -160,7 +160,7 @@ static void end_async_cb(uv_async_t *h) {
   uv_mutex_unlock(&sh->mu);
   if (s == 0 && finished) end_join(e);
   if (s == 1 && cancel && e->main) {
-    lasync_cancel(e->H->L, e->main, "the thread was cancelled by its parent");
+    lasync_cancel(lasync_state(e->H), e->main, "the thread was cancelled by its parent");
     e->main = NULL;
   }
   end_settle(e);
@@ -417,7 +417,7 @@ static void child_main(void *arg) {
 ** sent is still there for recv, its outcome for join. */
 static void end_join(End *e) {
   lasync_Wait *w;
-  lua_State *L = e->H->L;
+  lua_State *L = lasync_state(e->H);
   if (!e->joined) {
     uv_thread_join(&e->sh->tid);
     e->joined = 1;
@@ -425,7 +425,7 @@ static void end_join(End *e) {
     e->sh->end[0] = NULL;
     uv_mutex_unlock(&e->sh->mu);
     end_close_handle(e);
-    if (!e->H->closing) {
+    if (!lasync__host_closing(e->H)) {
       lua_pushnil(L);
       lua_rawsetp(L, LUA_REGISTRYINDEX, e);
     }

@@ -10,7 +10,7 @@
 #ifndef LASYNC_WORKER_H
 #define LASYNC_WORKER_H
 
-#include "core/core.h"
+#include "module.h"
 
 /* ------------------------------------------------------------ copy.c */
 
@@ -150,5 +150,11 @@ void lasync__worker_reset(lasync_Worker *w);
 /* executor.c: the host's default pool (made on first use); raises if it
 ** cannot be made. */
 lasync_Pool *lasync__default_pool(lua_State *L);
+
+/* ------------------------------------------------- modules (host.c) */
+
+/* executor.c, thread.c: "async.executor_core" and "async.thread" */
+int lasync__luaopen_executor(lua_State *L);
+int lasync__luaopen_thread(lua_State *L);
 
 #endif
