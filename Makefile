@@ -12,6 +12,7 @@
 #                   newer compiler may warn about what ours does not)
 #   make bench      run bench/ against the peers (make bench-deps first)
 #   make deps       install missing Debian packages (does nothing if present)
+#   make layers     print the references among the C files and check the layers
 #   make install PREFIX=/usr/local   lasync, lasync.h, liblasync.{a,so}, lasync.pc
 
 PKGS     = liblua5.4-dev libuv1-dev lua-unit pkg-config libedit-dev python3 curl \
@@ -73,7 +74,7 @@ PC_SED    = -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@
 EXAMPLE   = $(BUILD)/example/app
 CTESTS    = $(patsubst tests/c/%.c,$(BUILD)/tests/c/%,$(wildcard tests/c/*.c))
 
-.PHONY: all deps libs demo test asan tsan bench bench-deps clean install uninstall
+.PHONY: all deps libs layers demo test asan tsan bench bench-deps clean install uninstall
 all: $(BUILD)/lasync $(BUILD)/liblasync.a $(BUILD)/liblasync.so $(BUILD)/lasync.pc $(EXAMPLE)
 asan: all
 tsan: all
@@ -177,6 +178,11 @@ uninstall:
 
 demo: all
 	$(BUILD)/lasync scripts/demo.lua
+
+# The references among the C files against the layers (docs/internals.md);
+# make test runs it too (tests/c/layers.sh).
+layers: $(CORE_OBJS)
+	python3 host/tools/layers.py $(BUILD) -v
 
 test: all $(CTESTS)
 	@LASYNC=$(BUILD)/lasync BUILD=$(BUILD) sh tests/run.sh
