@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include "module.h"
 
-/* The value a task yields to the scheduler (STYLE 10): any other yield at
+/* The value a task yields to the scheduler (rule 10): any other yield at
 ** task level is refused, and coroutine.resume forwards this one outward. */
 extern char lasync__tag;
 #define LASYNC_TAG ((void *)&lasync__tag)

@@ -3,7 +3,7 @@
 ** encoded for another thread, functions as bytecode, and the worker pool.
 ** Not installed; the public part (lasync_work) is in lasync.h.
 **
-** Nothing crosses threads by pointer to a Lua object (STYLE 11): values are
+** Nothing crosses threads by pointer to a Lua object (rule 11): values are
 ** encoded into malloc'd buffers on one thread and decoded into another
 ** state on the other, and functions travel as bytecode.
 */
