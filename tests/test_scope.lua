@@ -330,13 +330,15 @@ end
 
 function TestScope:test_nested_scopes()
   local log, add = support.log()
-  local r = async.scope(function(outer)
-    outer:spawn(function() async.sleep(0.002) add("outer child") end)
+  local inner_done = async.event()      -- order by event: sleeps of 1 and 2 ms
+  local r = async.scope(function(outer)  -- swapped places on a loaded machine
+    outer:spawn(function() inner_done:wait() add("outer child") end)
     local v = async.scope(function(inner)
       inner:spawn(function() async.sleep(0.001) add("inner child") end)
       return "inner"
     end)
     add("inner scope done")
+    inner_done:set()
     return v .. "+outer"
   end)
   lu.assertEquals(r, "inner+outer")
