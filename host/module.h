@@ -16,6 +16,18 @@
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
+/* lasync_assert(cond): an invariant the design states (a wait has one
+** owner, a link is in one list, a wake matches the wait's generation).
+** Checked when LASYNC_DEBUG is defined (make DEBUG=1 and the sanitizer
+** builds), compiled out otherwise. A failure reports the condition and
+** where, and aborts: the state is already wrong, going on would hide it. */
+void lasync__assert_fail(const char *cond, const char *file, int line);
+#ifdef LASYNC_DEBUG
+#define lasync_assert(c) ((c) ? (void)0 : lasync__assert_fail(#c, __FILE__, __LINE__))
+#else
+#define lasync_assert(c) ((void)0)
+#endif
+
 /* Makes (once) the metatable `name` of a type: the metamethods in `meta`
 ** (may be NULL) and, when `methods` is not NULL, __index a table of them.
 ** Leaves it on the stack. Every native type is made this way. */

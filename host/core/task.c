@@ -368,6 +368,7 @@ int lasync__cancel(lua_State *L, lasync_Task *t, int depth) {
   }
   if (t->state == T_WAITING) {
     lasync_Wait *w = t->wait;
+    lasync_assert(w != NULL && w->task == t && w->gen == t->gen);
     w->task = NULL;
     w->what = NULL;
     t->wait = NULL;
