@@ -88,4 +88,7 @@ int lasync__is_cancelled(lua_State *L, int idx);
 typedef lasync_Host *(*lasync_NewFn)(uv_loop_t *loop);
 lasync_NewFn lasync__host_maker(lasync_Host *H);
 
+/* The entry points of the data and network modules (host.c preloads them). */
+int lasync__luaopen_json(lua_State *L);      /* data/json.c: async.core.json */
+
 #endif

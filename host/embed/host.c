@@ -121,6 +121,7 @@ static const luaL_Reg natives[] = {
   {"async.executor_core", lasync__luaopen_executor},
   {"async.thread", lasync__luaopen_thread},
   {"async.repl.apidoc", lasync__luaopen_apidoc},
+  {"async.core.json", lasync__luaopen_json},
   {NULL, NULL}
 };
 
