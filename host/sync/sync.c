@@ -18,6 +18,7 @@
 ** use the task's built-in wait (t->self), except a condition wait, whose
 ** own node also records whether it was notified (see cond_cancel).
 */
+#include <string.h>
 #include <lauxlib.h>
 #include "sync/sync.h"
 
@@ -299,9 +300,8 @@ static int cond_wait(lua_State *L) {
   lasync_checktask(L, "wait");           /* a pending cancel: raise, holding */
   lua_settop(L, 1);
   node = (CondWaiter *)lua_newuserdatauv(L, sizeof *node, 0);
-  node->w.link.next = node->w.link.prev = NULL;
+  memset(node, 0, sizeof *node);         /* a wait starts zeroed: no owner, no list */
   node->c = c;
-  node->notified = 0;
   lua_pushcfunction(L, cond_wait_inner);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
