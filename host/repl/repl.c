@@ -441,7 +441,7 @@ void lasync_repl_stop(lasync_Repl *R) {
 /* $(BUILD)/apidoc.c, made from docs/API.md by the Makefile */
 extern const char lasync__apidoc[];
 
-/* require "async.repl.apidoc": the text of docs/API.md, for help. */
+/* require "async.core.apidoc": the text of docs/API.md, for help. */
 int lasync__luaopen_apidoc(lua_State *L) {
   lua_pushstring(L, lasync__apidoc);
   return 1;

@@ -69,7 +69,7 @@ void lasync__repl_edit_clear(lasync_Repl *R);
 void lasync__repl_edit_stop(lasync_Repl *R);
 void lasync__repl_hide(lasync_Repl *R);
 
-/* repl.c: "async.repl.apidoc", the text of docs/API.md for help (host.c) */
+/* repl.c: "async.core.apidoc", the text of docs/API.md for help (host.c) */
 int lasync__luaopen_apidoc(lua_State *L);
 
 #endif
