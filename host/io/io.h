@@ -29,6 +29,9 @@ int lasync__ioerror(lua_State *L, int err, const char *op,
 /* Makes the metatable (once) and pushes it. */
 void lasync__ioerror_class(lua_State *L);
 
+/* Fills ss from the IP literal at iarg and the port at iarg + 1 (net.c,
+** udp.c); raises a clear argument error for either. */
+void lasync__addr_check(lua_State *L, int iarg, struct sockaddr_storage *ss);
 /* Formats the socket address sa as "ip:port" ("[ip]:port" for IPv6) in
 ** buf (at least 64 bytes); returns buf. */
 char *lasync__addr_format(const struct sockaddr *sa, char *buf, size_t len);

@@ -77,6 +77,15 @@ int lasync__ioerror(lua_State *L, int err, const char *op,
 
 /* --------------------------------------------------------- addresses */
 
+void lasync__addr_check(lua_State *L, int iarg, struct sockaddr_storage *ss) {
+  const char *ip = luaL_checkstring(L, iarg);
+  lua_Integer port = luaL_checkinteger(L, iarg + 1);
+  luaL_argcheck(L, port >= 0 && port <= 65535, iarg + 1, "port must be 0..65535");
+  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)ss) != 0 &&
+      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)ss) != 0)
+    luaL_argerror(L, iarg, lua_pushfstring(L, "'%s' is not an IP address", ip));
+}
+
 char *lasync__addr_format(const struct sockaddr *sa, char *buf, size_t len) {
   char ip[INET6_ADDRSTRLEN] = "?";
   if (sa->sa_family == AF_INET) {

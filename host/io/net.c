@@ -51,16 +51,6 @@ typedef struct ConnectReq {
 
 /* ------------------------------------------------------------ addresses */
 
-/* Fills ss from an IP literal and port; raises a clear argument error. */
-static void check_addr(lua_State *L, int iarg, struct sockaddr_storage *ss) {
-  const char *ip = luaL_checkstring(L, iarg);
-  lua_Integer port = luaL_checkinteger(L, iarg + 1);
-  luaL_argcheck(L, port >= 0 && port <= 65535, iarg + 1, "port must be 0..65535");
-  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)ss) != 0 &&
-      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)ss) != 0)
-    luaL_argerror(L, iarg, lua_pushfstring(L, "'%s' is not an IP address", ip));
-}
-
 /* is_ip(s): 4 or 6 for an IPv4 or IPv6 literal, else nil. */
 static int l_is_ip(lua_State *L) {
   const char *s = luaL_checkstring(L, 1);
@@ -128,7 +118,7 @@ static int l_tcp_connect(lua_State *L) {
   lasync_Stream *s;
   ConnectReq *c;
   int r;
-  check_addr(L, 1, &ss);
+  lasync__addr_check(L, 1, &ss);
   lasync__addr_format((struct sockaddr *)&ss, what, sizeof what);
   c = connect_begin(L, &s, STREAM_TCP, what);
   if ((r = uv_tcp_connect(&c->req, &s->h.tcp, (struct sockaddr *)&ss, on_connect)) != 0) {
@@ -328,7 +318,7 @@ static int l_tcp_listen(lua_State *L) {
   char what[80];
   int backlog = check_backlog(L, 3), reuse = lua_toboolean(L, 4), r;
   Listener *l;
-  check_addr(L, 1, &ss);
+  lasync__addr_check(L, 1, &ss);
   l = listener_new(L, STREAM_TCP, lasync__addr_format((struct sockaddr *)&ss, what, sizeof what));
   r = uv_tcp_init_ex(lasync_loop(l->H), &l->h.tcp, ss.ss_family);
   if (r) {                                /* nothing to close yet */

@@ -54,15 +54,6 @@ static Udp *udp_check(lua_State *L, const char *op) {
   return u;
 }
 
-static void check_addr(lua_State *L, int iarg, struct sockaddr_storage *ss) {
-  const char *ip = luaL_checkstring(L, iarg);
-  lua_Integer port = luaL_checkinteger(L, iarg + 1);
-  luaL_argcheck(L, port >= 0 && port <= 65535, iarg + 1, "port must be 0..65535");
-  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)ss) != 0 &&
-      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)ss) != 0)
-    luaL_argerror(L, iarg, lua_pushfstring(L, "'%s' is not an IP address", ip));
-}
-
 /* ------------------------------------------------------------ receiving */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
@@ -216,7 +207,7 @@ static int udp_send_aux(lua_State *L, Udp *u, const struct sockaddr *addr, const
 static int udp_send_to(lua_State *L) {
   Udp *u = udp_check(L, "send_to");
   struct sockaddr_storage ss;
-  check_addr(L, 3, &ss);
+  lasync__addr_check(L, 3, &ss);
   return udp_send_aux(L, u, (struct sockaddr *)&ss, "send_to");
 }
 
@@ -230,7 +221,7 @@ static int udp_connect(lua_State *L) {
   Udp *u = udp_check(L, "connect");
   struct sockaddr_storage ss;
   int r;
-  check_addr(L, 2, &ss);
+  lasync__addr_check(L, 2, &ss);
   if ((r = uv_udp_connect(&u->h, (struct sockaddr *)&ss)) != 0)
     return lasync__ioerror(L, r, "connect", "address", lasync__addr_format((struct sockaddr *)&ss, u->desc, sizeof u->desc));
   return 0;
@@ -301,7 +292,7 @@ static int l_udp_bind(lua_State *L) {
   struct sockaddr_storage ss;
   Udp **box, *u;
   int r;
-  check_addr(L, 1, &ss);
+  lasync__addr_check(L, 1, &ss);
   box = (Udp **)lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   luaL_setmetatable(L, UDP_MT);
