@@ -364,7 +364,7 @@ typedef struct Alarm {
 
 #define ALARM_MT "lasync.Alarm"
 
-static void alarm_closed(uv_handle_t *h) { free(h->data); }
+static void alarm_close_cb(uv_handle_t *h) { free(h->data); }
 
 static void alarm_cb(uv_timer_t *h) {
   Alarm *a = (Alarm *)h->data;
@@ -381,7 +381,7 @@ static int alarm_close(lua_State *L) {
   if (a == NULL) return 0;
   *box = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
-  uv_close((uv_handle_t *)&a->timer, alarm_closed);
+  uv_close((uv_handle_t *)&a->timer, alarm_close_cb);
   return 0;
 }
 

@@ -142,7 +142,7 @@ static int l_pipe_connect(lua_State *L) {
 
 /* ------------------------------------------------------------ listener */
 
-static void listener_freed(uv_handle_t *h) {
+static void listener_close_cb(uv_handle_t *h) {
   Listener *l = (Listener *)h;
   free(l->desc);
   free(l->unlink_path);
@@ -159,7 +159,7 @@ static void listener_close(Listener *l) {
   }
   if (l->wait.task) lasync_wake(&l->wait);  /* accept() finds it closed */
   if (l->unlink_path) unlink(l->unlink_path);
-  uv_close(&l->h.handle, listener_freed);
+  uv_close(&l->h.handle, listener_close_cb);
 }
 
 /* Takes the connection libuv holds into the queue. */

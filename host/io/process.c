@@ -43,7 +43,7 @@ static void list_unlink(ProcList *pl, Proc *p) {
   p->next = p->prev = NULL;
 }
 
-static void proc_freed(uv_handle_t *h) { free(h); }
+static void proc_close_cb(uv_handle_t *h) { free(h); }
 
 /* At lua_close: close the handles of children still running. */
 static int list_gc(lua_State *L) {
@@ -52,7 +52,7 @@ static int list_gc(lua_State *L) {
     Proc *p = pl->head;
     list_unlink(pl, p);
     if (p->box) *p->box = NULL;
-    uv_close((uv_handle_t *)&p->h, proc_freed);
+    uv_close((uv_handle_t *)&p->h, proc_close_cb);
   }
   return 0;
 }
@@ -71,7 +71,7 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int termsig) {
   p->termsig = termsig;
   list_unlink((ProcList *)h->data, p);
   while ((w = lasync_waitlist_pop(&p->waiters)) != NULL) lasync_wake(w);
-  if (p->box == NULL) uv_close((uv_handle_t *)h, proc_freed);  /* detached */
+  if (p->box == NULL) uv_close((uv_handle_t *)h, proc_close_cb);  /* detached */
 }
 
 static Proc **proc_box(lua_State *L) { return (Proc **)luaL_checkudata(L, 1, PROC_MT); }
@@ -150,7 +150,7 @@ static int proc_close(lua_State *L) {
   *p->box = NULL;
   p->box = NULL;
   while ((w = lasync_waitlist_pop(&p->waiters)) != NULL) lasync_wake(w);
-  if (p->exited) uv_close((uv_handle_t *)&p->h, proc_freed);
+  if (p->exited) uv_close((uv_handle_t *)&p->h, proc_close_cb);
   return 0;
 }
 
@@ -300,7 +300,7 @@ static int l_spawn(lua_State *L) {
   if ((p = (Proc *)calloc(1, sizeof *p)) == NULL) return luaL_error(L, "not enough memory");
   lasync_waitlist_init(&p->waiters);
   if ((r = uv_spawn(lasync_loop(lasync_host(L)), &p->h, &o)) != 0) {
-    uv_close((uv_handle_t *)&p->h, proc_freed);  /* initialized even on failure */
+    uv_close((uv_handle_t *)&p->h, proc_close_cb);  /* initialized even on failure */
     for (i = 0; i < 3; i++) if (pipes[i]) lasync__stream_close(pipes[i], 1);
     return lasync__ioerror(L, r, "spawn", "path", o.file);
   }

@@ -108,20 +108,20 @@ void lasync__stream_drop(lasync_Stream *s) {
   free(s);
 }
 
-static void stream_closed(uv_handle_t *h) {
+static void stream_close_cb(uv_handle_t *h) {
   lasync_Stream *s = (lasync_Stream *)h;
   free(s->buf);
   free(s->desc);
   free(s);
 }
 
-/* Hands the handle to uv_close, once; stream_closed frees it after every
+/* Hands the handle to uv_close, once; stream_close_cb frees it after every
 ** request on it has called back. */
 void lasync__stream_uvclose(lasync_Stream *s) {
   if (s->flags & F_UVCLOSED) return;
   s->flags |= F_UVCLOSED;
   root_unlink(s);
-  uv_close(&s->h.handle, stream_closed);
+  uv_close(&s->h.handle, stream_close_cb);
 }
 
 /* Wakes every task waiting on s; each continuation finds the stream
@@ -154,7 +154,7 @@ void lasync__stream_close(lasync_Stream *s, int abort) {
   }
   if (!abort && s->root && !lasync__host_closing(s->H) && lasync__stream_linger(s)) return;
   if (abort && s->kind == STREAM_TCP && !(s->flags & F_UVCLOSED) &&
-      uv_tcp_close_reset(&s->h.tcp, stream_closed) == 0) {
+      uv_tcp_close_reset(&s->h.tcp, stream_close_cb) == 0) {
     s->flags |= F_UVCLOSED;                /* RST instead of FIN */
     root_unlink(s);
     return;

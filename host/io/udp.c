@@ -249,7 +249,7 @@ static int udp_set_broadcast(lua_State *L) {
   return 0;
 }
 
-static void udp_freed(uv_handle_t *h) {
+static void udp_close_cb(uv_handle_t *h) {
   Udp *u = (Udp *)h;
   while (u->head) {
     Datagram *d = u->head;
@@ -266,7 +266,7 @@ static void udp_shut(Udp *u) {
     u->waiting = 0;
     lasync_wake(&u->rwait);               /* recv finds it closed */
   }
-  uv_close((uv_handle_t *)&u->h, udp_freed);
+  uv_close((uv_handle_t *)&u->h, udp_close_cb);
 }
 
 static int udp_close(lua_State *L) {

@@ -309,7 +309,7 @@ void lasync_repl_options_init(lasync_ReplOptions *o) {
   o->prompt = -1;
 }
 
-void lasync__repl_handle_closed(uv_handle_t *h) {
+void lasync__repl_close_cb(uv_handle_t *h) {
   lasync_Repl *R = (lasync_Repl *)h->data;
   if (--R->open == 0) {
     free(R->buf);
@@ -432,8 +432,8 @@ void lasync_repl_stop(lasync_Repl *R) {
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, R->box);
   }
-  uv_close(R->input, lasync__repl_handle_closed);
-  uv_close((uv_handle_t *)&R->tick, lasync__repl_handle_closed);
+  uv_close(R->input, lasync__repl_close_cb);
+  uv_close((uv_handle_t *)&R->tick, lasync__repl_close_cb);
 }
 
 /* ------------------------------------------------- the API reference */

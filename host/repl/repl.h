@@ -57,7 +57,7 @@ void lasync__repl_feed(lasync_Repl *R, const char *line, size_t n);
 void lasync__repl_want_input(lasync_Repl *R);
 void lasync__repl_end(lasync_Repl *R);
 int lasync__repl_busy(lasync_Repl *R);
-void lasync__repl_handle_closed(uv_handle_t *h);
+void lasync__repl_close_cb(uv_handle_t *h);
 
 /* repl_edit.c */
 int lasync__repl_edit_free(void);
