@@ -69,6 +69,17 @@ void lasync__push_ioerror(lua_State *L, int err, const char *op,
                            where_key, where);
 }
 
+int lasync__closed_error(lua_State *L, const char *op, const char *what) {
+  if (op == NULL) return luaL_error(L, "attempt to use a closed %s", what);
+  return luaL_error(L, "%s: attempt to use a closed %s", op, what);
+}
+
+int lasync__closed_waiting_error(lua_State *L, const char *op, const char *what) {
+  lua_pushfstring(L, "the %s was closed while waiting", what);
+  lasync__push_ioerror_msg(L, "ECANCELED", lua_tostring(L, -1), op, NULL, NULL);
+  return lua_error(L);
+}
+
 int lasync__ioerror(lua_State *L, int err, const char *op,
                     const char *where_key, const char *where) {
   lasync__push_ioerror(L, err, op, where_key, where);

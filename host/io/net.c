@@ -213,10 +213,8 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx);
 static int accept_step(lua_State *L, int first) {
   Listener *l = *listener_box(L);
   if (l == NULL) {
-    if (first) return luaL_error(L, "accept: the listener is closed");
-    lasync__push_ioerror_msg(L, "ECANCELED", "the listener was closed while waiting",
-                             "accept", NULL, NULL);
-    return lua_error(L);
+    if (first) return lasync__closed_error(L, "accept", "listener");
+    return lasync__closed_waiting_error(L, "accept", "listener");
   }
   if (l->qlen > 0) {
     listener_pop(L, l);
@@ -258,7 +256,7 @@ static int listener_address(lua_State *L) {
   Listener *l = *listener_box(L);
   struct sockaddr_storage ss;
   int len = (int)sizeof ss, r;
-  if (l == NULL) return luaL_error(L, "address: the listener is closed");
+  if (l == NULL) return lasync__closed_error(L, "address", "listener");
   if (l->kind == STREAM_PIPE) {
     lua_pushstring(L, l->desc);
     return 1;

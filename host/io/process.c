@@ -95,10 +95,8 @@ static int wait_step(lua_State *L, int first) {
   Proc *p = *proc_box(L);
   lasync_Task *t;
   if (p == NULL) {
-    if (first) return luaL_error(L, "wait: the process handle is closed");
-    lasync__push_ioerror_msg(L, "ECANCELED", "the process handle was closed while waiting",
-                             "wait", NULL, NULL);
-    return lua_error(L);
+    if (first) return lasync__closed_error(L, "wait", "process handle");
+    return lasync__closed_waiting_error(L, "wait", "process handle");
   }
   if (p->exited) return push_exit(L, p);
   t = lasync_checktask(L, "wait");
@@ -128,7 +126,7 @@ static int proc_status(lua_State *L) {
 static int proc_kill(lua_State *L) {
   Proc *p = *proc_box(L);
   int sig = lua_isnoneornil(L, 2) ? SIGTERM : lasync__checksignal(L, 2), r;
-  if (p == NULL) return luaL_error(L, "kill: the process handle is closed");
+  if (p == NULL) return lasync__closed_error(L, "kill", "process handle");
   if (p->exited) {
     lua_pushboolean(L, 0);
     return 1;

@@ -200,7 +200,7 @@ void lasync__stream_push(lua_State *L, lasync_Stream *s) {
 
 lasync_Stream *lasync__stream_check(lua_State *L, int idx) {
   lasync_Stream *s = *box_check(L, idx);
-  if (s == NULL) luaL_error(L, "attempt to use a closed stream");
+  if (s == NULL) lasync__closed_error(L, NULL, "stream");
   return s;
 }
 
@@ -213,9 +213,7 @@ void lasync__stream_describe(lasync_Stream *s, const char *what) {
 
 /* Raised by a call that was waiting when the stream was closed. */
 int lasync__stream_closed_error(lua_State *L, const char *op) {
-  lasync__push_ioerror_msg(L, "ECANCELED", "the stream was closed while waiting",
-                           op, NULL, NULL);
-  return lua_error(L);
+  return lasync__closed_waiting_error(L, op, "stream");
 }
 
 static int stream_close_m(lua_State *L) {
@@ -498,7 +496,7 @@ static int read_step(lua_State *L, int op, int first, int nargs) {
   lasync_Stream *s = first ? *box_check(L, 1) : *(lasync_Stream **)lua_touserdata(L, 1);
   int n;
   if (s == NULL) {
-    if (first) return luaL_error(L, "%s: attempt to use a closed stream", op_names[op]);
+    if (first) return lasync__closed_error(L, op_names[op], "stream");
     return lasync__stream_closed_error(L, op_names[op]);
   }
   if (first) {

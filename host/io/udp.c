@@ -50,7 +50,7 @@ static Udp **udp_box(lua_State *L) { return (Udp **)luaL_checkudata(L, 1, UDP_MT
 
 static Udp *udp_check(lua_State *L, const char *op) {
   Udp *u = *udp_box(L);
-  if (u == NULL) luaL_error(L, "%s: attempt to use a closed UDP socket", op);
+  if (u == NULL) lasync__closed_error(L, op, "UDP socket");
   return u;
 }
 
@@ -123,9 +123,8 @@ static int recv_step(lua_State *L, int from, int first) {
   Udp *u = *udp_box(L);
   Datagram *d;
   if (u == NULL) {
-    if (first) return luaL_error(L, "%s: attempt to use a closed UDP socket", op);
-    lasync__push_ioerror_msg(L, "ECANCELED", "the socket was closed while waiting", op, NULL, NULL);
-    return lua_error(L);
+    if (first) return lasync__closed_error(L, op, "UDP socket");
+    return lasync__closed_waiting_error(L, op, "UDP socket");
   }
   if ((d = u->head) != NULL) {
     int n = 1;
