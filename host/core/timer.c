@@ -130,6 +130,7 @@ static void timer_arm(lasync_Host *H) {
 }
 
 void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due, int kind) {
+  lasync_assert(tm->idx == 0);           /* in the heap once */
   if (H->heap_len == H->heap_cap) {
     uint32_t cap = H->heap_cap ? H->heap_cap * 2 : 64;
     lasync_Timer **heap = (lasync_Timer **)realloc(H->heap, cap * sizeof *heap);
