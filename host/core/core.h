@@ -1,6 +1,7 @@
 /*
-** core.h: what the host's C files share. Not installed; embedders and
-** native modules use lasync.h.
+** core.h: the core's structs (host, task, timer) and what the files of
+** host/core and host/embed share. Not installed; embedders use lasync.h,
+** native modules lasync.h and module.h (docs/internals.md).
 */
 #ifndef LASYNC_CORE_H
 #define LASYNC_CORE_H
