@@ -9,6 +9,7 @@
 -- not move the position. A File runs one operation at a time, in order;
 -- files with no position (FIFOs) are read and written in sequence.
 local core = require "async.core.fs"
+local check = require "async.internal.check"
 local new_lock = require("async.sync").lock
 local current = require("async.core").current
 
@@ -20,9 +21,7 @@ local IOError = core.IOError
 local CHUNK = 65536
 local fs = {IOError = IOError}
 
-local function argerror(i, what, msg)
-  error(format("bad argument #%d to '%s' (%s)", i, what, msg), 3)
-end
+local argerror = check.argerror
 
 local function check_path(p, i, what)
   if type(p) ~= "string" or p == "" then
@@ -30,10 +29,7 @@ local function check_path(p, i, what)
   end
 end
 
-local function check_opts(opts, i, what)
-  if opts ~= nil and type(opts) ~= "table" then argerror(i, what, "options table expected, got " .. type(opts)) end
-  return opts or {}
-end
+local check_opts = check.opts
 
 local function is_code(err, ...)
   if getmetatable(err) ~= IOError then return false end
