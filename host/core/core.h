@@ -107,6 +107,11 @@ struct lasync_Host {
   uint32_t next_id;
   lasync_Task *current;         /* task being resumed, or NULL */
   lasync_Task *main;
+  lua_State *run_co;            /* the coroutine running Lua now (interrupt.c) */
+  int intr_busy, intr_req;      /* interrupters reading run_co; a request */
+  int intr_ticks;               /* hook calls since the request */
+  const char *intr_msg;         /* its message */
+  lasync_Task *intr_taken;      /* the task the last request reached */
   char unobserved;              /* key of the weak table of failed tasks nobody awaited */
   lasync_ReportFn report;
   void *report_ud;
@@ -175,6 +180,9 @@ int lasync__push_first(lua_State *L, int idx);
 void lasync__wd_enter(lasync_Host *H, lasync_Task *t);
 void lasync__wd_leave(lasync_Host *H, lasync_Task *t);
 void lasync__wd_switch(lasync_Host *H, lua_State *co);
+
+/* interrupt.c */
+void lasync__intr_switch(lasync_Host *H, lua_State *co);
 int lasync__watchdog_start(lasync_Host *H, double threshold, int raise);
 void lasync__watchdog_stop(lasync_Host *H);
 int lasync__open_watchdog(lua_State *L);
