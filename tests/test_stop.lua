@@ -198,6 +198,29 @@ function TestStopShutdown:test_a_task_that_awaits_forever_after_cancellation()
   lu.assertStrContains(r.stderr, "forever")
 end
 
+-- Cleanup code that never waits: at the deadline it is interrupted where
+-- it runs; if it catches that too, the process ends a second later.
+function TestStopShutdown:test_a_cleanup_that_spins_is_interrupted_at_the_deadline()
+  local r = run([[
+    async.spawn(function() pcall(async.sleep, 1000) while true do end end)
+    async.sleep(0)
+  ]], {}, "--shutdown-timeout 0.2")
+  lu.assertEquals(r.rc, 1, r.stderr)
+  lu.assertStrContains(r.stderr, "code that did not wait was interrupted")
+end
+
+function TestStopShutdown:test_a_cleanup_that_spins_and_catches_everything_meets_the_deadline()
+  local r = run([[
+    async.spawn(function()
+      pcall(async.sleep, 1000)
+      while true do pcall(function() while true do end end) end
+    end)
+    async.sleep(0)
+  ]], {}, "--shutdown-timeout 0.2")
+  lu.assertEquals(r.rc, 1, r.stderr)
+  lu.assertStrContains(r.stderr, "a task runs code that does not stop")
+end
+
 function TestStopShutdown:test_environment_variable_and_bad_values()
   local r = support.sh("LASYNC_SHUTDOWN_TIMEOUT=0.2 " .. GUARDED .. " -e " .. q([[
     async.spawn(function() while true do pcall(async.sleep, 1000) end end):set_name("envy")

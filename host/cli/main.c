@@ -63,7 +63,8 @@ typedef struct Cli {
   uv_thread_t reaper;
   uv_mutex_t mu;                  /* with cond: the reaper's sleep */
   uv_cond_t cond;
-  int reaped;                     /* the shutdown finished in time */
+  int reaped;                     /* the shutdown has finished */
+  int late;                       /* the deadline passed before */
   int stage;                      /* what the shutdown waits for: STAGE_* */
 } Cli;
 
@@ -316,10 +317,12 @@ enum { STAGE_TASKS = 1, STAGE_CLOSE };   /* cli->stage */
 static int overdue_status(Cli *cli) { return cli->status ? cli->status : 1; }
 
 /* On the loop, when the reaper says the deadline has passed: names the
-** tasks still running, and exits. */
+** tasks still running, and exits. (None left: its interrupt ended the
+** last one, and finish() says so.) */
 static void on_overdue(uv_async_t *h) {
   Cli *cli = (Cli *)h->data;
   lua_State *L = lasync_state(cli->H);
+  if (lasync_task_count(cli->H) == 0) return;
   fflush(stdout);
   fprintf(stderr, "%s: the shutdown did not finish within %g s (--shutdown-timeout); "
                   "still running:\n", progname, cli->shutdown_timeout);
@@ -351,15 +354,14 @@ static void reaper_exit(Cli *cli, int stage) {
 static void reaper_main(void *arg) {
   Cli *cli = (Cli *)arg;
   uint64_t now = uv_hrtime(), end = now + (uint64_t)(cli->shutdown_timeout * 1e9);
-  int asked = 0;
   uv_mutex_lock(&cli->mu);
   while (!cli->reaped) {
     if ((now = uv_hrtime()) >= end) {
       int stage = cli->stage;
-      if (asked || stage != STAGE_TASKS) reaper_exit(cli, stage);
+      if (cli->late || stage != STAGE_TASKS) reaper_exit(cli, stage);
       lasync_interrupt(cli->H, "the shutdown deadline passed");
       uv_async_send(&cli->overdue);
-      asked = 1;
+      cli->late = 1;
       end = now + 1000000000u;
       continue;
     }
@@ -408,6 +410,11 @@ static int finish(Cli *cli, int rc) {
     uv_cond_signal(&cli->cond);
     uv_mutex_unlock(&cli->mu);
     uv_thread_join(&cli->reaper);
+  }
+  if (cli->late) {                       /* the interrupt ended it before on_overdue ran */
+    fprintf(stderr, "%s: the shutdown did not finish within %g s (--shutdown-timeout): "
+                    "code that did not wait was interrupted\n", progname, cli->shutdown_timeout);
+    rc = overdue_status(cli);
   }
   uv_cond_destroy(&cli->cond);
   uv_mutex_destroy(&cli->mu);

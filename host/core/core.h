@@ -184,6 +184,7 @@ void lasync__wd_switch(lasync_Host *H, lua_State *co);
 
 /* interrupt.c */
 void lasync__intr_switch(lasync_Host *H, lua_State *co);
+void lasync__intr_rearm(lasync_Host *H, lua_State *L);
 int lasync__watchdog_start(lasync_Host *H, double threshold, int raise);
 void lasync__watchdog_stop(lasync_Host *H);
 int lasync__open_watchdog(lua_State *L);

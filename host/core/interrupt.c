@@ -51,6 +51,12 @@ static void intr_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
+/* Loop thread: the hook of L was taken over (by the watchdog's): put ours
+** back while a request is pending. */
+void lasync__intr_rearm(lasync_Host *H, lua_State *L) {
+  if (LOAD(&H->intr_req)) lua_sethook(L, intr_hook, LUA_MASKCOUNT, INTR_STEP);
+}
+
 /* Loop thread: the coroutine that runs now (NULL: none runs Lua). */
 void lasync__intr_switch(lasync_Host *H, lua_State *co) {
   STORE(&H->run_co, co);
