@@ -20,7 +20,10 @@
 ** consistent), so once it has seen intr_busy at 0 no interrupter still
 ** holds the old coroutine, which may then be freed (as watchdog.c does).
 ** A hook that fires late (the code yielded first, and the loop withdrew
-** the request) finds no request and removes itself.
+** the request) finds no request and removes itself. From another thread,
+** lua_sethook races with the code it hooks exactly as the watchdog's and
+** the executor's interrupts do (see thread/worker.c): Lua's "reasonable
+** assumptions" for an asynchronous lua_sethook.
 */
 #include <lauxlib.h>
 #include "core/core.h"
