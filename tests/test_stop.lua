@@ -157,6 +157,17 @@ function TestStopSpinning:test_repl_ctrl_c_interrupts_a_spinning_line_and_keeps_
   lu.assertEquals(r.status, 0, r.stdout .. r.stderr)
 end
 
+-- The REPL's second Ctrl-C leaves a line running in the background, but
+-- that needs the loop: a line that caught the first and spins on never
+-- gives it back, so the second ends the process.
+function TestStopSpinning:test_repl_second_ctrl_c_exits_when_the_line_catches_the_first()
+  needs_signals_in_loops()
+  local r = drive({"expect > $",
+                   [[send while true do pcall(function() print("sp" .. "in") while true do end end) end\r]],
+                   [[expect \nspin]], "signal INT", [[expect \nspin]], "signal INT", "expect-exit 130"})
+  lu.assertEquals(r.status, 0, r.stdout .. r.stderr)
+end
+
 function TestStopSpinning:test_repl_sigterm_ends_a_spinning_line()
   needs_signals_in_loops()
   local r = drive({"expect > $", [[send print("sp" .. "in") while true do end\r]],
@@ -294,6 +305,23 @@ function TestStopShutdown:test_a_thread_that_swallows_cancellation_meets_the_dea
   ]], {}, "--shutdown-timeout 0.3")
   lu.assertEquals(r.rc, 1, r.stderr)
   lu.assertStrContains(r.stderr, "a thread (async.thread.spawn")
+end
+
+-- The parent joins a thread that ignores cancellation: SIGINT must still
+-- end the process (it used to do nothing, the loop being blocked).
+function TestStopShutdown:test_sigint_ends_the_wait_for_a_thread_that_will_not_end()
+  local r = run([[
+    local t = async.thread.spawn(function(ch, path)
+      ch:send("up")
+      while true do
+        pcall(function() while true do end end)
+        assert(io.open(path, "w")):close()      -- the parent's cancel was caught
+      end
+    end, arg[1])
+    assert(t:recv() == "up")
+  ]], {{ready = 1}, {signal = "INT"}}, "--shutdown-timeout 60")
+  lu.assertEquals(r.rc, 130, r.stderr)
+  lu.assertStrContains(r.stderr, "interrupted")
 end
 
 function TestStopShutdown:test_repl_ctrl_d_with_a_task_that_will_not_end()
