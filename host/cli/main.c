@@ -57,7 +57,7 @@ typedef struct Cli {
   lasync_Repl *repl;              /* while the REPL runs */
   int repl_done;
   int repl_ran;                   /* say how many tasks the REPL left */
-  double shutdown_timeout;        /* seconds; HUGE_VAL: none */
+  double shutdown_timeout;        /* seconds; over 1e7 (inf): none */
   uv_async_t overdue;             /* the reaper tells the loop: report, exit */
   int status;                     /* the exit status, as it stands */
   uv_thread_t reaper;
@@ -376,11 +376,36 @@ static void set_stage(Cli *cli, int stage) {
   uv_mutex_unlock(&cli->mu);
 }
 
+/* Starts the reaper (unless there is no deadline); returns whether it runs. */
+static int reaper_start(Cli *cli) {
+  uv_mutex_init(&cli->mu);
+  uv_cond_init(&cli->cond);
+  cli->stage = STAGE_TASKS;
+  if (cli->shutdown_timeout > 1e7                   /* months: none (and no overflow) */
+      || uv_async_init(lasync_loop(cli->H), &cli->overdue, on_overdue) != 0)
+    return 0;
+  cli->overdue.data = cli;
+  uv_unref((uv_handle_t *)&cli->overdue);
+  return uv_thread_create(&cli->reaper, reaper_main, cli) == 0;
+}
+
+static void reaper_stop(Cli *cli, int running) {
+  if (running) {
+    uv_mutex_lock(&cli->mu);
+    cli->reaped = 1;
+    uv_cond_signal(&cli->cond);
+    uv_mutex_unlock(&cli->mu);
+    uv_thread_join(&cli->reaper);
+  }
+  uv_cond_destroy(&cli->cond);
+  uv_mutex_destroy(&cli->mu);
+}
+
 /* Ends the run with status rc: cancels the tasks left (their cleanup
 ** runs), frees the host, within the deadline; signals end it at once. */
 static int finish(Cli *cli, int rc) {
   struct sigaction sa;
-  int n = lasync_task_count(cli->H), reaper = 0;
+  int n = lasync_task_count(cli->H), reaper;
   cli->status = rc;
   ending = 1;
   memset(&sa, 0, sizeof sa);
@@ -388,14 +413,7 @@ static int finish(Cli *cli, int rc) {
   sigfillset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
-  uv_mutex_init(&cli->mu);
-  uv_cond_init(&cli->cond);
-  set_stage(cli, STAGE_TASKS);
-  if (isfinite(cli->shutdown_timeout) && uv_async_init(lasync_loop(cli->H), &cli->overdue, on_overdue) == 0) {
-    cli->overdue.data = cli;
-    uv_unref((uv_handle_t *)&cli->overdue);
-    reaper = uv_thread_create(&cli->reaper, reaper_main, cli) == 0;
-  }
+  reaper = reaper_start(cli);
   while (lasync_task_count(cli->H) > 0) {
     lasync_cancel_all(cli->H, cli->repl_ran ? "the REPL ended" : "the program is ending");
     lasync_run_until(cli->H, NULL);
@@ -403,21 +421,13 @@ static int finish(Cli *cli, int rc) {
   if (cli->repl_ran && n > 0)
     fprintf(stderr, "%s: cancelled %d background task%s\n", progname, n, n == 1 ? "" : "s");
   set_stage(cli, STAGE_CLOSE);
-  lasync_free(cli->H);                   /* closes the signals last: ^C still works */
-  if (reaper) {
-    uv_mutex_lock(&cli->mu);
-    cli->reaped = 1;
-    uv_cond_signal(&cli->cond);
-    uv_mutex_unlock(&cli->mu);
-    uv_thread_join(&cli->reaper);
-  }
+  lasync_free(cli->H);                   /* joins threads: the reaper still watches */
+  reaper_stop(cli, reaper);
   if (cli->late) {                       /* the interrupt ended it before on_overdue ran */
     fprintf(stderr, "%s: the shutdown did not finish within %g s (--shutdown-timeout): "
                     "code that did not wait was interrupted\n", progname, cli->shutdown_timeout);
     rc = overdue_status(cli);
   }
-  uv_cond_destroy(&cli->cond);
-  uv_mutex_destroy(&cli->mu);
   return rc;
 }
 
