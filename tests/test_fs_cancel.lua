@@ -50,17 +50,25 @@ a:write("x")                  -- pwrite: ESPIPE; `a` reads and writes in sequenc
 assert(a:read(1) == "x")
 local na = fileno(a.fd)
 
-local t
-if scenario == "write" then
-  t = async.spawn(a.write, a, ("w"):rep(100000))   -- more than a pipe holds: blocks
-else
-  t = async.spawn(a.read, a, 10)                  -- the FIFO is empty: blocks
+-- Runs fn(...) in a task, waits until its request runs on the pool (cannot
+-- be withdrawn), cancels the task: it must end at once, with Cancelled.
+local function cancel_running(fn, ...)
+  local t = async.spawn(fn, ...)
+  async.sleep(0)              -- t's request is queued
+  fs.stat(dir)                -- queued after it and done: t's request has left the queue
+  t:cancel()
+  local ok, err = pcall(t.await, t)
+  assert(not ok and t:cancelled(), "the cancelled task ends at once with Cancelled: " .. tostring(err))
 end
-async.sleep(0)                -- t's request is queued
-fs.stat(dir)                  -- queued after it and done: t's request has left the queue
-t:cancel()
-local ok, err = pcall(t.await, t)
-assert(not ok and t:cancelled(), "the cancelled task ends at once with Cancelled: " .. tostring(err))
+
+if scenario == "write" then
+  cancel_running(a.write, a, ("w"):rep(100000))  -- more than a pipe holds: blocks
+elseif scenario == "close_scope" then   -- as fs.read_file reads
+  cancel_running(function() local f <close> = a return f:read(10) end)
+  assert(a:closed() and has_fd(na), "closing is left to the request's callback")
+else
+  cancel_running(a.read, a, 10)                  -- the FIFO is empty: blocks
+end
 
 -- Ends the blocked request from outside the pool.
 local function unblock()
@@ -94,9 +102,11 @@ elseif scenario == "later" then
   local got = async.wait_for(30, t3)
   assert(got == "first", "the next read gets what the cancelled one consumed: " .. tostring(got))
   a:close()
-elseif scenario == "close_cancelled" or scenario == "gc" then
+elseif scenario == "close_cancelled" or scenario == "gc" or scenario == "close_scope" then
   local afd = a.fd
-  if scenario == "gc" then
+  if scenario == "close_scope" then
+    afd = nil
+  elseif scenario == "gc" then
     a = nil
     collectgarbage()
     collectgarbage()
@@ -147,6 +157,14 @@ end
 -- next read waits for it and gets those bytes.
 function TestFsCancel:test_read_after_cancelled_fifo_read_runs_beside_it_and_loses_data()
   child("later")
+end
+
+-- A read cancelled inside a <close> scope (as in fs.read_file of a FIFO):
+-- with the first fix, the scope's close waited for the running request,
+-- so the Cancelled came back only once the FIFO got data. A close while
+-- an error unwinds does not wait: the request's callback closes it.
+function TestFsCancel:test_cancelled_read_in_close_scope_returns_at_once_and_closes_later()
+  child("close_scope")
 end
 
 -- A close cancelled while it waits for the running request, and a File

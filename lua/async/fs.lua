@@ -283,7 +283,15 @@ end
 
 function File:closed() return self.fd == nil or self.closing == true end
 
-File.__close = File.close
+-- <close> while an error unwinds (a read_file cancelled in its read): the
+-- error goes on at once. The descriptor is closed without waiting: now if
+-- nothing runs on it, else by the last operation queued or by the callback
+-- of a cancelled one's request still on the pool.
+function File:__close(err)
+  if err == nil or self.fd == nil or self.closing then return self:close() end
+  self.closing = true
+  if self.lock:locked() then self.close_later = true else close_late(self) end
+end
 function File:__gc() if self.fd then core.close_now(self.fd) self.fd = nil end end
 function File:__tostring()
   return format("File<%s%s>", self.path, self:closed() and ", closed" or "")
