@@ -29,5 +29,6 @@ void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
 
 /* The entry points of the data and network modules (host.c preloads them). */
 int lasync__luaopen_json(lua_State *L);      /* data/json.c: async.core.json */
+int lasync__luaopen_http(lua_State *L);      /* net/http_session.c: async.core.http */
 
 #endif
