@@ -8,12 +8,20 @@ from aiohttp import web
 
 stats = {"max_requests": 0, "requests": 0, "max_conns": 0, "peers": set(), "total": 0}
 runners = []
+silent_conns = []  # the silent port: accepts, never says a word
 
 def open_conns():
     return sum(len(r.server.connections) for r in runners if r.server)
 
 @web.middleware
 async def count(request, handler):
+    # Only /delay requests count as concurrent: handlers of other tests'
+    # cancelled requests (/never) may still be winding down.
+    if not request.path.startswith("/delay"):
+        if request.path not in ("/stats", "/reset"):
+            stats["total"] += 1
+            stats["peers"].add(request.transport.get_extra_info("peername"))
+        return await handler(request)
     stats["requests"] += 1
     stats["total"] += 1
     stats["max_requests"] = max(stats["max_requests"], stats["requests"])
@@ -157,6 +165,8 @@ async def main():
         await s.start()
         runners.append(r)
         ports.append(s._server.sockets[0].getsockname()[1])
+    silent = await asyncio.start_server(lambda r, w: silent_conns.append(w), "127.0.0.1", 0)
+    ports.append(silent.sockets[0].getsockname()[1])
     print("ports", *ports, flush=True)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()

@@ -22,11 +22,12 @@ function M.start()
   local proc = process.spawn{iosupport.PYTHON, "tests/http_peer.py", crt, key,
                              stdin = "pipe", stdout = "pipe", stderr = "ignore"}
   local line = async.timeout(20, proc.stdout.read_line, proc.stdout)
-  local a, b, tls = line:match("^ports (%d+) (%d+) (%d+)$")
+  local a, b, tls, silent = line:match("^ports (%d+) (%d+) (%d+) (%d+)$")
   assert(a, "the peer did not start: " .. tostring(line))
   local peer = {dir = dir, ca = crt, proc = proc,
                 url = "http://127.0.0.1:" .. a, url2 = "http://127.0.0.1:" .. b,
-                tls = "https://127.0.0.1:" .. tls}
+                tls = "https://127.0.0.1:" .. tls,
+                silent = "https://127.0.0.1:" .. silent}   -- TLS handshake never ends
   function peer.stop()
     proc.stdin:close()
     async.timeout(10, proc.wait, proc)

@@ -205,7 +205,8 @@ static int transfer_raise(lua_State *L, Transfer *t) {
   const char *msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
   if (t->result == CURLE_OPERATION_TIMEDOUT) {
     const char *which = t->read_timed_out ? "read" :
-      (strncmp(msg, "Connection timed out", 20) == 0 || strncmp(msg, "Resolving", 9) == 0) ?
+      (strncmp(msg, "Connection timed out", 20) == 0 || strncmp(msg, "Resolving", 9) == 0 ||
+       strncmp(msg, "SSL connection timeout", 22) == 0) ?
       "connect" : "total";
     lua_createtable(L, 0, 6);
     lua_pushliteral(L, "Timeout");

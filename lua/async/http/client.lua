@@ -229,7 +229,12 @@ function Response:get_all(name)
   return out
 end
 
-function Response:info() return self._info end
+-- r:info(): what libcurl measured: total_time, connect_time, bytes,
+-- new_connections (0 when a pooled connection was reused), paused.
+function Response:info()
+  if self._t then return self._t:info() end
+  return self._info
+end
 
 -- r:raise_for_status(): raises an HTTPError for 4xx and 5xx; returns r.
 function Response:raise_for_status()
@@ -378,6 +383,12 @@ function Session:request(o)
   if self._core == nil then error("the session is closed", 2) end
   local d = self.defaults
   local method, url, lines, body = prepare(self, o)
+  for _, k in ipairs{"timeout", "connect_timeout", "read_timeout"} do
+    local v = opt(o, d, k)
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
+      argerror("request", k .. " must be a number of seconds >= 0 (got " .. tostring(v) .. ")")
+    end
+  end
   local total = opt(o, d, "timeout")
   local deadline = total and total ~= math.huge and now() + total or nil
   local stream = o.stream
