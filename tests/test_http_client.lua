@@ -301,6 +301,39 @@ function TestHttp:test_download_is_atomic()
   iosupport.rmtree(dir)
 end
 
+-- HTTP/2 over TLS against nghttpd (nghttp2-server): concurrent requests of
+-- one session share one multiplexed connection.
+function TestHttp:test_http2_multiplexed()
+  local dir = iosupport.tmpdir()
+  local crt, key = hs.make_cert(dir, "h2")
+  local f = assert(io.open(dir .. "/page.txt", "w"))
+  f:write(string.rep("h2", 1000))
+  f:close()
+  local l = async.net.listen("127.0.0.1", 0, function() end)
+  local port = select(2, l:address())
+  l:close()
+  local proc <close> = async.process.spawn{"nghttpd", "-d", dir, tostring(port), key, crt,
+                                           stdout = "ignore", stderr = "ignore"}
+  local s <close> = http.session{ca_file = crt, limit_per_host = 10}
+  local url = "https://127.0.0.1:" .. port .. "/page.txt"
+  iosupport.eventually(function() return pcall(s.get, s, url) end, "nghttpd listens")
+  s:close()
+  local s2 <close> = http.session{ca_file = crt, limit_per_host = 10}
+  local tasks = {}
+  for i = 1, 10 do tasks[i] = async.spawn(s2.get, s2, url) end
+  local conns = 0
+  for i = 1, 10 do
+    local r = tasks[i]:await()
+    lu.assertEquals(r.http_version, 20)
+    lu.assertEquals(#r.body, 2000)
+    conns = conns + r:info().new_connections
+  end
+  lu.assertEquals(conns, 1)
+  proc:kill()
+  proc:wait()
+  iosupport.rmtree(dir)
+end
+
 local ok, err = pcall(support.run, ...)
 peer.stop()
 if not ok then error(err, 0) end
