@@ -1,0 +1,18 @@
+-- bench/lasync/http_client.lua URL N CONC [CA]: N GETs of URL, CONC at a
+-- time through one async.http session; prints "ok bytes=...".
+local http = async.http
+local url, n, conc, ca = arg[1], tonumber(arg[2]), tonumber(arg[3]), arg[4]
+local s <close> = http.session{limit = conc, limit_per_host = conc, ca_file = ca}
+local next_i, bytes = 0, 0
+local function worker()
+  while next_i < n do
+    next_i = next_i + 1
+    local r = s:get(url)
+    assert(r.status == 200)
+    bytes = bytes + #r.body
+  end
+end
+local ws = {}
+for i = 1, conc do ws[i] = worker end
+async.gather(ws)
+print("ok bytes=" .. bytes)
