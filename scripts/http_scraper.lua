@@ -1,6 +1,7 @@
 -- scripts/http_scraper.lua: aiohttp's classic, a scraper. Fetches 1,000
 -- pages from a local server through one session (limit = 100 connections,
--- limit_per_host = 20), with a timeout per request and retries with
+-- limit_per_host = 20), with timeouts per request (1 s of silence, 60 s in
+-- all, the wait for a pool slot included) and retries with
 -- exponential backoff on 5xx answers and timeouts; prints a progress line
 -- and, per URL, status, bytes or error; checks its own result.
 -- The server (scripts/peers/http_demo_server.py) answers 503 to every 50th
@@ -20,7 +21,7 @@ local results = {}
 local function fetch(session, i)
   local url = base .. "/page/" .. i
   for attempt = 1, TRIES do
-    local ok, r = pcall(session.get, session, url, {timeout = 1})
+    local ok, r = pcall(session.get, session, url, {read_timeout = 1, timeout = 60})
     local retry = (ok and r.status >= 500) or (not ok and async.is_timeout(r))
     if not retry or attempt == TRIES then
       if ok then results[i] = {status = r.status, bytes = #r.body, tries = attempt}
