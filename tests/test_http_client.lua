@@ -201,6 +201,15 @@ function TestHttp:test_streaming_backpressure()
   check_no_transfers()
 end
 
+-- A streamed response dropped unclosed gives its slot back once collected.
+function TestHttp:test_dropped_stream_releases_its_slot()
+  local s <close> = http.session{limit = 1}
+  do local _ = s:get(U .. "/size/10", {stream = true}) end
+  collectgarbage(); collectgarbage()
+  lu.assertEquals(async.timeout(5, s.get, s, U .. "/size/2").body, "xx")
+  check_no_transfers(s)
+end
+
 function TestHttp:test_lines_and_read()
   local r <close> = http.get(U .. "/chunked/100", {stream = true})
   local n = 0
@@ -217,6 +226,9 @@ end
 -- Cancelled while connecting, waiting for headers, mid-body and in a
 -- streamed read: the task ends at once and nothing is left behind.
 function TestHttp:test_cancel_in_every_phase()
+  local a, b = iosupport.pair()               -- libuv's reserve descriptor first
+  a:close(); b:close()
+  local fds = iosupport.fds()
   local s <close> = http.session()
   local cases = {
     {"connect", function() s:get(peer.silent .. "/", {connect_timeout = 10}) end},
@@ -241,6 +253,8 @@ function TestHttp:test_cancel_in_every_phase()
   lu.assertEquals(s:get(U .. "/size/3").body, "xxx")
   lu.assertFalse(pcall(async.timeout, 0.05, s.get, s, U .. "/never"))
   check_no_transfers(s)
+  s:close()                                   -- its pooled connections too
+  lu.assertEquals(iosupport.fds(), fds)
 end
 
 -- The server counts: never more than limit_per_host requests or

@@ -143,6 +143,16 @@ local function finish(r)
 end
 
 function Response:close() finish(self) end
+
+-- A streamed response collected unclosed gives its pool slot back (from
+-- the loop, not from inside the collector); its transfer is freed by its
+-- own finalizer. Closing it is still the rule: until the collector runs,
+-- the slot and the connection stay taken.
+function Response:__gc()
+  local release = self._t and self._release
+  self._t = nil
+  if release then async.call_soon(release) end
+end
 Response.__close = Response.close
 function Response:closed() return self._t == nil end
 
