@@ -1,7 +1,8 @@
 # tests/http_peer.py: the aiohttp server the HTTP client tests talk to, on
-# 127.0.0.1. Usage: http_peer.py [cert key]. Prints "ports A B [TLS]" once
-# listening (two plain ports, so a test has two origins, and a TLS one when
-# given a certificate), then serves until killed or stdin closes.
+# 127.0.0.1. Usage: http_peer.py cert key client_ca. Prints "ports A B TLS
+# MTLS SILENT" once listening: two plain ports (so a test has two origins),
+# a TLS one, one that requires a client certificate signed by client_ca,
+# and one that accepts and never speaks; then serves until stdin closes.
 # It counts connections and concurrent requests for the pool tests.
 import asyncio, gzip, json, ssl, sys
 from aiohttp import web
@@ -159,6 +160,17 @@ async def main():
     if len(sys.argv) > 2:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+        r = web.AppRunner(app, handle_signals=False)
+        await r.setup()
+        s = web.TCPSite(r, "127.0.0.1", 0, ssl_context=ctx)
+        await s.start()
+        runners.append(r)
+        ports.append(s._server.sockets[0].getsockname()[1])
+    if len(sys.argv) > 3:   # a TLS port that requires a client certificate signed by argv[3]
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(sys.argv[3])
         r = web.AppRunner(app, handle_signals=False)
         await r.setup()
         s = web.TCPSite(r, "127.0.0.1", 0, ssl_context=ctx)

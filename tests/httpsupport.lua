@@ -19,14 +19,16 @@ end
 function M.start()
   local dir = iosupport.tmpdir()
   local crt, key = M.make_cert(dir)
-  local proc = process.spawn{iosupport.PYTHON, "tests/http_peer.py", crt, key,
+  local ccrt, ckey = M.make_cert(dir, "client")
+  local proc = process.spawn{iosupport.PYTHON, "tests/http_peer.py", crt, key, ccrt,
                              stdin = "pipe", stdout = "pipe", stderr = "ignore"}
   local line = async.timeout(20, proc.stdout.read_line, proc.stdout)
-  local a, b, tls, silent = line:match("^ports (%d+) (%d+) (%d+) (%d+)$")
+  local a, b, tls, mtls, silent = line:match("^ports (%d+) (%d+) (%d+) (%d+) (%d+)$")
   assert(a, "the peer did not start: " .. tostring(line))
   local peer = {dir = dir, ca = crt, proc = proc,
                 url = "http://127.0.0.1:" .. a, url2 = "http://127.0.0.1:" .. b,
-                tls = "https://127.0.0.1:" .. tls,
+                tls = "https://127.0.0.1:" .. tls, mtls = "https://127.0.0.1:" .. mtls,
+                client_cert = ccrt, client_key = ckey,
                 silent = "https://127.0.0.1:" .. silent}   -- TLS handshake never ends
   function peer.stop()
     proc.stdin:close()

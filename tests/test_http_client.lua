@@ -183,6 +183,17 @@ function TestHttp:test_tls_verification()
   lu.assertEquals(s:get("/echo"):json().path, "/echo")
 end
 
+function TestHttp:test_client_certificate()
+  local ok, err = pcall(http.get, peer.mtls .. "/size/2", {ca_file = peer.ca})
+  lu.assertFalse(ok)
+  -- Refused: in the handshake (TLS 1.2: ETLS) or, with TLS 1.3, by the
+  -- server closing right after it (EPROTO "Empty reply", or a reset).
+  lu.assertTrue(err.code == "ETLS" or err.code == "EPROTO" or err.code == "ECONNRESET", tostring(err))
+  local r = http.get(peer.mtls .. "/size/2", {ca_file = peer.ca, cert = peer.client_cert,
+                                              key = peer.client_key})
+  lu.assertEquals(r.body, "xx")
+end
+
 -- A slow reader holds the transfer back: the server cannot run ahead by
 -- more than the buffers between us, and our memory stays bounded.
 function TestHttp:test_streaming_backpressure()
