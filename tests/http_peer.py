@@ -9,7 +9,8 @@ from aiohttp import web
 
 stats = {"max_requests": 0, "requests": 0, "max_conns": 0, "peers": set(), "total": 0}
 runners = []
-silent_conns = []  # the silent port: accepts, never says a word
+silent_conns = []
+delay_conns = set()  # the silent port: accepts, never says a word
 
 def open_conns():
     return sum(len(r.server.connections) for r in runners if r.server)
@@ -26,7 +27,10 @@ async def count(request, handler):
     stats["requests"] += 1
     stats["total"] += 1
     stats["max_requests"] = max(stats["max_requests"], stats["requests"])
-    stats["max_conns"] = max(stats["max_conns"], open_conns())
+    # Open connections among those that carried /delay requests since the
+    # last reset (so other tests' idle pooled connections do not count).
+    delay_conns.add(request.transport)
+    stats["max_conns"] = max(stats["max_conns"], sum(1 for t in delay_conns if not t.is_closing()))
     stats["peers"].add(request.transport.get_extra_info("peername"))
     try:
         return await handler(request)
@@ -39,6 +43,7 @@ async def get_stats(request):
 
 async def reset(request):
     stats.update(max_requests=0, max_conns=0, peers=set(), total=0)
+    delay_conns.clear()
     return web.Response(text="ok")
 
 async def size(request):

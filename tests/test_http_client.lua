@@ -281,7 +281,9 @@ function TestHttp:test_pool_limits_counted_by_the_server()
   for _, t in ipairs(tasks) do lu.assertEquals(t:await().body, "done") end
   local st = stats()
   lu.assertTrue(st.max_requests <= 5, "max concurrent requests " .. st.max_requests)
-  lu.assertTrue(st.max_conns <= 5 + 1, "max open connections " .. st.max_conns)  -- +1: stats' own
+  -- +1: when the pool swaps a connection to one origin for one to the
+  -- other, the server may see the new one before the old one's FIN.
+  lu.assertTrue(st.max_conns <= 5 + 1, "max open connections " .. st.max_conns)
   lu.assertTrue(st.connections < 24, "connections made " .. st.connections .. " (reuse)")
   lu.assertEquals(st.total, 24)
   -- One origin: limit_per_host binds.
