@@ -153,6 +153,31 @@ function TestHttp:test_bad_arguments()
   check_no_transfers()
 end
 
+-- The native types under the module refuse misuse with clear errors.
+function TestHttp:test_native_misuse()
+  local core = require "async.core.http"
+  lu.assertErrorMsgContains("limit must be positive", core.session, 0, 1)
+  lu.assertErrorMsgContains("number expected", core.session, "x", 1)
+  local s = core.session(2, 2, true)
+  lu.assertErrorMsgContains("table expected", s.start, s, "GET", U, nil, nil, {})
+  lu.assertErrorMsgContains("header 1 is not a string", s.start, s, "GET", U, {{}}, nil, {})
+  lu.assertErrorMsgContains("timeout must be a number", s.start, s, "GET", U, {}, nil, {timeout = "x"})
+  lu.assertErrorMsgContains("http_version must be", s.start, s, "GET", U, {}, nil, {http_version = "9"})
+  lu.assertErrorMsgContains("HttpSession expected", s.start, {}, "GET", U, {}, nil, {})
+  local t = s:start("GET", U .. "/size/1", {}, nil, {})
+  lu.assertStrContains(tostring(t), "HttpTransfer<GET")
+  lu.assertErrorMsgContains("size must be positive", t.read, t, 0)
+  lu.assertErrorMsgContains("HttpTransfer expected", t.read, s)
+  s:close()                                   -- aborts t
+  lu.assertErrorMsgContains("the session was closed", t.headers, t)
+  t:close(); t:close()
+  lu.assertErrorMsgContains("the response is closed", t.read, t)
+  lu.assertStrContains(tostring(t), "closed")
+  lu.assertErrorMsgContains("the session is closed", s.start, s, "GET", U, {}, nil, {})
+  lu.assertStrContains(tostring(s), "HttpSession<closed>")
+  check_no_transfers()
+end
+
 function TestHttp:test_timeouts_say_which()
   local ok, err = pcall(http.get, U .. "/never", {timeout = 0.2})
   lu.assertFalse(ok)
