@@ -161,7 +161,8 @@ function TestHttp:test_native_misuse()
   local s = core.session(2, 2, true)
   lu.assertErrorMsgContains("table expected", s.start, s, "GET", U, nil, nil, {})
   lu.assertErrorMsgContains("header 1 is not a string", s.start, s, "GET", U, {{}}, nil, {})
-  lu.assertErrorMsgContains("timeout must be a number", s.start, s, "GET", U, {}, nil, {timeout = "x"})
+  lu.assertErrorMsgContains("connect_timeout must be a number", s.start, s, "GET", U, {}, nil, {connect_timeout = "x"})
+  lu.assertErrorMsgContains("timeout must be a number", s.start, s, "GET", U, {}, nil, {}, -1)
   lu.assertErrorMsgContains("http_version must be", s.start, s, "GET", U, {}, nil, {http_version = "9"})
   lu.assertErrorMsgContains("HttpSession expected", s.start, {}, "GET", U, {}, nil, {})
   local t = s:start("GET", U .. "/size/1", {}, nil, {})
@@ -328,6 +329,21 @@ function TestHttp:test_pool_limits_counted_by_the_server()
     if i > 1 then lu.assertEquals(r:info().new_connections, 0) end
   end
   lu.assertEquals(stats().connections, 1)
+end
+
+-- A caller beyond the limit waits; its total timeout counts the wait.
+function TestHttp:test_pool_wait_within_the_timeout()
+  local s <close> = http.session{limit = 1}
+  local holder = async.spawn(s.get, s, U .. "/never")
+  async.sleep(0)
+  local ok, err = pcall(s.get, s, U .. "/size/1", {timeout = 0.1})
+  lu.assertFalse(ok)
+  lu.assertTrue(async.is_timeout(err))
+  lu.assertEquals(err.which, "total")
+  holder:cancel()
+  pcall(holder.await, holder)
+  lu.assertEquals(s:get(U .. "/size/1").body, "x")   -- the slot came back
+  check_no_transfers(s)
 end
 
 -- A connection the server closed is not reused: the next request works.

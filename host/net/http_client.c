@@ -321,6 +321,24 @@ static int transfer_read_all(lua_State *L) {
   return transfer_wait(L, t, WANT_DONE, read_all_k, "http.read_all");
 }
 
+/* complete(): waits for the end and returns what headers() does and the
+** whole body: one wait for a request whose body is wanted whole. */
+static int complete_k(lua_State *L, int status, lua_KContext ctx) {
+  Transfer *t = transfer_check(L, 1);
+  if (t->result != CURLE_OK) return transfer_raise(L, t);
+  headers_k(L, status, ctx);
+  lua_pushlstring(L, t->body ? t->body + t->body_off : "", t->body_len - t->body_off);
+  t->body_off = t->body_len = 0;
+  return 5;
+}
+
+static int transfer_complete(lua_State *L) {
+  Transfer *t = transfer_check(L, 1);
+  lua_settop(L, 1);
+  t->high = 0;
+  return transfer_wait(L, t, WANT_DONE, complete_k, "http.request");
+}
+
 /* info(): a table of what libcurl measured (times in seconds). */
 static int transfer_info(lua_State *L) {
   Transfer *t = transfer_check(L, 1);
@@ -359,6 +377,7 @@ static const luaL_Reg transfer_meta[] = {
 };
 static const luaL_Reg transfer_methods[] = {
   {"headers", transfer_headers}, {"read", transfer_read}, {"read_all", transfer_read_all},
+  {"complete", transfer_complete},
   {"info", transfer_info}, {"close", transfer_close}, {NULL, NULL}
 };
 

@@ -58,9 +58,9 @@ static int opt_bool(lua_State *L, int idx, const char *key) {
 }
 
 /* The easy-handle options that follow from the options table at idx. */
-static void start_options(lua_State *L, int idx, Transfer *t) {
+static void start_options(lua_State *L, int idx, Transfer *t, long total) {
   CURL *e = t->easy;
-  long total = opt_ms(L, idx, "timeout"), conn = opt_ms(L, idx, "connect_timeout");
+  long conn = opt_ms(L, idx, "connect_timeout");
   lua_Integer redirs = opt_int(L, idx, "max_redirects", 10), high = opt_int(L, idx, "high", 0);
   const char *s;
   if (total) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, total);
@@ -106,12 +106,25 @@ static void start_method(Transfer *t, const char *method, const char *body, size
   }
 }
 
-/* session:start(method, url, headers, body, opts): a running transfer. */
+/* The total timeout at arg (seconds; nil: none) in milliseconds. */
+static long arg_ms(lua_State *L, int arg) {
+  lua_Number sec;
+  if (lua_isnoneornil(L, arg)) return 0;
+  sec = luaL_checknumber(L, arg);
+  luaL_argcheck(L, sec == sec && sec >= 0, arg, "timeout must be a number of seconds >= 0");
+  if (sec > 1e9) return 0;
+  return sec * 1000 < 1 ? 1 : (long)ceil(sec * 1000);
+}
+
+/* session:start(method, url, headers, body, opts [, timeout]): a running
+** transfer. `opts` is read, not kept (a session passes the same table to
+** many requests); `timeout` is the total in seconds. */
 static int session_start(lua_State *L) {
   Multi *m = session_check(L, 1);
   const char *method = luaL_checkstring(L, 2), *url = luaL_checkstring(L, 3);
   size_t bodylen = 0;
   const char *body = luaL_optlstring(L, 5, NULL, &bodylen);
+  long total = arg_ms(L, 7);
   lua_Integer i, nh;
   Transfer *t;
   luaL_checktype(L, 4, LUA_TTABLE);
@@ -158,7 +171,7 @@ static int session_start(lua_State *L) {
     lua_pop(L, 1);
   }
   if (t->req_headers) curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers);
-  start_options(L, 6, t);
+  start_options(L, 6, t, total);
   if (t->read_timeout_ms) {
     if ((t->read_timer = (uv_timer_t *)malloc(sizeof *t->read_timer)) == NULL)
       return luaL_error(L, "not enough memory");

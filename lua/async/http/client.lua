@@ -123,9 +123,28 @@ end
 
 ------------------------------------------------------------ response
 
+-- Gives back the slots a request took (acquire, below).
+local function release(self, key, host)
+  self._total:release()
+  host.sem:release()
+  host.users = host.users - 1
+  if host.users == 0 then self._hosts[key] = nil end
+end
+
 local Response = {}
-Response.__index = Response
 Response.__name = "lasync.HttpResponse"
+-- headers, header_list and reason are parsed from the raw block on first use.
+local LAZY = {headers = true, header_list = true, reason = true}
+Response.__index = function(r, k)
+  if LAZY[k] then
+    local head = rawget(r, "_head")
+    if head == nil then return nil end
+    r._head = nil
+    r.headers, r.header_list, r.reason = parse_head(head)
+    return rawget(r, k)
+  end
+  return Response[k]
+end
 M.Response = Response
 
 function Response:__tostring()
@@ -138,7 +157,7 @@ local function finish(r)
   if t then
     r._t = nil
     t:close()
-    if r._release then r._release() end
+    release(r._session, r._key, r._host)
   end
 end
 
@@ -149,9 +168,10 @@ function Response:close() finish(self) end
 -- own finalizer. Closing it is still the rule: until the collector runs,
 -- the slot and the connection stay taken.
 function Response:__gc()
-  local release = self._t and self._release
-  self._t = nil
-  if release then async.call_soon(release) end
+  if self._t then
+    self._t = nil
+    async.call_soon(release, self._session, self._key, self._host)
+  end
 end
 Response.__close = Response.close
 function Response:closed() return self._t == nil end
@@ -273,6 +293,39 @@ local REQUEST_KEYS = {method = true, url = true, headers = true, body = true, js
 local SESSION_KEYS = {limit = true, limit_per_host = true, base_url = true, cookies = true}
 for k in pairs(REQUEST_KEYS) do SESSION_KEYS[k] = true end
 
+local function opt(o, d, k)
+  local v = o[k]
+  if v == nil then v = d[k] end
+  if v == nil then v = DEFAULTS[k] end
+  return v
+end
+
+-- The options of a request that change the easy handle's setup.
+local EASY_KEYS = {"connect_timeout", "read_timeout", "max_redirects", "insecure", "ca_file",
+                   "cert", "key", "proxy", "http_version", "decompress", "verbose",
+                   "stream", "stream_buffer"}
+
+local function check_seconds(v, k, level)
+  if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
+    argerror("request", k .. " must be a number of seconds >= 0 (got " .. tostring(v) .. ")", level)
+  end
+end
+
+-- The table session:start reads (it keeps nothing of it): made once per
+-- session for requests that set none of EASY_KEYS.
+local function easy_options(o, d)
+  check_seconds(opt(o, d, "connect_timeout"), "connect_timeout", 4)
+  check_seconds(opt(o, d, "read_timeout"), "read_timeout", 4)
+  return {
+    connect_timeout = opt(o, d, "connect_timeout"), read_timeout = opt(o, d, "read_timeout"),
+    max_redirects = opt(o, d, "max_redirects"), insecure = opt(o, d, "insecure"),
+    ca_file = opt(o, d, "ca_file"), cert = opt(o, d, "cert"), key = opt(o, d, "key"),
+    proxy = opt(o, d, "proxy"), http_version = opt(o, d, "http_version"),
+    no_decompress = opt(o, d, "decompress") == false, verbose = opt(o, d, "verbose"),
+    high = o.stream and opt(o, d, "stream_buffer") or 0,
+  }
+end
+
 -- session{limit=, limit_per_host=, timeout=, headers=, base_url=, cookies=,
 -- and any request option as a default}: a pool of connections.
 function M.session(opts)
@@ -290,6 +343,7 @@ function M.session(opts)
     _total = sync.semaphore(limit), _hosts = {}, _per_host = per_host,
     defaults = opts, limit = limit, limit_per_host = per_host,
   }, Session)
+  s._copts = easy_options({}, opts)
   return s
 end
 
@@ -310,8 +364,9 @@ local function timeout_error(which, method, url, sec)
     message = format("%s timeout after %g s: %s %s", which, sec, method, url)}, async.Timeout)
 end
 
--- Takes a slot of the session and of the URL's origin (waiting for one,
--- within the deadline); returns the function that gives them back.
+-- Takes a slot of the session and one of the URL's origin, waiting for
+-- them within the deadline; returns the origin's record (for release).
+-- When both are free nothing waits, so no timer is armed.
 local function acquire(self, key, deadline, method, url, total)
   local host = self._hosts[key]
   if not host then
@@ -319,26 +374,26 @@ local function acquire(self, key, deadline, method, url, total)
     self._hosts[key] = host
   end
   host.users = host.users + 1
-  local got_host, got_total = false, false
-  local function release()
-    if got_total then got_total = false; self._total:release() end
-    if got_host then got_host = false; host.sem:release() end
+  local hsem, tsem = host.sem, self._total
+  local ok, err, got_host
+  if deadline and (hsem:locked() or tsem:locked()) then
+    ok, err = pcall(async.timeout, remaining(deadline), function()
+      hsem:acquire(); got_host = true
+      tsem:acquire()
+    end)
+  else
+    ok, err = pcall(hsem.acquire, hsem)
+    got_host = ok
+    if ok then ok, err = pcall(tsem.acquire, tsem) end
+  end
+  if not ok then
+    if got_host then hsem:release() end
     host.users = host.users - 1
     if host.users == 0 then self._hosts[key] = nil end
-  end
-  local ok, err = pcall(function()
-    local function take()
-      host.sem:acquire(); got_host = true
-      self._total:acquire(); got_total = true
-    end
-    if deadline then async.timeout(remaining(deadline), take) else take() end
-  end)
-  if not ok then
-    release()
     if async.is_timeout(err) then error(timeout_error("total", method, url, total), 0) end
     error(err, 0)
   end
-  return release
+  return host
 end
 
 -- Works out method, URL, header lines and body from the options.
@@ -377,56 +432,35 @@ local function prepare(self, o)
   return method, url, lines, body
 end
 
-local function opt(o, d, k)
-  local v = o[k]
-  if v == nil then v = d[k] end
-  if v == nil then v = DEFAULTS[k] end
-  return v
-end
-
 -- session:request{...}: the response (body read, unless stream=true).
 function Session:request(o)
   if type(o) ~= "table" then argerror("request", "table expected, got " .. type(o)) end
+  local own = false
   for k in pairs(o) do
     if not REQUEST_KEYS[k] and k ~= "base_url" then argerror("request", "unknown option '" .. tostring(k) .. "'") end
   end
+  for i = 1, #EASY_KEYS do if o[EASY_KEYS[i]] ~= nil then own = true break end end
   if self._core == nil then error("the session is closed", 2) end
   local d = self.defaults
   local method, url, lines, body = prepare(self, o)
-  for _, k in ipairs{"timeout", "connect_timeout", "read_timeout"} do
-    local v = opt(o, d, k)
-    if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
-      argerror("request", k .. " must be a number of seconds >= 0 (got " .. tostring(v) .. ")")
-    end
-  end
   local total = opt(o, d, "timeout")
+  check_seconds(total, "timeout", 3)
+  local copts = own and easy_options(o, d) or self._copts
   local deadline = total and total ~= math.huge and now() + total or nil
-  local stream = o.stream
-  local copts = {
-    connect_timeout = opt(o, d, "connect_timeout"), read_timeout = opt(o, d, "read_timeout"),
-    max_redirects = opt(o, d, "max_redirects"), insecure = opt(o, d, "insecure"),
-    ca_file = opt(o, d, "ca_file"), cert = opt(o, d, "cert"), key = opt(o, d, "key"),
-    proxy = opt(o, d, "proxy"), http_version = opt(o, d, "http_version"),
-    no_decompress = opt(o, d, "decompress") == false,
-    verbose = opt(o, d, "verbose"),
-    high = stream and opt(o, d, "stream_buffer") or 0,
-  }
-  local release = acquire(self, origin(url) or url, deadline, method, url, total)
-  copts.timeout = remaining(deadline)
-  local ok, t = pcall(self._core.start, self._core, method, url, lines, body, copts)
-  if not ok then release(); error(t, 2) end
-  local r = setmetatable({_t = t, _release = release, method = method}, Response)
-  local ok2, err = pcall(function()
-    local status, head, version, eff = t:headers()
-    r.status, r.http_version, r.url = status, version, eff
-    r.headers, r.header_list, r.reason = parse_head(head)
-    if not stream then
-      r.body = t:read_all()
-      r._info = t:info()
-      finish(r)
-    end
-  end)
-  if not ok2 then finish(r); error(err, 0) end
+  local key = origin(url) or url
+  local host = acquire(self, key, deadline, method, url, total)
+  local ok, t = pcall(self._core.start, self._core, method, url, lines, body, copts, remaining(deadline))
+  if not ok then release(self, key, host); error(t, 2) end
+  local r = setmetatable({_t = t, _session = self, _key = key, _host = host, method = method}, Response)
+  local status, head, version, eff, rbody
+  if o.stream then ok, status, head, version, eff = pcall(t.headers, t)
+  else ok, status, head, version, eff, rbody = pcall(t.complete, t) end  -- one wait
+  if not ok then finish(r); error(status, 0) end
+  if not o.stream then
+    r.body, r._info = rbody, t:info()
+    finish(r)
+  end
+  r.status, r.http_version, r.url, r._head = status, version, eff, head
   return r
 end
 
