@@ -331,6 +331,22 @@ function TestHttp:test_pool_limits_counted_by_the_server()
   lu.assertEquals(stats().connections, 1)
 end
 
+-- Proxies: the proxy option, and http_proxy from the environment (libcurl
+-- reads it). The peer plays the proxy: it answers the absolute-form request
+-- itself, so the Host it saw is the origin's.
+function TestHttp:test_proxy()
+  local e = http.get("http://example.invalid/echo?x=1", {proxy = U}):json()
+  lu.assertEquals(e.headers.Host, "example.invalid")
+  lu.assertEquals(e.path, "/echo")
+  local dir = iosupport.tmpdir()
+  local script = dir .. "/p.lua"
+  support.write_file(script, 'print(async.http.get("http://example.invalid/echo"):json().headers.Host)')
+  local r = async.process.run{support.LASYNC, script, env = {http_proxy = U, no_proxy = false},
+                              timeout = 30}
+  lu.assertEquals(r.stdout, "example.invalid\n", r.stderr)
+  iosupport.rmtree(dir)
+end
+
 -- A caller beyond the limit waits; its total timeout counts the wait.
 function TestHttp:test_pool_wait_within_the_timeout()
   local s <close> = http.session{limit = 1}
