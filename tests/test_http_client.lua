@@ -39,6 +39,8 @@ function TestHttp:test_get_sized_and_chunked()
   lu.assertEquals(r.headers["content-length"], "100000")
   lu.assertEquals(r.http_version, 11)
   lu.assertEquals(r.reason, "OK")
+  -- A name, resolved by libcurl's resolver thread.
+  lu.assertEquals(http.get((U:gsub("127.0.0.1", "localhost")) .. "/size/3").body, "xxx")
   r = http.get(U .. "/chunked/3")
   lu.assertEquals(r.body, "line 0\nline 1\nline 2\n")
   lu.assertEquals(r.headers["transfer-encoding"], "chunked")

@@ -255,7 +255,9 @@ static int l_stats(lua_State *L) {
 
 int lasync__luaopen_http(lua_State *L) {
   static const luaL_Reg funcs[] = {{"session", l_session}, {"stats", l_stats}, {NULL, NULL}};
-  curl_global_init(CURL_GLOBAL_DEFAULT);  /* once per process; later calls count */
+  /* Hosts on several threads may each get here: Debian's libcurl is built
+  ** "threadsafe" (curl --version), so global init may run concurrently. */
+  curl_global_init(CURL_GLOBAL_DEFAULT);
   luaL_newlib(L, funcs);
   lua_pushstring(L, curl_version());
   lua_setfield(L, -2, "curl_version");
