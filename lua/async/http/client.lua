@@ -188,8 +188,7 @@ function Response:text()
     local ok, b = pcall(t.read_all, t)
     finish(self)
     if not ok then error(b, 0) end
-    self.body = (self._buffer or "") .. b
-    self._buffer = nil
+    self.body = b
   end
   return self.body
 end
@@ -197,13 +196,7 @@ end
 -- r:read([n]): up to n bytes of a streamed body; nil at the end.
 function Response:read(n)
   if n ~= nil and (math.type(n) ~= "integer" or n <= 0) then argerror("read", "size must be a positive integer") end
-  local buf = self._buffer
-  if buf then
-    if n == nil or #buf <= n then self._buffer = nil return buf end
-    self._buffer = buf:sub(n + 1)
-    return buf:sub(1, n)
-  end
-  if self.body ~= nil then
+  if self.body ~= nil then                -- read whole already: serve it
     local b = self.body
     if self._pos == nil then self._pos = 1 end
     if self._pos > #b then return nil end
