@@ -258,6 +258,7 @@ function File:truncate(size) return serial(self, "truncate", truncate_op, size o
 -- closing to the last of them; one cancelled while the close itself runs
 -- still closes.
 function File:close()
+  if getmetatable(self) ~= File then argerror(1, "close", "File expected, got " .. type(self)) end
   if self.fd == nil or self.closing then return end
   self.closing = true
   local lock = self.lock
@@ -288,7 +289,9 @@ function File:closed() return self.fd == nil or self.closing == true end
 -- nothing runs on it, else by the last operation queued or by the callback
 -- of a cancelled one's request still on the pool.
 function File:__close(err)
-  if err == nil or self.fd == nil or self.closing then return self:close() end
+  if err == nil or getmetatable(self) ~= File or self.fd == nil or self.closing then
+    return File.close(self)
+  end
   self.closing = true
   if self.lock:locked() then self.close_later = true else close_late(self) end
 end
