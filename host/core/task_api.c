@@ -184,7 +184,7 @@ static int task_tostring(lua_State *L) {
 
 /* A failed task nobody awaited is reported when it is collected. */
 static int task_gc(lua_State *L) {
-  lasync_Task *t = (lasync_Task *)lua_touserdata(L, 1);
+  lasync_Task *t = lasync__checktask_arg(L, 1);
   if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED))
     lasync__task_report(L, 1, t);
   return 0;

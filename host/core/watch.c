@@ -71,7 +71,7 @@ static int watch_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int watch_gc(lua_State *L) {
-  watch_detach((Watch *)lua_touserdata(L, 1));
+  watch_detach((Watch *)luaL_checkudata(L, 1, "lasync.Watch"));
   return 0;
 }
 
