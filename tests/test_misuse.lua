@@ -61,10 +61,11 @@ local RESTORE = {
 ------------------------------------------------------------ the values
 
 local tmp                                -- a scratch directory for paths
+local LONG = string.rep("z", 70000)      -- past 64 KiB limits
 local function wrong_values()
   local v = {
     nil, true, false, 0, -1, 1, 3, 1.5, -0.5, 2^53, math.maxinteger, math.mininteger,
-    0 / 0, math.huge, -math.huge, "", "\0x", tmp .. "/x", string.rep("z", 70000),
+    0 / 0, math.huge, -math.huge, "", "\0x", tmp .. "/x", LONG,
     {}, {1, 2, n = 1e9}, setmetatable({}, {__index = function() error("trap", 0) end}),
     function() end, coroutine.create(function() end), io.stdout,
   }
@@ -194,14 +195,16 @@ local function args(...) return pack(...) end
 -- Sweeps a plain function: f(v), f(v, v), f(x, v) for x a few plausible
 -- first arguments, f(v1, v2) for the short list.
 local function sweep_function(name, fn, extra)
-  if TRACE then io.stderr:write("# ", name, " ", os.clock(), "\n") end
+  if TRACE then io.stderr:write("# ", name, " ", os.clock(), " ", async.time(), "\n") end
   local vals, short = wrong_values(), short_values()
   for i = 1, vals.n do
     local v = vals[i]
     try(name, fn, args(v))
+    if v == LONG then goto next end     -- once is enough: a text helper takes 0.5 s on it
     try(name, fn, args(v, v))
     for j = 1, #extra do try(name, fn, args(extra[j], v)) end
     for j = 1, short.n do try(name, fn, args(v, short[j], v)) end
+    ::next::
   end
 end
 
@@ -289,7 +292,7 @@ end
 -- arguments, then the same object once closed.
 local function sweep_method(ty, mname, fn, others)
   local name = ty.name .. ":" .. mname
-  if TRACE then io.stderr:write("# ", name, " ", os.clock(), "\n") end
+  if TRACE then io.stderr:write("# ", name, " ", os.clock(), " ", async.time(), "\n") end
   if EXCLUDE[name] then return end
   local vals, short = wrong_values(), short_values()
   for i = 1, vals.n do try(name, fn, args(vals[i], vals[i])) end
@@ -302,7 +305,9 @@ local function sweep_method(ty, mname, fn, others)
   lu.assertTrue(ok, "constructor of " .. ty.name .. ": " .. tostring(obj))
   for i = 1, vals.n do
     try(name, fn, args(obj, vals[i]))
-    for j = 1, short.n do try(name, fn, args(obj, vals[i], short[j])) end
+    if vals[i] ~= LONG then
+      for j = 1, short.n do try(name, fn, args(obj, vals[i], short[j])) end
+    end
   end
   if cleanup then pcall(cleanup, obj) end
   closer(obj)                            -- closed (or ended): the same again
