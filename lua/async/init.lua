@@ -218,6 +218,10 @@ function async.wait(list, opts)
   if type(list) ~= "table" then
     error(format("bad argument #1 to 'wait' (list expected, got %s)", type(list)), 2)
   end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(format("bad argument #2 to 'wait' (options table expected, got %s; "
+                 .. "a timeout is {timeout = sec})", type(opts)), 2)
+  end
   opts = opts or {}
   local when = opts.return_when or "all"
   if not modes[when] then
@@ -315,6 +319,7 @@ function Group:tasks() return table.move(self.children, 1, #self.children, 1, {}
 Group.__tostring = function(self)
   return format("Scope<%d children%s>", #self.children, self.closed and ", ended" or "")
 end
+require("async.class").check_self(Group)  -- a wrong self raises at once
 
 -- scope(fn, ...): runs fn(group, ...) and waits for every task spawned in
 -- the group. The first child failure cancels the other children and the
