@@ -186,4 +186,172 @@ function TestLostErrors:test_scope_second_child_failure_reported()
   lu.assertStrContains(r.stderr, "its scope raised the body's error")
 end
 
+------------------------------------------- item 2: metamethods check self
+
+TestSelfChecks = support.suite {}
+
+-- Root cause: the __gc (and Thread's __tostring) of Executor, Stream,
+-- Thread/Channel, Listener, Proto, Watch and the unseen-failure Task cast
+-- argument 1 with lua_touserdata and no type check, so a string or another
+-- type's object was read (and freed) as their struct. Each now checks.
+function TestSelfChecks:test_metamethods_of_native_types_crash_on_foreign_objects()
+  local ex = async.executor{workers = 1}
+  local th = async.thread.spawn(function(ch) ch:recv() end)
+  local srv = async.net.listen("127.0.0.1", 0, function() end)
+  local conn = async.net.connect("127.0.0.1", select(2, srv:address()))
+  local lock = async.lock()
+  local foreign = {"a string", 42, {}, lock, ex, th, conn, srv.listener}
+  local checks = {
+    {getmetatable(ex).__gc, ex}, {getmetatable(ex).__close, ex},
+    {getmetatable(ex).__tostring, ex},
+    {getmetatable(conn).__gc, conn}, {getmetatable(conn).__tostring, conn},
+    {getmetatable(th).__gc, th}, {getmetatable(th).__tostring, th},
+    {getmetatable(srv.listener).__gc, srv.listener},
+    {debug.getregistry()["lasync.Watch"].__gc, nil},
+  }
+  for _, c in ipairs(checks) do
+    for _, y in ipairs(foreign) do
+      if getmetatable(y) ~= getmetatable(c[2]) then
+        local ok, err = pcall(c[1], y)
+        lu.assertFalse(ok, "accepted " .. tostring(y))
+        lu.assertStrContains(tostring(err), "expected")
+      end
+    end
+  end
+  conn:close() srv:close() th:close() th:join() ex:close()
+end
+
+-- Root cause: the unseen-failure Task metatable's __gc (reachable as
+-- core.TaskUnseen.__gc) read any userdata as a task.
+function TestSelfChecks:test_task_gc_on_foreign_value()
+  local gc = require("async.core").TaskUnseen.__gc
+  lu.assertFalse(pcall(gc, "x"))
+  lu.assertFalse(pcall(gc, async.lock()))
+end
+
+-- Root cause: Lua-implemented methods indexed their self without a check
+-- ("attempt to index a number value", or File.__gc closing the descriptor
+-- of a stray table). async.class.check_self checks every one.
+function TestSelfChecks:test_lua_methods_with_wrong_self_fail_late()
+  local cases = {
+    {require("async.fs").File.read, 5, "lasync.File expected, got number"},
+    {require("async.fs").File.__gc, {fd = 1}, "lasync.File expected, got table"},
+    {require("async.net").Server.close, {}, "lasync.Server expected, got table"},
+    {require("async.process").Process.wait, "x", "lasync.Process expected, got string"},
+  }
+  for _, c in ipairs(cases) do
+    local ok, err = pcall(c[1], c[2])
+    lu.assertFalse(ok)
+    lu.assertStrContains(err, "bad self to")
+    lu.assertStrContains(err, c[3])
+  end
+  local g
+  async.scope(function(group) g = group end)
+  local ok, err = pcall(g.spawn, 5, print)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "lasync.Scope expected, got number")
+end
+
+--------------------------------------------- item 3: bounded counters
+
+TestCounters = support.suite {}
+
+-- Root cause: sem_release did s->value++ with no bound: signed overflow
+-- (UBSan aborts; a release build wraps negative, then locked() is false
+-- and acquire blocks).
+function TestCounters:test_semaphore_release_overflows()
+  local s = async.semaphore(math.maxinteger)
+  local ok, err = pcall(s.release, s)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "release: the semaphore's value would exceed")
+  lu.assertEquals(s:value(), math.maxinteger)
+  lu.assertFalse(s:locked())
+  s:acquire()
+  lu.assertEquals(s:value(), math.maxinteger - 1)
+end
+
+-- Root cause: core.watch and core.first_results sized a userdata or
+-- table by an unchecked count: -1 asked for 64 GB (ASan aborted).
+function TestCounters:test_watch_count_unbounded()
+  local core = require "async.core"
+  local ok, err = pcall(core.first_results, {}, -1)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "count must be 0 .. the length of the list")
+  ok, err = pcall(core.watch, {}, 2^31)
+  lu.assertStrContains(err, "count must be 0 .. the length of the list")
+end
+
+-- Root cause: the virtual clock converted any jump or advance to
+-- nanoseconds as uint64_t: inf or 1e300 is undefined behaviour, and
+-- large ones wrapped the clock.
+function TestCounters:test_virtual_clock_advance_overflows()
+  local core = require "async.core"
+  lu.assertFalse(pcall(core.clock, "virtual", math.huge))
+  lu.assertFalse(pcall(core.clock, "virtual", 0 / 0))
+  core.clock("virtual")
+  local ok, err = pcall(core.advance, math.huge)
+  local ok2 = pcall(core.advance, 1e300)
+  core.clock("real")
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "must be 0 .. 1e9 seconds")
+  lu.assertFalse(ok2)
+end
+
+------------------------------------------- item 13: early, clear errors
+
+TestEarlyErrors = support.suite {}
+
+-- Root cause: a put inside `less` ran the heap's sift again, whose less
+-- put again... until "C stack overflow"; a close inside `less` let the
+-- put that was comparing go on into the closed queue. Now the queue is
+-- busy while less runs, and a change raises the documented error.
+function TestEarlyErrors:test_priority_queue_less_touches_its_queue()
+  local q
+  q = async.priority_queue(function(a, b) q:put_nowait(0) return a < b end)
+  q:put_nowait(1)
+  local ok, err = pcall(q.put_nowait, q, 2)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "priority_queue: the less function changed the queue")
+  lu.assertEquals(q:size(), 1)
+  local q2
+  q2 = async.priority_queue(function(a, b) q2:close() return a < b end)
+  q2:put_nowait(1)
+  ok, err = pcall(q2.put_nowait, q2, 2)
+  lu.assertStrContains(err, "the less function changed the queue")
+  lu.assertFalse(q2:closed())
+  lu.assertEquals(q2:size(), 1)
+end
+
+-- Root cause: reject took any value, nil included, so awaiters got
+-- error(nil): a failure with nothing to say.
+function TestEarlyErrors:test_future_reject_nil_accepted()
+  local f = async.future()
+  local ok, err = pcall(function() return f:reject(nil) end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "bad argument #1 to 'reject' (an error value expected, got nil)")
+  lu.assertEquals(f:state(), "pending")
+  lu.assertTrue(f:reject("real error"))
+end
+
+-- Root cause: with() checked only its table, and set the context before
+-- calling fn: nil failed inside as "attempt to call a nil value".
+function TestEarlyErrors:test_context_with_nil_fn_late_error()
+  local ctx = require "async.context"
+  local ok, err = pcall(ctx.with, {k = 1}, nil)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "bad argument #2 to 'with' (function expected, got nil)")
+  lu.assertNil(ctx.get("k"))
+end
+
+-- Root cause: wait(list, 5) (asyncio's habit) indexed the number as the
+-- options table: "attempt to index a number value (local 'opts')".
+function TestEarlyErrors:test_wait_with_number_opts_unclear()
+  local t = async.spawn(async.sleep, 0)
+  local ok, err = pcall(async.wait, {t}, 5)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "bad argument #2 to 'wait' (options table expected, got number")
+  lu.assertStrContains(err, "{timeout = sec}")
+  t:await()
+end
+
 support.run(...)
