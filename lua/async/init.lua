@@ -388,6 +388,9 @@ submodules.thread = "async.thread"
 submodules.net, submodules.dns = "async.net", "async.dns"
 submodules.fs, submodules.process, submodules.signal = "async.fs", "async.process", "async.signal"
 submodules.repl = "async.repl"
+-- The network and data modules: async.http holds the client (async.http.client)
+-- and the server (async.http.server); async.jobs is the job queue on Redis.
+for _, k in ipairs{"json", "http", "ws", "pg", "redis", "jobs"} do submodules[k] = "async." .. k end
 for _, k in ipairs{"stdin", "stdout", "stderr"} do from_module[k] = "async.stdio" end
 from_module.IOError = "async.stream"
 setmetatable(async, {__index = function(t, k)
