@@ -293,7 +293,7 @@ function TestCounters:test_virtual_clock_advance_overflows()
   local ok2 = pcall(core.advance, 1e300)
   core.clock("real")
   lu.assertFalse(ok)
-  lu.assertStrContains(err, "must be 0 .. 1e9 seconds")
+  lu.assertStrContains(err, "must be under 1e9 seconds")
   lu.assertFalse(ok2)
 end
 
