@@ -78,6 +78,19 @@ function TestAwaitCycle:test_cycles_crash_at_program_end_3_and_wait_for()
   ]], "main ends")
 end
 
+-- Cycles the await check cannot see (through gather's watch and shield's
+-- future) deadlock, as in asyncio, but the end of the program cancels
+-- them like any waiting task. (Coverage: these did not crash before.)
+function TestAwaitCycle:test_cycle_through_gather_and_shield_cancelled_at_end()
+  run_ok([[
+    local a, b
+    a = async.spawn(function() async.sleep(0) return async.gather(b) end)
+    b = async.spawn(function() async.sleep(0) return async.shield(a) end)
+    async.sleep(0.01)
+    print("main ends")
+  ]], "main ends")
+end
+
 -- Cancelling the head of a chain of awaits cancels every task of it (the
 -- same path as above, without a cycle).
 function TestAwaitCycle:test_cancel_chain_of_awaits()
