@@ -110,8 +110,6 @@ static void ring_grow(lua_State *L, Queue *q, int tb) {
 
 /* -------------------------------------------------------- priority heap */
 
-/* Whether the item at a comes before the one at b (stack indices),
-** by less(a, b), else (equal) by sequence number. */
 /* (less or nil, a, b): whether a comes first, by less or by `<`. */
 static int heap_cmp(lua_State *L) {
   if (lua_isnil(L, 1)) lua_pushboolean(L, lua_compare(L, 2, 3, LUA_OPLT));
@@ -126,14 +124,23 @@ static void queue_busy(lua_State *L, Queue *q) {
   if (q->busy) luaL_error(L, "priority_queue: the less function changed the queue");
 }
 
+/* Whether the item at a comes before the one at b (stack indices),
+** by less(a, b), else (equal) by sequence number. */
 static int heap_before(lua_State *L, int a, lua_Integer sa, int b, lua_Integer sb) {
   Queue *q = (Queue *)lua_touserdata(L, 1);
   int i, st, r;
   for (i = 0; i < 2; i++) {
+    int x = i ? b : a, y = i ? a : b;
+    if (lua_getiuservalue(L, 1, 2) == LUA_TNIL && lua_type(L, x) == lua_type(L, y) &&
+        (lua_type(L, x) == LUA_TNUMBER || lua_type(L, x) == LUA_TSTRING)) {
+      lua_pop(L, 1);                     /* `<` of numbers or strings runs no code */
+      if (lua_compare(L, x, y, LUA_OPLT)) return !i;
+      continue;
+    }
     lua_pushcfunction(L, heap_cmp);
-    lua_getiuservalue(L, 1, 2);
-    lua_pushvalue(L, i ? b : a);
-    lua_pushvalue(L, i ? a : b);
+    lua_insert(L, -2);
+    lua_pushvalue(L, x);
+    lua_pushvalue(L, y);
     q->busy++;
     st = lua_pcall(L, 3, 1, 0);
     q->busy--;
