@@ -108,20 +108,20 @@ void lasync__stream_drop(lasync_Stream *s) {
   free(s);
 }
 
-static void stream_closed(uv_handle_t *h) {
+static void stream_close_cb(uv_handle_t *h) {
   lasync_Stream *s = (lasync_Stream *)h;
   free(s->buf);
   free(s->desc);
   free(s);
 }
 
-/* Hands the handle to uv_close, once; stream_closed frees it after every
+/* Hands the handle to uv_close, once; stream_close_cb frees it after every
 ** request on it has called back. */
 void lasync__stream_uvclose(lasync_Stream *s) {
   if (s->flags & F_UVCLOSED) return;
   s->flags |= F_UVCLOSED;
   root_unlink(s);
-  uv_close(&s->h.handle, stream_closed);
+  uv_close(&s->h.handle, stream_close_cb);
 }
 
 /* Wakes every task waiting on s; each continuation finds the stream
@@ -154,7 +154,7 @@ void lasync__stream_close(lasync_Stream *s, int abort) {
   }
   if (!abort && s->root && !lasync__host_closing(s->H) && lasync__stream_linger(s)) return;
   if (abort && s->kind == STREAM_TCP && !(s->flags & F_UVCLOSED) &&
-      uv_tcp_close_reset(&s->h.tcp, stream_closed) == 0) {
+      uv_tcp_close_reset(&s->h.tcp, stream_close_cb) == 0) {
     s->flags |= F_UVCLOSED;                /* RST instead of FIN */
     root_unlink(s);
     return;
@@ -200,7 +200,7 @@ void lasync__stream_push(lua_State *L, lasync_Stream *s) {
 
 lasync_Stream *lasync__stream_check(lua_State *L, int idx) {
   lasync_Stream *s = *box_check(L, idx);
-  if (s == NULL) luaL_error(L, "attempt to use a closed stream");
+  if (s == NULL) lasync__closed_error(L, NULL, "stream");
   return s;
 }
 
@@ -213,9 +213,7 @@ void lasync__stream_describe(lasync_Stream *s, const char *what) {
 
 /* Raised by a call that was waiting when the stream was closed. */
 int lasync__stream_closed_error(lua_State *L, const char *op) {
-  lasync__push_ioerror_msg(L, "ECANCELED", "the stream was closed while waiting",
-                           op, NULL, NULL);
-  return lua_error(L);
+  return lasync__closed_waiting_error(L, op, "stream");
 }
 
 static int stream_close_m(lua_State *L) {
@@ -416,20 +414,28 @@ static size_t check_size(lua_State *L, int arg, lua_Integer dflt) {
 static int try_until(lua_State *L, lasync_Stream *s, int op) {
   int line = op == OP_LINE;
   size_t limit = check_size(L, line ? 2 : 3, LASYNC_LINE_LIMIT), n = unread(s);
+  /* read_until's limit counts the separator; read_line's counts the line
+  ** without its "\r\n", so a line of exactly `limit` bytes needs up to
+  ** limit + 2 bytes buffered (it was refused when the "\n" made it limit + 1). */
+  size_t span = line ? limit + 2 : limit;
   long at = find_sep(s);
-  if (at >= 0 && (size_t)at + s->seplen <= limit) {
+  if (at >= 0) {
     size_t end = (size_t)at + s->seplen, cut = end;
     if (line) cut = at > 0 && s->buf[s->off + at - 1] == '\r' ? (size_t)at - 1 : (size_t)at;
-    lua_pushlstring(L, s->buf + s->off, cut);
-    buf_consume(s, end);
-    return 1;
+    if (line ? cut <= limit : end <= limit) {
+      lua_pushlstring(L, s->buf + s->off, cut);
+      buf_consume(s, end);
+      return 1;
+    }
   }
-  if (at >= 0 || n >= limit) return read_overrun(L, s, op_names[op], limit);
+  if (at >= 0 || n >= span || (line && n > limit && s->buf[s->off + limit] != '\r'))
+    return read_overrun(L, s, op_names[op], limit);
   if (!(s->flags & F_EOF) && !s->rerr) {
-    s->rneed = limit;
+    s->rneed = line && n <= limit ? limit + 1 : span;  /* limit + 1: "\r"? */
     return -1;
   }
   if (n == 0) return read_end(L, s, op_names[op]);
+  if (line && n > limit) return read_overrun(L, s, op_names[op], limit);
   if (line && !s->rerr) { take(L, s, n); return 1; }
   if (s->rerr) return read_failed(L, s, op_names[op]);
   return read_incomplete(L, s, op_names[op], 0);
@@ -498,7 +504,7 @@ static int read_step(lua_State *L, int op, int first, int nargs) {
   lasync_Stream *s = first ? *box_check(L, 1) : *(lasync_Stream **)lua_touserdata(L, 1);
   int n;
   if (s == NULL) {
-    if (first) return luaL_error(L, "%s: attempt to use a closed stream", op_names[op]);
+    if (first) return lasync__closed_error(L, op_names[op], "stream");
     return lasync__stream_closed_error(L, op_names[op]);
   }
   if (first) {

@@ -18,7 +18,8 @@
 
 #define UDP_MT "lasync.Udp"
 #define RECV_QUEUE 64
-#define DGRAM_MAX 65536
+#define DGRAM_MAX 65536           /* the receive buffer */
+#define SEND_MAX 65507            /* 65535 less the IPv4 and UDP headers */
 
 typedef struct Datagram {
   struct Datagram *next;
@@ -50,17 +51,8 @@ static Udp **udp_box(lua_State *L) { return (Udp **)luaL_checkudata(L, 1, UDP_MT
 
 static Udp *udp_check(lua_State *L, const char *op) {
   Udp *u = *udp_box(L);
-  if (u == NULL) luaL_error(L, "%s: attempt to use a closed UDP socket", op);
+  if (u == NULL) lasync__closed_error(L, op, "UDP socket");
   return u;
-}
-
-static void check_addr(lua_State *L, int iarg, struct sockaddr_storage *ss) {
-  const char *ip = luaL_checkstring(L, iarg);
-  lua_Integer port = luaL_checkinteger(L, iarg + 1);
-  luaL_argcheck(L, port >= 0 && port <= 65535, iarg + 1, "port must be 0..65535");
-  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)ss) != 0 &&
-      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)ss) != 0)
-    luaL_argerror(L, iarg, lua_pushfstring(L, "'%s' is not an IP address", ip));
 }
 
 /* ------------------------------------------------------------ receiving */
@@ -132,9 +124,8 @@ static int recv_step(lua_State *L, int from, int first) {
   Udp *u = *udp_box(L);
   Datagram *d;
   if (u == NULL) {
-    if (first) return luaL_error(L, "%s: attempt to use a closed UDP socket", op);
-    lasync__push_ioerror_msg(L, "ECANCELED", "the socket was closed while waiting", op, NULL, NULL);
-    return lua_error(L);
+    if (first) return lasync__closed_error(L, op, "UDP socket");
+    return lasync__closed_waiting_error(L, op, "UDP socket");
   }
   if ((d = u->head) != NULL) {
     int n = 1;
@@ -181,24 +172,30 @@ static void on_send(uv_udp_send_t *req, int status) {
   free(q);
 }
 
+/* After a send that waited: ctx is the stack index of op, then where. */
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   int st = (int)lua_tointeger(L, -1);
-  (void)status; (void)ctx;
-  if (st < 0) return lasync__ioerror(L, st, "send", "address", NULL);
+  (void)status;
+  if (st < 0)
+    return lasync__ioerror(L, st, lua_tostring(L, (int)ctx), "address", lua_tostring(L, (int)ctx + 1));
   return 0;
 }
 
-/* Sends the string at 2 to addr (NULL: the connected peer). */
-static int udp_send_aux(lua_State *L, Udp *u, const struct sockaddr *addr, const char *op) {
+/* Sends the string at 2 to addr (NULL: the connected peer); errors name
+** `where`, the target (they named our own socket, "127.0.0.1:0"). */
+static int udp_send_aux(lua_State *L, Udp *u, const struct sockaddr *addr, const char *op,
+                        const char *where) {
   size_t len;
   const char *p = luaL_checklstring(L, 2, &len);
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
   SendReq *q;
   int r;
-  luaL_argcheck(L, len <= DGRAM_MAX, 2, "datagram too large");
+  if (len > SEND_MAX)
+    return luaL_error(L, "%s %s: datagram too large (%I bytes; at most %d)", op, where,
+                      (LUAI_UACINT)len, SEND_MAX);
   r = uv_udp_try_send(&u->h, &b, 1, addr);
   if (r >= 0) return 0;
-  if (r != UV_EAGAIN && r != UV_ENOSYS) return lasync__ioerror(L, r, op, "address", u->desc);
+  if (r != UV_EAGAIN && r != UV_ENOSYS) return lasync__ioerror(L, r, op, "address", where);
   lasync_checktask(L, op);
   if ((q = (SendReq *)calloc(1, sizeof *q + len)) == NULL) return luaL_error(L, "not enough memory");
   memcpy(q->data, p, len);
@@ -206,23 +203,28 @@ static int udp_send_aux(lua_State *L, Udp *u, const struct sockaddr *addr, const
   b = uv_buf_init(q->data, (unsigned)len);
   if ((r = uv_udp_send(&q->req, &u->h, &b, 1, addr, on_send)) != 0) {
     free(q);
-    return lasync__ioerror(L, r, op, "address", u->desc);
+    return lasync__ioerror(L, r, op, "address", where);
   }
+  lua_pushstring(L, op);
+  lua_pushstring(L, where);
   q->wait.what = "udp send";
-  return lasync_wait(L, &q->wait, NULL, send_k, 0);
+  return lasync_wait(L, &q->wait, NULL, send_k, lua_gettop(L) - 1);
 }
 
 /* send_to(data, ip, port) */
 static int udp_send_to(lua_State *L) {
   Udp *u = udp_check(L, "send_to");
   struct sockaddr_storage ss;
-  check_addr(L, 3, &ss);
-  return udp_send_aux(L, u, (struct sockaddr *)&ss, "send_to");
+  char to[64];
+  lasync__addr_check(L, 3, &ss);
+  lasync__addr_format((struct sockaddr *)&ss, to, sizeof to);
+  return udp_send_aux(L, u, (struct sockaddr *)&ss, "send_to", to);
 }
 
 /* send(data): to the connected peer */
 static int udp_send(lua_State *L) {
-  return udp_send_aux(L, udp_check(L, "send"), NULL, "send");
+  Udp *u = udp_check(L, "send");
+  return udp_send_aux(L, u, NULL, "send", u->desc);
 }
 
 /* connect(ip, port): fixes the peer (send/recv; others' datagrams are dropped). */
@@ -230,7 +232,7 @@ static int udp_connect(lua_State *L) {
   Udp *u = udp_check(L, "connect");
   struct sockaddr_storage ss;
   int r;
-  check_addr(L, 2, &ss);
+  lasync__addr_check(L, 2, &ss);
   if ((r = uv_udp_connect(&u->h, (struct sockaddr *)&ss)) != 0)
     return lasync__ioerror(L, r, "connect", "address", lasync__addr_format((struct sockaddr *)&ss, u->desc, sizeof u->desc));
   return 0;
@@ -258,7 +260,7 @@ static int udp_set_broadcast(lua_State *L) {
   return 0;
 }
 
-static void udp_freed(uv_handle_t *h) {
+static void udp_close_cb(uv_handle_t *h) {
   Udp *u = (Udp *)h;
   while (u->head) {
     Datagram *d = u->head;
@@ -275,7 +277,7 @@ static void udp_shut(Udp *u) {
     u->waiting = 0;
     lasync_wake(&u->rwait);               /* recv finds it closed */
   }
-  uv_close((uv_handle_t *)&u->h, udp_freed);
+  uv_close((uv_handle_t *)&u->h, udp_close_cb);
 }
 
 static int udp_close(lua_State *L) {
@@ -301,7 +303,7 @@ static int l_udp_bind(lua_State *L) {
   struct sockaddr_storage ss;
   Udp **box, *u;
   int r;
-  check_addr(L, 1, &ss);
+  lasync__addr_check(L, 1, &ss);
   box = (Udp **)lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   luaL_setmetatable(L, UDP_MT);
