@@ -2,8 +2,9 @@
 -- impossible"). Every public function, method and metamethod, found by
 -- enumeration, is called with wrong values (nil, odd numbers, strings,
 -- tables, other types' objects, closed objects); each call must return or
--- raise a Lua error, never crash the host (which takes this suite down, so
--- `make test` and `make asan test` fail).
+-- raise a Lua error, never crash or hang the host. The sweeps run in child
+-- processes (see the end), so `make test` and `make asan test` report a
+-- crash as a failed test with the child's output.
 --
 -- Enumeration, so new code joins without an edit here:
 --  * functions: every module in package.preload whose name starts with
@@ -36,7 +37,7 @@ local EXCLUDE = {
 }
 
 -- Calls that take real action with plausible values: only values that
--- cannot name a target are allowed through (see `guard`).
+-- cannot name a target are allowed through.
 local function numeric(v) return math.type(tonumber(v)) ~= nil end
 local GUARDS = {
   -- kill(pid, sig) with a wrong pid that happens to be a number would
