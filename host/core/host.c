@@ -186,6 +186,7 @@ static const luaL_Reg natives[] = {
   {"async.executor_core", lasync__luaopen_executor},
   {"async.thread", lasync__luaopen_thread},
   {"async.repl.apidoc", lasync__luaopen_apidoc},
+  {"async.core.http_parser", lasync__luaopen_http_parser},
   {NULL, NULL}
 };
 
