@@ -1,0 +1,567 @@
+-- async.http.server: an HTTP/1.1 server on lasync's TCP streams. Parsing
+-- is libhttp-parser's (async.core.http_parser, which also enforces the
+-- size limits as bytes arrive); this file is the policy: each connection
+-- is a task that answers its requests in order (keep-alive, pipelining,
+-- Expect: 100-continue, HEAD, chunked bodies both ways), the responses,
+-- the timeouts, the connection cap and the graceful shutdown.
+--
+-- Timeouts cost nothing per request: each connection counts its phase
+-- changes (c.mark) and one sweeper task per server, waking a few times per
+-- shortest timeout, expires the connections whose phase has not changed
+-- for too long (slowloris: 408; idle keep-alive: closed; a peer that does
+-- not read its response: reset).
+local async = require "async"
+local net = require "async.net"
+local hp = require "async.core.http_parser"
+local reasons = require "async.http.status"
+
+local format, concat, lower = string.format, table.concat, string.lower
+local tostring, type, pairs, tonumber = tostring, type, pairs, tonumber
+local M = {}
+
+-------------------------------------------------------------------- errors
+
+local HttpError = {__name = "lasync.HttpError"}
+HttpError.__index = HttpError
+function HttpError:__tostring() return format("HttpError: %d %s", self.status, self.message) end
+M.HttpError = HttpError
+
+-- http.error(status [, message]): an error value that a handler may raise
+-- (error(http.error(404))) to answer with that status.
+function M.error(status, message)
+  if math.type(status) ~= "integer" or status < 400 or status > 599 then
+    error("http.error: status must be an integer from 400 to 599", 2)
+  end
+  return setmetatable({kind = "HttpError", status = status,
+                       message = message or reasons[status] or "Error"}, HttpError)
+end
+
+----------------------------------------------------------------- helpers
+
+local function unescape(s)
+  if not s:find("[%%+]") then return s end
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+M.unescape = unescape
+
+local function unescape_path(s)
+  if not s:find("%", 1, true) then return s end
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- "a=1&b=x%20y&a=2" -> {a = "2", b = "x y"} (the last value of a repeated
+-- name wins; req:query_all(name) has them all).
+local function parse_query(qs)
+  local q = {}
+  for pair in qs:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    q[unescape(k)] = unescape(v)
+  end
+  return q
+end
+
+-- Header lookup by any case: the parser gives lowercase names.
+local Headers = {__index = function(t, k)
+  if type(k) == "string" then
+    local l = lower(k)
+    if l ~= k then return rawget(t, l) end
+  end
+end}
+
+--------------------------------------------------------- the connection
+
+local function set_phase(c, phase)
+  c.phase = phase
+  c.mark = c.mark + 1
+end
+
+-- The next parser event: "head", "body", "done", "error" (status,
+-- message) or "eof" (the peer ended the stream between requests).
+local function next_event(c)
+  while true do
+    local buf = c.buf
+    if buf then
+      local ev, a, b = c.p:execute(buf, c.pos)
+      if ev ~= "more" then
+        if ev ~= "error" then c.pos = a end
+        return ev, a, b
+      end
+      c.buf = nil
+    end
+    local data = c.sock:read()
+    if not data then
+      local ev, a, b = c.p:execute("", 1)
+      if ev == "error" then return ev, a, b end
+      return "eof"
+    end
+    c.buf, c.pos = data, 1
+    if c.phase == "idle" then set_phase(c, "head") end
+  end
+end
+
+-- Sends `status` with a short text body and ends the connection: the
+-- answer to a request the parser refused or a timeout. Reads and drops
+-- what the peer still sends for a moment (a lingering close) so the
+-- kernel does not reset the connection before the answer is read.
+local function refuse(c, status, message)
+  local body = (reasons[status] or "Error") .. ": " .. tostring(message) .. "\n"
+  pcall(c.sock.write, c.sock, format(
+    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" ..
+    "Connection: close\r\n\r\n%s", status, reasons[status] or "Error", #body, body))
+  c.srv:log_access(c, nil, status, #body)
+  set_phase(c, "linger")
+  pcall(function()
+    c.sock:shutdown()
+    local n = 0
+    repeat
+      local d = c.sock:read()
+      n = n + (d and #d or 0)
+    until not d or n > 1048576
+  end)
+end
+
+------------------------------------------------------------ the request
+
+local Request = {}
+local lazy = {}
+
+local RequestMT = {__name = "lasync.HttpRequest"}
+function RequestMT.__index(r, k)
+  local m = Request[k]
+  if m ~= nil then return m end
+  local f = lazy[k]
+  if f then
+    local v = f(r)
+    rawset(r, k, v)
+    return v
+  end
+end
+
+function lazy.query(r) return parse_query(r.query_string) end
+function lazy.remote(r) return (r.conn.sock:peer()) end
+
+local function new_request(c, head)
+  local target = head.target
+  local path, qs = target, ""
+  local q = target:find("?", 1, true)
+  if q then path, qs = target:sub(1, q - 1), target:sub(q + 1) end
+  if path:byte(1) ~= 47 then                       -- absolute form: http://host/path
+    path = path:match("^%a[%w+.-]*://[^/]*(/.*)$") or path
+  end
+  setmetatable(head.headers, Headers)
+  head.path = unescape_path(path)
+  head.raw_path = path
+  head.query_string = qs
+  head.params = {}
+  head.conn = c
+  return setmetatable(head, RequestMT)
+end
+
+-- The next piece of the body, or nil at its end. Raises an HttpError
+-- (413, 400, ...) when the parser refuses the body.
+function Request:read()
+  if self.body_done then return nil end
+  local c = self.conn
+  if c.current ~= self then error("req:read: this request's connection has moved on", 2) end
+  if self.expect_continue and not self.continued then
+    self.continued = true
+    c.sock:write("HTTP/1.1 100 Continue\r\n\r\n")
+  end
+  local was = c.phase
+  set_phase(c, "body")
+  local ev, a, b = next_event(c)
+  set_phase(c, was)
+  if ev == "body" then return b end
+  self.body_done = true
+  if ev == "done" then return nil end
+  c.broken = true
+  if ev == "eof" then error(M.error(400, "the body ended early"), 0) end
+  error(M.error(a, b), 0)
+end
+
+-- for chunk in req:chunks() do ... end
+function Request:chunks()
+  return function() return self:read() end
+end
+
+-- The whole body as a string (read once, then kept).
+function Request:body()
+  if self.body_text == nil then
+    local parts = {}
+    for chunk in self:chunks() do parts[#parts + 1] = chunk end
+    self.body_text = concat(parts)
+  end
+  return self.body_text
+end
+
+-- The body decoded as JSON (async.json); 400 when it is not JSON.
+function Request:json()
+  local json = require "async.json"
+  local ok, v = pcall(json.decode, self:body())
+  if not ok then error(M.error(400, "the body is not valid JSON: " .. tostring(v)), 0) end
+  return v
+end
+
+function Request:header(name) return self.headers[name] end
+
+RequestMT.__tostring = function(r) return format("HttpRequest<%s %s>", r.method, r.target) end
+
+----------------------------------------------------------- the response
+
+local function bad_header(name, value)
+  return type(name) ~= "string" or not name:find("^[!#$%%&'*+%-.^_`|~%w]+$")
+    or value:find("[\r\n%z]")
+end
+
+-- The head of a response: status line and headers, without the final
+-- CRLF. `length` is the body's length, or nil for chunked, or false for
+-- none. Raises on a header name or value that would break the framing.
+local function build_head(c, req, status, headers, length)
+  if math.type(status) ~= "integer" or status < 100 or status > 599 then
+    error(format("the handler returned an invalid status (%s)", tostring(status)), 0)
+  end
+  local parts, n = {"HTTP/1.1 ", status, " ", reasons[status] or "Unknown", "\r\nDate: ", c.srv.date}, 6
+  local has_type = false
+  if headers then
+    for k, v in pairs(headers) do
+      local vs = type(v) == "table" and v or {v}
+      for i = 1, #vs do
+        local s = tostring(vs[i])
+        if bad_header(k, s) then
+          error(format("the handler returned a header that is not allowed: %q", tostring(k) .. ": " .. s), 0)
+        end
+        local l = lower(k)
+        if l == "content-type" then has_type = true end
+        if l ~= "content-length" and l ~= "transfer-encoding" and l ~= "connection" then
+          parts[n + 1], parts[n + 2], parts[n + 3], parts[n + 4] = "\r\n", k, ": ", s
+          n = n + 4
+        end
+      end
+    end
+  end
+  if length and length > 0 and not has_type then
+    parts[n + 1] = "\r\nContent-Type: text/plain; charset=utf-8"; n = n + 1
+  end
+  if length then
+    if status >= 200 and status ~= 204 and status ~= 304 then
+      parts[n + 1] = "\r\nContent-Length: " .. length; n = n + 1
+    end
+  elseif c.chunked_ok then
+    parts[n + 1] = "\r\nTransfer-Encoding: chunked"; n = n + 1
+  end
+  if not c.keep then parts[n + 1] = "\r\nConnection: close"; n = n + 1
+  elseif req.version == "1.0" then parts[n + 1] = "\r\nConnection: keep-alive"; n = n + 1 end
+  return concat(parts, "", 1, n)
+end
+
+local function send(c, data)
+  set_phase(c, "send")
+  c.sock:write(data)
+  set_phase(c, "handler")
+end
+
+local Response = {}
+Response.__index = Response
+Response.__name = "lasync.HttpResponse"
+
+-- res:start([status [, headers]]): sends the head of a streamed response
+-- (chunked unless headers give a Content-Length... which is not allowed:
+-- a streamed body has no length known up front).
+function Response:start(status, headers)
+  if self.started then error("res:start: the response has already started", 2) end
+  local c, req = self.conn, self.req
+  self.status = status or self.status or 200
+  if not c.chunked_ok then c.keep = false end       -- HTTP/1.0: the end is the close
+  send(c, build_head(c, req, self.status, headers or self.headers, nil) .. "\r\n\r\n")
+  self.started = true
+end
+
+-- res:write(data): sends a piece of the body (starting the response with
+-- 200 if res:start was not called). Waits while the peer is slow.
+function Response:write(data)
+  if self.finished then error("res:write: the response is finished", 2) end
+  if type(data) ~= "string" then error("res:write: string expected, got " .. type(data), 2) end
+  if not self.started then self:start() end
+  if #data == 0 or self.req.method == "HEAD" then return end
+  self.bytes = self.bytes + #data
+  local c = self.conn
+  if c.chunked_ok then send(c, format("%x\r\n", #data) .. data .. "\r\n")
+  else send(c, data) end
+end
+
+-- res:finish([data]): the last piece; ends the response.
+function Response:finish(data)
+  if self.finished then return end
+  if data then self:write(data) end
+  if not self.started then self:start() end
+  self.finished = true
+  local c = self.conn
+  if c.chunked_ok and self.req.method ~= "HEAD" then send(c, "0\r\n\r\n") end
+end
+
+-- Sends a whole response from what the handler returned.
+local function respond(c, req, status, body, headers)
+  if type(status) == "table" then
+    local t = status
+    status, body, headers = t.status or 200, t.body, t.headers
+    if t.json ~= nil then
+      body = require("async.json").encode(t.json)
+      headers = headers or {}
+      headers["Content-Type"] = headers["Content-Type"] or "application/json"
+    end
+  elseif status == nil then
+    status = 204
+  end
+  if body == nil then body = ""
+  elseif type(body) ~= "string" then
+    error("the handler returned a body that is not a string (" .. type(body) .. ")", 0)
+  end
+  local head = build_head(c, req, status, headers, #body)
+  if req.method == "HEAD" or status == 204 or status == 304 then body = "" end
+  send(c, head .. "\r\n\r\n" .. body)
+  return status, #body
+end
+
+------------------------------------------------------------ a request
+
+local function on_error(e)
+  if getmetatable(e) == HttpError or async.is_cancelled(e) then return e end
+  return {error = e, traceback = debug.traceback(tostring(e), 2)}
+end
+
+-- Runs one request; returns whether the connection may go on.
+local function handle(srv, c, head)
+  local req = new_request(c, head)
+  c.current = req
+  c.keep = head.keep_alive and not srv.closing
+  c.chunked_ok = head.version == "1.1"
+  local res = setmetatable({conn = c, req = req, bytes = 0, status = 200}, Response)
+  req.res = res
+  local ok, status, body, headers = xpcall(srv.handler, on_error, req, res)
+  if c.upgraded then return false end
+  if ok and not res.started then
+    ok, status, body = pcall(respond, c, req, status, body, headers)
+    if not ok then status = {error = status, traceback = status} end
+  elseif ok then
+    ok, status = pcall(res.finish, res)
+    if not ok then status = {error = status, traceback = tostring(status)} end
+    status, body = res.status, res.bytes
+  end
+  if not ok then
+    local e = status
+    if async.is_cancelled(e) then error(e, 0) end
+    if c.expired or c.sock:closed() then return false end
+    c.keep = false
+    if getmetatable(e) ~= HttpError then
+      srv:log_error(format("%s %s: %s", req.method, req.target, e.traceback))
+      e = M.error(500, "Internal Server Error")
+    end
+    if res.started then return false end          -- the head is out: only a reset says it
+    local text = e.message .. "\n"
+    status, body = e.status, #text
+    send(c, build_head(c, req, status, {["Content-Type"] = "text/plain; charset=utf-8"}, #text)
+      .. "\r\n\r\n" .. (req.method == "HEAD" and "" or text))
+  end
+  srv:log_access(c, req, status, body)
+  if not c.keep or c.broken then return false end
+  if not req.body_done then                       -- the handler left the body unread
+    if req.expect_continue and not req.continued then return false end
+    while req:read() do end
+  end
+  c.current = nil
+  return true
+end
+
+local function conn_loop(srv, c)
+  while true do
+    local ev, a, b = next_event(c)
+    if ev == "eof" then return end
+    if ev == "error" then return refuse(c, a, b) end
+    if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
+    set_phase(c, "handler")
+    if not handle(srv, c, b) or srv.closing then return end
+    set_phase(c, "idle")
+  end
+end
+
+-- The task of a connection (net.listen's handler).
+local function serve_conn(srv, sock)
+  local c = {srv = srv, sock = sock, p = hp.new(srv.limits), phase = "head", mark = 0,
+             seen = -1, age = 0}
+  if srv.closing then return end
+  if srv.nconn >= srv.max_connections then
+    return refuse(c, 503, "too many connections")
+  end
+  srv.nconn = srv.nconn + 1
+  srv.conns[c] = true
+  local ok, err = pcall(conn_loop, srv, c)
+  srv.conns[c] = nil
+  srv.nconn = srv.nconn - 1
+  if not ok then
+    if async.is_cancelled(err) then error(err, 0) end
+    if getmetatable(err) ~= async.IOError and not c.expired then
+      srv:log_error("connection failed: " .. tostring(err))
+    end
+  end
+end
+
+--------------------------------------------------------------- the server
+
+local Server = {}
+Server.__index = Server
+Server.__name = "lasync.HttpServer"
+
+local PHASE_LIMIT = {head = "header_timeout", idle = "idle_timeout", body = "body_timeout",
+                     send = "send_timeout", linger = "linger_timeout"}
+
+-- What the sweeper does to a connection stuck in its phase.
+local function expire(c)
+  c.expired = true
+  local ph = c.phase
+  if ph == "head" or ph == "body" then
+    c.broken = true
+    pcall(c.sock.write, c.sock, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n" ..
+                                "Connection: close\r\n\r\n")
+    c.sock:close()
+  elseif ph == "send" then c.sock:abort()
+  else c.sock:close() end
+end
+
+local function http_date() return os.date("!%a, %d %b %Y %H:%M:%S GMT") end
+
+local function sweep(srv)
+  local limits = srv.tick_limits
+  while true do
+    async.sleep(srv.tick)
+    srv.date = http_date()
+    for c in pairs(srv.conns) do
+      if c.mark ~= c.seen then c.seen, c.age = c.mark, 0
+      else
+        c.age = c.age + 1
+        local lim = limits[c.phase]
+        if lim and c.age >= lim and not c.expired then expire(c) end
+      end
+    end
+  end
+end
+
+function Server:log_error(msg)
+  local f = self.error_log
+  if f then
+    local ok = pcall(f, msg)
+    if ok then return end
+  end
+  io.stderr:write("lasync http: ", msg, "\n")
+  io.stderr:flush()
+end
+
+-- Common Log Format line for each answered request.
+function Server:log_access(c, req, status, bytes)
+  local log = self.access_log
+  if not log then return end
+  local line = format('%s - - [%s] "%s %s HTTP/%s" %d %d', (c.sock:closed() and "-" or
+    c.sock:peer() or "-"), os.date("!%d/%b/%Y:%H:%M:%S +0000"), req and req.method or "-",
+    req and req.target or "-", req and req.version or "1.1", status, bytes or 0)
+  if type(log) == "function" then pcall(log, line, req, status, bytes)
+  else pcall(log.write, log, line, "\n") end
+end
+
+local DEFAULTS = {
+  max_uri = 8192, max_head = 16384, max_headers = 100, max_body = 1048576,
+  max_connections = 10000, header_timeout = 10, idle_timeout = 60, body_timeout = 30,
+  send_timeout = 30, linger_timeout = 2,
+}
+
+local function check_limits(t)
+  if t ~= nil and type(t) ~= "table" then error("http.serve: limits must be a table", 3) end
+  local l = {}
+  for k, v in pairs(t or {}) do
+    if DEFAULTS[k] == nil then error("http.serve: unknown limit " .. tostring(k), 3) end
+    if type(v) ~= "number" or v <= 0 then
+      error(format("http.serve: limits.%s must be a positive number", k), 3)
+    end
+  end
+  for k, v in pairs(DEFAULTS) do l[k] = (t and t[k]) or v end
+  return l
+end
+
+-- http.serve{host=, port=, handler=, limits=, access_log=, error_log=,
+-- tls=, backlog=, reuseport=}: a Server.
+function M.serve(opts)
+  if type(opts) ~= "table" then error("http.serve: options table expected", 2) end
+  local h = opts.handler
+  if type(h) ~= "function" and not (getmetatable(h) or {}).__call then
+    error("http.serve: handler must be a function or a router", 2)
+  end
+  local limits = check_limits(opts.limits)
+  local srv = setmetatable({handler = h, limits = limits, conns = {}, nconn = 0,
+                            max_connections = limits.max_connections, date = http_date(),
+                            access_log = opts.access_log == true and io.stderr or opts.access_log,
+                            error_log = opts.error_log}, Server)
+  local shortest = math.huge
+  for ph, key in pairs(PHASE_LIMIT) do shortest = math.min(shortest, limits[key]) end
+  srv.tick = math.max(0.005, math.min(1, shortest / 4))
+  srv.tick_limits = {}
+  for ph, key in pairs(PHASE_LIMIT) do srv.tick_limits[ph] = math.ceil(limits[key] / srv.tick) end
+  local wrap = serve_conn
+  if opts.tls then
+    local tls = require "async.tls"
+    local ctx = tls.server_context(opts.tls)
+    wrap = function(s, sock) return serve_conn(s, tls.accept(ctx, sock)) end
+  end
+  srv.net = net.listen(opts.host or "127.0.0.1", opts.port or 0, function(sock)
+    return wrap(srv, sock)
+  end, {backlog = opts.backlog, reuseport = opts.reuseport, on_error = function(e)
+    srv:log_error(tostring(e))
+  end})
+  srv.sweeper = async.spawn(sweep, srv)
+  return srv
+end
+
+-- server:address(): ip, port.
+function Server:address() return self.net:address() end
+
+-- server:connections(): how many connections are open.
+function Server:connections() return self.nconn end
+
+-- server:shutdown([deadline]): stops accepting, closes idle keep-alive
+-- connections, lets requests in flight finish for up to `deadline`
+-- seconds (their responses say Connection: close), then cancels what is
+-- left. Returns how many requests were cancelled.
+function Server:shutdown(deadline)
+  if deadline ~= nil and (type(deadline) ~= "number" or deadline < 0) then
+    error("server:shutdown: deadline must be a number of seconds (0 or more)", 2)
+  end
+  self.closing = true
+  self.net:address()
+  for c in pairs(self.conns) do
+    if c.phase == "idle" or (c.phase == "head" and c.buf == nil and c.mark == 0) then
+      c.sock:close()
+    end
+  end
+  local n = self.net:shutdown(deadline)
+  if self.sweeper then
+    local t = self.sweeper
+    self.sweeper = nil
+    t:cancel()
+    pcall(t.await, t)
+  end
+  return n
+end
+
+-- server:close(): stops at once: in-flight requests are cancelled.
+function Server:close()
+  if self.closed_ then return end
+  self.closed_ = true
+  self:shutdown(0)
+end
+
+Server.__close = Server.close
+
+function Server:__tostring()
+  local ip, port = self:address()
+  return format("HttpServer<%s:%s, %d connection%s>", tostring(ip), tostring(port), self.nconn,
+                self.nconn == 1 and "" or "s")
+end
+
+return M
