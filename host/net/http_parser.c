@@ -299,6 +299,11 @@ static int parser_execute(lua_State *L) {
   if (ps->status || (HTTP_PARSER_ERRNO(&ps->p) != HPE_OK &&
                      HTTP_PARSER_ERRNO(&ps->p) != HPE_PAUSED))
     return parse_error(L, ps);            /* a parser that failed stays failed */
+  if (len > 0 && (size_t)pos == len + 1) {  /* nothing left: length 0 would mean EOF */
+    lua_pushliteral(L, "more");
+    lua_pushinteger(L, pos);
+    return 2;
+  }
   http_parser_pause(&ps->p, 0);
   ps->event = EV_NONE;
   n = http_parser_execute(&ps->p, &settings, data + pos - 1, len - (size_t)(pos - 1));

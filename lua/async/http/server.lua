@@ -249,6 +249,9 @@ local function build_head(c, req, status, headers, length)
   elseif c.chunked_ok then
     parts[n + 1] = "\r\nTransfer-Encoding: chunked"; n = n + 1
   end
+  if c.srv.closing or (req.expect_continue and not req.continued and not req.body_done) then
+    c.keep = false                        -- shutting down, or the body was never asked for
+  end
   if not c.keep then parts[n + 1] = "\r\nConnection: close"; n = n + 1
   elseif req.version == "1.0" then parts[n + 1] = "\r\nConnection: keep-alive"; n = n + 1 end
   return concat(parts, "", 1, n)
