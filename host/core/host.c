@@ -187,6 +187,7 @@ static const luaL_Reg natives[] = {
   {"async.thread", lasync__luaopen_thread},
   {"async.repl.apidoc", lasync__luaopen_apidoc},
   {"async.core.http_parser", lasync__luaopen_http_parser},
+  {"async.core.ws", lasync__luaopen_ws},
   {NULL, NULL}
 };
 

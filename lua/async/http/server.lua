@@ -327,6 +327,22 @@ end
 
 ------------------------------------------------------------ a request
 
+-- Hands the connection of req over to another protocol (WebSocket): the
+-- bytes after the request, and the stream. The server lets go of it when
+-- the handler returns. The parser stopped at the head's last LF: one more
+-- step takes it, and the end of the (bodiless) upgrade request.
+function M.take_over(req)
+  local c = req.conn
+  local leftover = ""
+  if c.buf then
+    local ev, pos = c.p:execute(c.buf, c.pos)
+    if ev == "done" then leftover = c.buf:sub(pos) end
+    c.buf = nil
+  end
+  c.upgraded = true
+  return c.sock, leftover
+end
+
 local function on_error(e)
   if getmetatable(e) == HttpError or async.is_cancelled(e) then return e end
   return {error = e, traceback = debug.traceback(tostring(e), 2)}
@@ -341,7 +357,13 @@ local function handle(srv, c, head)
   local res = setmetatable({conn = c, req = req, bytes = 0, status = 200}, Response)
   req.res = res
   local ok, status, body, headers = xpcall(srv.handler, on_error, req, res)
-  if c.upgraded then return false end
+  if c.upgraded then                              -- the WebSocket had the connection
+    if not ok and not async.is_cancelled(status) and getmetatable(status) ~= HttpError then
+      srv:log_error(format("%s %s: %s", req.method, req.target, status.traceback))
+    end
+    srv:log_access(c, req, 101, 0)
+    return false
+  end
   if ok and not res.started then
     ok, status, body = pcall(respond, c, req, status, body, headers)
     if not ok then status = {error = status, traceback = status} end
@@ -397,6 +419,7 @@ local function serve_conn(srv, sock)
   end
   srv.nconn = srv.nconn + 1
   srv.conns[c] = true
+  if srv.access_log then c.peer = sock:peer() end
   local ok, err = pcall(conn_loop, srv, c)
   srv.conns[c] = nil
   srv.nconn = srv.nconn - 1
@@ -462,8 +485,7 @@ end
 function Server:log_access(c, req, status, bytes)
   local log = self.access_log
   if not log then return end
-  local line = format('%s - - [%s] "%s %s HTTP/%s" %d %d', (c.sock:closed() and "-" or
-    c.sock:peer() or "-"), os.date("!%d/%b/%Y:%H:%M:%S +0000"), req and req.method or "-",
+  local line = format('%s - - [%s] "%s %s HTTP/%s" %d %d', c.peer or "-", os.date("!%d/%b/%Y:%H:%M:%S +0000"), req and req.method or "-",
     req and req.target or "-", req and req.version or "1.1", status, bytes or 0)
   if type(log) == "function" then pcall(log, line, req, status, bytes)
   else pcall(log.write, log, line, "\n") end
