@@ -201,6 +201,8 @@ int lasync__luaopen_signal(lua_State *L);
 int lasync__luaopen_http_parser(lua_State *L);
 /* net/ws.c: "async.core.ws" (wslay) */
 int lasync__luaopen_ws(lua_State *L);
+/* net/tls.c: "async.core.tls" (OpenSSL over memory BIOs) */
+int lasync__luaopen_tls(lua_State *L);
 
 /* executor.c, thread.c: "async.executor_core" and "async.thread" */
 int lasync__luaopen_executor(lua_State *L);

@@ -188,6 +188,7 @@ static const luaL_Reg natives[] = {
   {"async.repl.apidoc", lasync__luaopen_apidoc},
   {"async.core.http_parser", lasync__luaopen_http_parser},
   {"async.core.ws", lasync__luaopen_ws},
+  {"async.core.tls", lasync__luaopen_tls},
   {NULL, NULL}
 };
 

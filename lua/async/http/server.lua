@@ -409,6 +409,8 @@ local function conn_loop(srv, c)
   end
 end
 
+local function tls_accept(ctx, sock) return require("async.tls").accept(ctx, sock) end
+
 -- The task of a connection (net.listen's handler).
 local function serve_conn(srv, sock)
   local c = {srv = srv, sock = sock, p = hp.new(srv.limits), phase = "head", mark = 0,
@@ -420,7 +422,15 @@ local function serve_conn(srv, sock)
   srv.nconn = srv.nconn + 1
   srv.conns[c] = true
   if srv.access_log then c.peer = sock:peer() end
-  local ok, err = pcall(conn_loop, srv, c)
+  local ok, err = true, nil
+  if srv.tls then
+    set_phase(c, "handshake")
+    ok, err = pcall(tls_accept, srv.tls, sock)
+    if ok then c.sock = err else c.expired = true end   -- a failed handshake is not logged
+    set_phase(c, "head")
+  end
+  if ok then ok, err = pcall(conn_loop, srv, c) end
+  if c.sock ~= sock then pcall(c.sock.close, c.sock) end
   srv.conns[c] = nil
   srv.nconn = srv.nconn - 1
   if not ok then
@@ -437,7 +447,7 @@ local Server = {}
 Server.__index = Server
 Server.__name = "lasync.HttpServer"
 
-local PHASE_LIMIT = {head = "header_timeout", idle = "idle_timeout", body = "body_timeout",
+local PHASE_LIMIT = {head = "header_timeout", handshake = "header_timeout", idle = "idle_timeout", body = "body_timeout",
                      send = "send_timeout", linger = "linger_timeout"}
 
 -- What the sweeper does to a connection stuck in its phase.
@@ -528,14 +538,9 @@ function M.serve(opts)
   srv.tick = math.max(0.005, math.min(1, shortest / 4))
   srv.tick_limits = {}
   for ph, key in pairs(PHASE_LIMIT) do srv.tick_limits[ph] = math.ceil(limits[key] / srv.tick) end
-  local wrap = serve_conn
-  if opts.tls then
-    local tls = require "async.tls"
-    local ctx = tls.server_context(opts.tls)
-    wrap = function(s, sock) return serve_conn(s, tls.accept(ctx, sock)) end
-  end
+  if opts.tls then srv.tls = require("async.tls").server_context(opts.tls) end
   srv.net = net.listen(opts.host or "127.0.0.1", opts.port or 0, function(sock)
-    return wrap(srv, sock)
+    return serve_conn(srv, sock)
   end, {backlog = opts.backlog, reuseport = opts.reuseport, on_error = function(e)
     srv:log_error(tostring(e))
   end})
