@@ -139,8 +139,8 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     size_t n = a->msg_length > 2 ? a->msg_length - 2 : 0;
     w->code = a->status_code;
     if (n > sizeof w->reason) n = sizeof w->reason;
-    if (n && !utf8_valid(a->msg + 2, n)) n = 0;
-    memcpy(w->reason, a->msg + 2, n);
+    if (n && !utf8_valid(a->msg + 2, n)) n = 0;   /* a bare close has msg == NULL */
+    if (n) memcpy(w->reason, a->msg + 2, n);
     w->reasonlen = n;
     return;
   }
