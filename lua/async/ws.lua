@@ -167,6 +167,15 @@ end
 
 WebSocket.__close = WebSocket.close
 
+-- ws:abort(): drops the connection at once (no close handshake): for a
+-- peer that is too slow or misbehaves. A task in recv sees code 1006.
+function WebSocket:abort()
+  self.closing = true
+  self.ended = self.ended or {1006, "aborted"}
+  if self.pinger then self.pinger:cancel() end
+  self.sock:abort()
+end
+
 function WebSocket:closed() return self.ended ~= nil or self.closing == true end
 
 function WebSocket:__tostring()

@@ -1,11 +1,9 @@
 -- async.http: the HTTP client (async.http.client) and server
--- (async.http.server) in one table.
+-- (async.http.server) under one name. Each part adds its own fields.
 local http = {}
 
-local server = require "async.http.server"
-http.serve = server.serve
-http.error = server.error
-http.HttpError = server.HttpError
+-- The server: serve, error, HttpError, take_over; router() makes a router.
+for k, v in pairs(require "async.http.server") do http[k] = v end
 http.router = require("async.http.router").new
 
 return http
