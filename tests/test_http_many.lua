@@ -62,7 +62,9 @@ function TestMany:test_ten_thousand_idle_keep_alive_connections()
   local per = (kb - base) * 1024 / N
   print(("\n# %d idle keep-alive connections: server RSS %d -> %d KB, %.0f bytes per connection"):format(
     N, base, kb, per))
-  lu.assertTrue(per < 32768, "more than 32 KB per idle connection: " .. per)
+  -- under the sanitizers memory figures mean nothing (ASan's quarantine, shadow)
+  local sanitized = support.LASYNC:find("asan") or support.LASYNC:find("tsan")
+  if not sanitized then lu.assertTrue(per < 32768, "more than 32 KB per idle connection: " .. per) end
   for from = 1, N, 1000 do                 -- every connection is still served
     local batch = {}
     for i = from, math.min(N, from + 999) do
@@ -74,7 +76,9 @@ function TestMany:test_ten_thousand_idle_keep_alive_connections()
     async.gather(batch)
   end
   local kb2 = server_stats()
-  lu.assertTrue(kb2 - kb < 4096 + kb // 10, ("a second request each grew the server: %d -> %d KB"):format(kb, kb2))
+  if not sanitized then
+    lu.assertTrue(kb2 - kb < 4096 + kb // 10, ("a second request each grew the server: %d -> %d KB"):format(kb, kb2))
+  end
   for i = 1, N do conns[i]:close() end
   warm:close()
   while select(2, server_stats()) > 0 do async.sleep(0.01) end

@@ -11,6 +11,7 @@
 **   "error", status, message     the request is refused with `status`
 ** The parser pauses itself in each callback that makes an event, so the
 ** caller gets events in order and resumes at nextpos with the same string.
+** A request without a body has no "done" event: its head has body_done.
 **
 ** Limits are enforced here, while the bytes arrive, so nothing grows
 ** without bound: the URI (414), the head's size and header count (431),
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 #include <stdint.h>
+#include <limits.h>
 #include <http_parser.h>
 #include "lasync.h"
 #include "module.h"
@@ -61,6 +63,7 @@ typedef struct Parser {
   int te, cl;                     /* Transfer-Encoding and Content-Length headers seen */
   int te_other;                   /* a coding other than chunked */
   int expect_continue;
+  int bodyless;                   /* the head event ends the request */
 } Parser;
 
 /* --------------------------------------------------------- collecting */
@@ -92,7 +95,7 @@ static int on_message_begin(http_parser *p) {
   ps->uri.off = ps->uri.len = 0;
   ps->nspans = ps->in_value = 0;
   ps->body_seen = 0;
-  ps->te = ps->cl = ps->te_other = ps->expect_continue = 0;
+  ps->te = ps->cl = ps->te_other = ps->expect_continue = ps->bodyless = 0;
   return 0;
 }
 
@@ -187,12 +190,17 @@ static int check_framing(Parser *ps) {
   return 0;
 }
 
+static void set_true(lua_State *L, const char *k) {
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, k);
+}
+
 /* Pushes {method=, target=, version=, headers={lowercase name = value},
 ** keep_alive=, upgrade=, content_length=, chunked=, expect_continue=}.
 ** A repeated header's values are joined with ", " (RFC 9110 5.3). */
 static void push_request(lua_State *L, Parser *ps) {
   int i;
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 16);                /* room for what Lua adds (conn, res, ...) */
   lua_pushstring(L, http_method_str((enum http_method)ps->p.method));
   lua_setfield(L, -2, "method");
   lua_pushlstring(L, span(ps, ps->uri), ps->uri.len);
@@ -215,26 +223,33 @@ static void push_request(lua_State *L, Parser *ps) {
     }
     lua_rawset(L, -3);
   }
+  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) lua_setmetatable(L, -2);
+  else lua_pop(L, 1);
   lua_setfield(L, -2, "headers");
-  lua_pushboolean(L, http_should_keep_alive(&ps->p));
-  lua_setfield(L, -2, "keep_alive");
-  lua_pushboolean(L, ps->p.upgrade);
-  lua_setfield(L, -2, "upgrade");
+  /* flags are set only when true: nil reads as false, and each field
+  ** costs on every request */
+  if (http_should_keep_alive(&ps->p)) set_true(L, "keep_alive");
+  if (ps->p.upgrade) set_true(L, "upgrade");
   if (ps->cl) {
     lua_pushinteger(L, (lua_Integer)ps->p.content_length);
     lua_setfield(L, -2, "content_length");
   }
-  lua_pushboolean(L, (ps->p.flags & F_CHUNKED) != 0);
-  lua_setfield(L, -2, "chunked");
-  lua_pushboolean(L, ps->expect_continue);
-  lua_setfield(L, -2, "expect_continue");
+  if (ps->p.flags & F_CHUNKED) set_true(L, "chunked");
+  if (ps->expect_continue) set_true(L, "expect_continue");
+  if (ps->bodyless) set_true(L, "body_done");
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) lua_setmetatable(L, -2);
+  else lua_pop(L, 1);
 }
 
+/* A request without a body (no Content-Length or 0, not chunked) is not
+** paused here: the parser goes on to its end in the same call, and the
+** head event says the body is done (one call per request, not two). */
 static int on_headers_complete(http_parser *p) {
   Parser *ps = (Parser *)p;
   if (check_framing(ps)) return -1;
   ps->event = EV_HEAD;
-  http_parser_pause(p, 1);
+  ps->bodyless = !(p->flags & F_CHUNKED) && (p->content_length == 0 || p->content_length == ULLONG_MAX);
+  if (!ps->bodyless) http_parser_pause(p, 1);
   return 0;
 }
 
@@ -251,12 +266,7 @@ static int on_body(http_parser *p, const char *at, size_t n) {
 
 static int on_message_complete(http_parser *p) {
   Parser *ps = (Parser *)p;
-  ps->event = EV_DONE;
-  if (ps->hcap > HEAD_KEEP) {             /* a large head is over: give it back */
-    free(ps->head);
-    ps->head = NULL;
-    ps->hcap = ps->hlen = 0;
-  }
+  if (ps->event != EV_HEAD) ps->event = EV_DONE;   /* else: a bodyless request's head */
   http_parser_pause(p, 1);
   return 0;
 }
@@ -270,8 +280,26 @@ static const http_parser_settings settings = {
 
 /* ------------------------------------------------------------ the type */
 
+/* luaL_checkudata without its lookup by name: execute runs several times
+** per request. The metatable is the function's upvalue. */
 static Parser *check_parser(lua_State *L) {
-  return (Parser *)luaL_checkudata(L, 1, PARSER_MT);
+  void *p = lua_touserdata(L, 1);
+  if (p != NULL && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return (Parser *)p;
+  }
+  luaL_typeerror(L, 1, PARSER_MT);
+  return NULL;
+}
+
+/* A large head is over: give its buffer back. */
+static void trim_head(Parser *ps) {
+  if (ps->hcap > HEAD_KEEP) {
+    free(ps->head);
+    ps->head = NULL;
+    ps->hcap = ps->hlen = 0;
+  }
 }
 
 /* The status and message for libhttp-parser's own errors. */
@@ -316,6 +344,7 @@ static int parser_execute(lua_State *L) {
       lua_pushliteral(L, "head");
       lua_pushinteger(L, pos + (lua_Integer)n);
       push_request(L, ps);
+      if (ps->bodyless) trim_head(ps);
       return 3;
     case EV_BODY:
       lua_pushliteral(L, "body");
@@ -323,6 +352,7 @@ static int parser_execute(lua_State *L) {
       lua_pushlstring(L, ps->at, ps->atlen);
       return 3;
     case EV_DONE:
+      trim_head(ps);
       lua_pushliteral(L, "done");
       lua_pushinteger(L, pos + (lua_Integer)n);
       return 2;
@@ -354,7 +384,9 @@ static size_t opt_limit(lua_State *L, const char *key, size_t dflt) {
   return (size_t)v;
 }
 
-/* parser.new([{max_uri=, max_head=, max_headers=, max_body=}]) */
+/* parser.new([{max_uri=, max_head=, max_headers=, max_body=} [, request_mt
+** [, headers_mt]]]): the request tables and their headers tables get
+** those metatables (kept as the parser's user values). */
 static int parser_new(lua_State *L) {
   Parser *ps;
   size_t max_uri = 8192, max_head = 16384, max_body = 1048576, max_headers = 100;
@@ -367,9 +399,15 @@ static int parser_new(lua_State *L) {
     if (max_head > UINT32_MAX / 2 || max_headers > 100000)
       return luaL_error(L, "limits.max_head or limits.max_headers is too large");
   }
-  ps = (Parser *)lua_newuserdatauv(L, sizeof *ps, 0);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  ps = (Parser *)lua_newuserdatauv(L, sizeof *ps, 2);
   memset(ps, 0, sizeof *ps);
   luaL_setmetatable(L, PARSER_MT);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 3);
+  lua_setiuservalue(L, -2, 2);
   http_parser_init(&ps->p, HTTP_REQUEST);
   ps->max_uri = max_uri;
   ps->max_head = max_head;
@@ -389,15 +427,17 @@ static int parser_gc(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg parser_methods[] = {
-  {"execute", parser_execute}, {NULL, NULL}
-};
+static const luaL_Reg parser_methods[] = {{"execute", NULL}, {NULL, NULL}};
 
 static const luaL_Reg parser_meta[] = {{"__gc", parser_gc}, {NULL, NULL}};
 
 int lasync__luaopen_http_parser(lua_State *L) {
   lasync__class(L, PARSER_MT, parser_meta, parser_methods);
-  lua_pop(L, 1);
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, parser_execute, 1);  /* the metatable as its upvalue */
+  lua_setfield(L, -2, "execute");
+  lua_pop(L, 2);
   lua_newtable(L);
   lua_pushcfunction(L, parser_new);
   lua_setfield(L, -2, "new");

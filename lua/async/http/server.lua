@@ -108,7 +108,7 @@ local function refuse(c, status, message)
   pcall(c.sock.write, c.sock, format(
     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" ..
     "Connection: close\r\n\r\n%s", status, reasons[status] or "Error", #body, body))
-  c.srv:log_access(c, nil, status, #body)
+  if c.srv.access_log then c.srv:log_access(c, nil, status, #body) end
   set_phase(c, "linger")
   pcall(function()
     c.sock:shutdown()
@@ -137,24 +137,30 @@ function RequestMT.__index(r, k)
   end
 end
 
-function lazy.query(r) return parse_query(r.query_string) end
-function lazy.remote(r) return (r.conn.sock:peer()) end
-
-local function new_request(c, head)
-  local target = head.target
+-- The target split into path and query only when asked for (a handler
+-- that looks at neither pays nothing).
+local function split_target(r)
+  local target = r.target
   local path, qs = target, ""
   local q = target:find("?", 1, true)
   if q then path, qs = target:sub(1, q - 1), target:sub(q + 1) end
   if path:byte(1) ~= 47 then                       -- absolute form: http://host/path
     path = path:match("^%a[%w+.-]*://[^/]*(/.*)$") or path
   end
-  setmetatable(head.headers, Headers)
-  head.path = unescape_path(path)
-  head.raw_path = path
-  head.query_string = qs
-  head.params = {}
+  rawset(r, "raw_path", path)
+  rawset(r, "query_string", qs)
+end
+
+function lazy.raw_path(r) split_target(r); return r.raw_path end
+function lazy.query_string(r) split_target(r); return r.query_string end
+function lazy.path(r) return unescape_path(r.raw_path) end
+function lazy.query(r) return parse_query(r.query_string) end
+function lazy.remote(r) return (r.conn.sock:peer()) end
+function lazy.params() return {} end
+
+local function new_request(c, head)    -- the parser set the metatables
   head.conn = c
-  return setmetatable(head, RequestMT)
+  return head
 end
 
 -- The next piece of the body, or nil at its end. Raises an HttpError
@@ -216,51 +222,70 @@ end
 -- The head of a response: status line and headers, without the final
 -- CRLF. `length` is the body's length, or nil for chunked, or false for
 -- none. Raises on a header name or value that would break the framing.
-local function build_head(c, req, status, headers, length)
+-- "HTTP/1.1 200 OK\r\nDate: " by status, and decimal lengths: number to
+-- string conversion goes through snprintf, a visible cost per response.
+local status_lines = setmetatable({}, {__index = function(t, status)
   if math.type(status) ~= "integer" or status < 100 or status > 599 then
     error(format("the handler returned an invalid status (%s)", tostring(status)), 0)
   end
-  local parts, n = {"HTTP/1.1 ", status, " ", reasons[status] or "Unknown", "\r\nDate: ", c.srv.date}, 6
-  local has_type = false
-  if headers then
-    for k, v in pairs(headers) do
-      local vs = type(v) == "table" and v or {v}
-      for i = 1, #vs do
-        local s = tostring(vs[i])
-        if bad_header(k, s) then
-          error(format("the handler returned a header that is not allowed: %q", tostring(k) .. ": " .. s), 0)
-        end
-        local l = lower(k)
-        if l == "content-type" then has_type = true end
-        if l ~= "content-length" and l ~= "transfer-encoding" and l ~= "connection" then
-          parts[n + 1], parts[n + 2], parts[n + 3], parts[n + 4] = "\r\n", k, ": ", s
-          n = n + 4
-        end
+  local s = "HTTP/1.1 " .. status .. " " .. (reasons[status] or "Unknown") .. "\r\nDate: "
+  t[status] = s
+  return s
+end})
+local lengths = setmetatable({}, {__index = function(t, n)
+  local s = "\r\nContent-Length: " .. n
+  if n < 4096 then t[n] = s end
+  return s
+end})
+
+local function build_head(c, req, status, headers, length)
+  local line = status_lines[status]
+  if c.srv.closing or (req.expect_continue and not req.continued and not req.body_done) then
+    c.keep = false                        -- shutting down, or the body was never asked for
+  end
+  local conn = not c.keep and "\r\nConnection: close"
+    or (req.version == "1.0" and "\r\nConnection: keep-alive" or "")
+  local framing
+  if length then
+    framing = (status >= 200 and status ~= 204 and status ~= 304) and lengths[length] or ""
+  else
+    framing = c.chunked_ok and "\r\nTransfer-Encoding: chunked" or ""
+  end
+  local head = line .. c.srv.date
+  if not headers then                     -- the common case: one concatenation
+    if length and length > 0 then head = head .. "\r\nContent-Type: text/plain; charset=utf-8" end
+    return head .. framing .. conn
+  end
+  local parts, n, has_type = {head}, 1, false
+  for k, v in pairs(headers) do
+    local vs = type(v) == "table" and v or {v}
+    for i = 1, #vs do
+      local s = tostring(vs[i])
+      if bad_header(k, s) then
+        error(format("the handler returned a header that is not allowed: %q", tostring(k) .. ": " .. s), 0)
+      end
+      local l = lower(k)
+      if l == "content-type" then has_type = true end
+      if l ~= "content-length" and l ~= "transfer-encoding" and l ~= "connection" then
+        parts[n + 1], parts[n + 2], parts[n + 3], parts[n + 4] = "\r\n", k, ": ", s
+        n = n + 4
       end
     end
   end
   if length and length > 0 and not has_type then
     parts[n + 1] = "\r\nContent-Type: text/plain; charset=utf-8"; n = n + 1
   end
-  if length then
-    if status >= 200 and status ~= 204 and status ~= 304 then
-      parts[n + 1] = "\r\nContent-Length: " .. length; n = n + 1
-    end
-  elseif c.chunked_ok then
-    parts[n + 1] = "\r\nTransfer-Encoding: chunked"; n = n + 1
-  end
-  if c.srv.closing or (req.expect_continue and not req.continued and not req.body_done) then
-    c.keep = false                        -- shutting down, or the body was never asked for
-  end
-  if not c.keep then parts[n + 1] = "\r\nConnection: close"; n = n + 1
-  elseif req.version == "1.0" then parts[n + 1] = "\r\nConnection: keep-alive"; n = n + 1 end
-  return concat(parts, "", 1, n)
+  parts[n + 1], parts[n + 2] = framing, conn
+  return concat(parts, "", 1, n + 2)
 end
 
+-- Writes; the "send" phase lets the sweeper reset a peer that does not
+-- read (set_phase inlined: this is on every response).
 local function send(c, data)
-  set_phase(c, "send")
+  local mark = c.mark
+  c.phase, c.mark = "send", mark + 1
   c.sock:write(data)
-  set_phase(c, "handler")
+  c.phase, c.mark = "handler", mark + 2
 end
 
 local Response = {}
@@ -329,14 +354,15 @@ end
 
 -- Hands the connection of req over to another protocol (WebSocket): the
 -- bytes after the request, and the stream. The server lets go of it when
--- the handler returns. The parser stopped at the head's last LF: one more
--- step takes it, and the end of the (bodiless) upgrade request.
+-- the handler returns. (An upgrade request with a body is read to its end
+-- first: one more parser step.)
 function M.take_over(req)
   local c = req.conn
   local leftover = ""
   if c.buf then
-    local ev, pos = c.p:execute(c.buf, c.pos)
-    if ev == "done" then leftover = c.buf:sub(pos) end
+    local pos = c.pos
+    if not req.body_done then pos = select(2, c.p:execute(c.buf, pos)) end
+    leftover = c.buf:sub(pos)
     c.buf = nil
   end
   c.upgraded = true
@@ -348,6 +374,19 @@ local function on_error(e)
   return {error = e, traceback = debug.traceback(tostring(e), 2)}
 end
 
+-- Runs the handler and sends what it returned (or ends what it
+-- streamed); returns the status and body length for the log. Any error,
+-- the handler's or one in what it returned, goes to handle's xpcall.
+local function run(srv, c, req, res)
+  local status, body, headers = srv.handler(req, res)
+  if c.upgraded then return 101, 0 end
+  if res.started then
+    res:finish()
+    return res.status, res.bytes
+  end
+  return respond(c, req, status, body, headers)
+end
+
 -- Runs one request; returns whether the connection may go on.
 local function handle(srv, c, head)
   local req = new_request(c, head)
@@ -356,21 +395,13 @@ local function handle(srv, c, head)
   c.chunked_ok = head.version == "1.1"
   local res = setmetatable({conn = c, req = req, bytes = 0, status = 200}, Response)
   req.res = res
-  local ok, status, body, headers = xpcall(srv.handler, on_error, req, res)
+  local ok, status, body = xpcall(run, on_error, srv, c, req, res)
   if c.upgraded then                              -- the WebSocket had the connection
     if not ok and not async.is_cancelled(status) and getmetatable(status) ~= HttpError then
       srv:log_error(format("%s %s: %s", req.method, req.target, status.traceback))
     end
-    srv:log_access(c, req, 101, 0)
+    if srv.access_log then srv:log_access(c, req, 101, 0) end
     return false
-  end
-  if ok and not res.started then
-    ok, status, body = pcall(respond, c, req, status, body, headers)
-    if not ok then status = {error = status, traceback = status} end
-  elseif ok then
-    ok, status = pcall(res.finish, res)
-    if not ok then status = {error = status, traceback = tostring(status)} end
-    status, body = res.status, res.bytes
   end
   if not ok then
     local e = status
@@ -387,7 +418,7 @@ local function handle(srv, c, head)
     send(c, build_head(c, req, status, {["Content-Type"] = "text/plain; charset=utf-8"}, #text)
       .. "\r\n\r\n" .. (req.method == "HEAD" and "" or text))
   end
-  srv:log_access(c, req, status, body)
+  if srv.access_log then srv:log_access(c, req, status, body) end
   if not c.keep or c.broken then return false end
   if not req.body_done then                       -- the handler left the body unread
     if req.expect_continue and not req.continued then return false end
@@ -413,7 +444,7 @@ local function tls_accept(ctx, sock) return require("async.tls").accept(ctx, soc
 
 -- The task of a connection (net.listen's handler).
 local function serve_conn(srv, sock)
-  local c = {srv = srv, sock = sock, p = hp.new(srv.limits), phase = "head", mark = 0,
+  local c = {srv = srv, sock = sock, p = hp.new(srv.limits, RequestMT, Headers), phase = "head", mark = 0,
              seen = -1, age = 0}
   if srv.closing then return end
   if srv.nconn >= srv.max_connections then
@@ -494,7 +525,6 @@ end
 -- Common Log Format line for each answered request.
 function Server:log_access(c, req, status, bytes)
   local log = self.access_log
-  if not log then return end
   local line = format('%s - - [%s] "%s %s HTTP/%s" %d %d', c.peer or "-", os.date("!%d/%b/%Y:%H:%M:%S +0000"), req and req.method or "-",
     req and req.target or "-", req and req.version or "1.1", status, bytes or 0)
   if type(log) == "function" then pcall(log, line, req, status, bytes)
