@@ -32,9 +32,6 @@
 #include "lasync.h"
 #include "module.h"
 
-/* Registered by the host (host/core/host.c). */
-int lasync__luaopen_http_parser(lua_State *L);
-
 #define PARSER_MT "lasync.HttpParser"
 #define HEAD_KEEP 4096            /* a head buffer larger than this is freed */
 

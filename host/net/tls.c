@@ -25,9 +25,6 @@
 #include "lasync.h"
 #include "module.h"
 
-/* Registered by the host (host/core/host.c). */
-int lasync__luaopen_tls(lua_State *L);
-
 #define CTX_MT "lasync.TlsContext"
 #define SESSION_MT "lasync.TlsSession"
 

@@ -27,9 +27,6 @@
 #include "lasync.h"
 #include "module.h"
 
-/* Registered by the host (host/core/host.c). */
-int lasync__luaopen_ws(lua_State *L);
-
 #define WS_MT "lasync.WsCore"
 
 typedef struct Ws {
