@@ -24,9 +24,10 @@ local function api(log)
   local r = http.router()
   r:use(function(req, nxt)                         -- log: method, path, status, time
     local t0 = async.time()
-    local status, body, headers = nxt()
-    local s = type(status) == "table" and status.status or status
+    local ok, status, body, headers = pcall(nxt)      -- errors are logged too, then passed on
+    local s = type(status) == "table" and (status.status or (not ok and 500)) or (ok and status or 500)
     log(("%s %s -> %s (%.1f ms)"):format(req.method, req.path, tostring(s), (async.time() - t0) * 1000))
+    if not ok then error(status, 0) end
     return status, body, headers
   end)
   r:use(function(req, nxt)                         -- auth
@@ -82,13 +83,14 @@ local function call(method, path, body, token)
   if body then head = head .. "Content-Type: application/json\r\nContent-Length: " .. #body .. "\r\n" end
   conn:write(head .. "\r\n" .. (body or ""))
   local status = tonumber(conn:read_line():match("^HTTP/1%.1 (%d+)"))
-  local len = 0
+  local len, is_json = 0, false
   for line in conn:lines() do
     if line == "" then break end
     len = tonumber(line:match("^[Cc]ontent%-[Ll]ength: (%d+)")) or len
+    is_json = is_json or line:lower():find("^content%-type: application/json") ~= nil
   end
   local text = len > 0 and conn:read_exactly(len) or ""
-  return status, text ~= "" and json.decode(text) or nil
+  return status, is_json and json.decode(text) or text
 end
 
 local s, v = call("POST", "/items", json.encode({name = "apple", qty = 3}))

@@ -407,7 +407,6 @@ local function handle(srv, c, head)
     local e = status
     if async.is_cancelled(e) then error(e, 0) end
     if c.expired or c.sock:closed() then return false end
-    c.keep = false
     if getmetatable(e) ~= HttpError then
       srv:log_error(format("%s %s: %s", req.method, req.target, e.traceback))
       e = M.error(500, "Internal Server Error")
