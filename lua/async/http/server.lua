@@ -240,8 +240,8 @@ end})
 
 local function build_head(c, req, status, headers, length)
   local line = status_lines[status]
-  if c.srv.closing or (req.expect_continue and not req.continued and not req.body_done) then
-    c.keep = false                        -- shutting down, or the body was never asked for
+  if c.srv.closing or c.broken or (req.expect_continue and not req.continued and not req.body_done) then
+    c.keep = false                        -- shutting down, a bad body, or one never asked for
   end
   local conn = not c.keep and "\r\nConnection: close"
     or (req.version == "1.0" and "\r\nConnection: keep-alive" or "")
