@@ -119,6 +119,63 @@ function TestRouting:test_router_misuse_raises()
   lu.assertErrorMsgContains("status must be", http.error, 200)
 end
 
+function TestRouting:test_json_bodies_and_answers()
+  local r = http.router()
+  r:post("/sum", function(req)
+    local v = req:json()
+    return {status = 201, json = {sum = v.a + v.b, list = async.json.array()}}
+  end)
+  local srv <close>, port = serve(r)
+  local s <close> = H.connect(port)
+  local body = '{"a": 2, "b": 40}'
+  s:write("POST /sum HTTP/1.1\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+  local res = H.read_response(s)
+  lu.assertEquals(res.status, 201)
+  lu.assertEquals(res.headers["content-type"], "application/json")
+  lu.assertEquals(async.json.decode(res.body).sum, 42)
+  lu.assertStrContains(res.body, '"list":[]')
+  s:write("POST /sum HTTP/1.1\r\nContent-Length: 5\r\n\r\n{bad}")
+  res = H.read_response(s)
+  lu.assertEquals(res.status, 400)
+  lu.assertStrContains(res.body, "not valid JSON")
+  s:write("POST /sum HTTP/1.1\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+  lu.assertEquals(H.read_response(s).status, 201)      -- the same connection goes on
+end
+
+function TestRouting:test_native_types_survive_misuse()
+  local hp = require "async.core.http_parser"
+  local p = hp.new()
+  lu.assertErrorMsgContains("lasync.HttpParser expected", p.execute, {}, "x")
+  lu.assertErrorMsgContains("string expected", p.execute, p, nil)
+  lu.assertErrorMsgContains("position out of range", p.execute, p, "abc", 9)
+  lu.assertErrorMsgContains("position out of range", p.execute, p, "abc", 0)
+  lu.assertErrorMsgContains("limits.max_body", hp.new, {max_body = "x"})
+  lu.assertErrorMsgContains("table expected", hp.new, {}, 42)
+  lu.assertEquals(select(2, p:execute("BAD\r\n\r\n")), 400)
+  lu.assertEquals(select(2, p:execute("GET / HTTP/1.1\r\n\r\n")), 400)   -- a failed parser stays failed
+  local ws = require "async.core.ws"
+  local w = ws.new(true)
+  lu.assertErrorMsgContains("string expected", w.feed, w, {})
+  lu.assertErrorMsgContains("invalid option", w.send, w, "jpeg", "x")
+  lu.assertErrorMsgContains("at most 125", w.send, w, "ping", ("x"):rep(200))
+  lu.assertErrorMsgContains("close code", w.close, w, 999)
+  lu.assertErrorMsgContains("lasync.WsCore expected", w.output, {})
+  lu.assertErrorMsgContains("must be positive", ws.new, true, 0)
+  getmetatable(w).__gc(w)                                -- closed: every method refuses
+  lu.assertErrorMsgContains("closed WebSocket", w.feed, w, "x")
+  getmetatable(w).__gc(w)
+  local tls = require "async.core.tls"
+  lu.assertErrorMsgContains("certificate /nope", tls.server_context, "/nope", "/nope")
+  local ctx = tls.client_context(false)
+  local sess = ctx:session("localhost")
+  lu.assertErrorMsgContains("string expected", sess.feed, sess, nil)
+  lu.assertEquals(sess:handshake(), false)               -- wants the server's answer
+  lu.assertTrue(#sess:output() > 0)                      -- the ClientHello
+  sess:free()
+  lu.assertErrorMsgContains("session is closed", sess.read, sess)
+  sess:free()
+end
+
 TestProtocol = support.suite({}, 30)
 
 function TestProtocol:test_pipelined_requests_are_answered_in_order()
