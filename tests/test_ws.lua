@@ -212,15 +212,13 @@ function TestWsProtocol:test_not_an_upgrade_and_misuse()
 end
 
 function TestWsProtocol:test_broadcast_to_many_clients()
-  local clients, joined = {}, 0
+  local clients, joined, sent_to = {}, 0, nil
   local r = http.router()
   r:get("/chat", function(req)
     local w <close> = ws.upgrade(req)
     clients[w] = true
     joined = joined + 1
-    for msg in w:messages() do
-      for peer in pairs(clients) do pcall(peer.send, peer, msg) end
-    end
+    for msg in w:messages() do sent_to = ws.broadcast(clients, msg) end
     clients[w] = nil
   end)
   local srv <close> = http.serve{handler = r}
@@ -230,6 +228,9 @@ function TestWsProtocol:test_broadcast_to_many_clients()
   while joined < 100 do async.sleep(0.001) end
   conns[1]:send("to all")
   for i = 1, 100 do lu.assertEquals(conns[i]:recv(), "to all") end
+  lu.assertEquals(sent_to, 100)
+  lu.assertErrorMsgContains("UTF-8", ws.broadcast, clients, "\255")
+  lu.assertEquals(ws.broadcast({conns[1]}, "x"), 0)     -- a client's frames must be masked: skipped
   for i = 1, 100 do conns[i]:close() end
   while next(clients) do async.sleep(0.001) end
 end

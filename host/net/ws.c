@@ -276,6 +276,48 @@ static int ws_new(lua_State *L) {
   return 1;
 }
 
+/* ws.frame(kind, data): one unmasked frame (a server's), made by wslay's
+** frame API: a broadcast frames a message once for every peer. */
+typedef struct FrameOut { char *p; size_t len, cap; } FrameOut;
+
+static ssize_t frame_send_cb(const uint8_t *data, size_t len, int flags, void *ud) {
+  FrameOut *o = (FrameOut *)ud;
+  (void)flags;
+  if (o->cap - o->len < len) return -1;
+  memcpy(o->p + o->len, data, len);
+  o->len += len;
+  return (ssize_t)len;
+}
+
+static int ws_frame(lua_State *L) {
+  static const char *const names[] = {"text", "binary", NULL};
+  int k = luaL_checkoption(L, 1, NULL, names);
+  size_t n;
+  const char *data = luaL_checklstring(L, 2, &n);
+  struct wslay_frame_callbacks cb = {frame_send_cb, NULL, NULL};
+  struct wslay_frame_iocb io;
+  wslay_frame_context_ptr fc;
+  FrameOut o;
+  ssize_t r;
+  if (k == 0 && !utf8_valid((const uint8_t *)data, n))
+    return luaL_argerror(L, 2, "a text message must be valid UTF-8 (send it as binary)");
+  o.cap = n + 14;                         /* the longest header is 10 bytes */
+  o.p = (char *)lua_newuserdatauv(L, o.cap, 0);
+  o.len = 0;
+  if (wslay_frame_context_init(&fc, &cb, &o) != 0) return luaL_error(L, "not enough memory");
+  memset(&io, 0, sizeof io);
+  io.fin = 1;
+  io.opcode = k == 0 ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME;
+  io.payload_length = n;
+  io.data = (const uint8_t *)data;
+  io.data_length = n;
+  r = wslay_frame_send(fc, &io);
+  wslay_frame_context_free(fc);
+  if (r < 0 || (size_t)r != n) return luaL_error(L, "framing failed");
+  lua_pushlstring(L, o.p, o.len);
+  return 1;
+}
+
 /* ws.accept_key(key): base64(SHA-1(key .. GUID)), RFC 6455 4.2.2. */
 static int ws_accept_key(lua_State *L) {
   static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -308,7 +350,7 @@ static const luaL_Reg ws_methods[] = {
 static const luaL_Reg ws_meta[] = {{"__gc", ws_gc}, {NULL, NULL}};
 
 static const luaL_Reg ws_funcs[] = {
-  {"new", ws_new}, {"accept_key", ws_accept_key}, {"new_key", ws_new_key},
+  {"new", ws_new}, {"accept_key", ws_accept_key}, {"new_key", ws_new_key}, {"frame", ws_frame},
   {"utf8_valid", NULL}, {NULL, NULL}
 };
 

@@ -131,6 +131,24 @@ function WebSocket:send(data, kind)
   self:_flush()
 end
 
+-- ws.broadcast(peers, data [, kind]): sends one message to every server-side
+-- WebSocket in `peers` (a list, or a set: a table whose keys are them),
+-- framed once. Peers that are closed or fail are skipped; waits for slow
+-- peers as send does. Returns how many it went to.
+function M.broadcast(peers, data, kind)
+  if type(peers) ~= "table" then error("ws.broadcast: a table of WebSockets expected", 2) end
+  if type(data) ~= "string" then error("ws.broadcast: string expected, got " .. type(data), 2) end
+  local frame = core.frame(kind or "text", data)
+  local n = 0
+  local function one(w)
+    if getmetatable(w) == WebSocket and not w.client and not w.ended and not w.closing
+       and pcall(w.sock.write, w.sock, frame) then n = n + 1 end
+  end
+  if #peers > 0 then for i = 1, #peers do one(peers[i]) end
+  else for w in pairs(peers) do one(w) end end
+  return n
+end
+
 -- ws:ping([data]): sends a ping (the pong is handled by recv).
 function WebSocket:ping(data)
   if self.ended or self.closing then error(closed_error("ping"), 2) end
@@ -278,6 +296,7 @@ function M.connect(url, opts)
     if not ok then sock:close(); error(proto, 0) end
     local ws = new_ws(sock, false, nil, opts)
     ws.protocol = proto
+    ws.client = true                                -- its frames are masked: no broadcast
     return ws
   end)
 end
