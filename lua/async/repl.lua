@@ -304,6 +304,14 @@ end
 local saved
 
 function M.wrap_stdio(hide, shown)
+  -- Checked now: a wrong one failed only later, in every print.
+  local fns = {hide, shown}
+  for i = 1, 2 do
+    local f = fns[i]
+    if type(f) ~= "function" then
+      error(("bad argument #%d to 'wrap_stdio' (function expected, got %s)"):format(i, type(f)), 2)
+    end
+  end
   if saved then return end
   local file_mt = getmetatable(io.stdout).__index
   saved = {print = print, write = io.write, fwrite = file_mt.write}
