@@ -211,6 +211,17 @@ function TestWsProtocol:test_not_an_upgrade_and_misuse()
   lu.assertStrContains(tostring(err), "instead of 101")
 end
 
+function TestWsProtocol:test_shutdown_says_going_away()
+  local srv, port, ends = echo_server()
+  local c <close> = ws.connect("ws://127.0.0.1:" .. port .. "/ws")
+  c:send("x")
+  lu.assertEquals(c:recv(), "x")
+  local t = async.spawn(srv.shutdown, srv, 5)
+  lu.assertEquals({c:recv()}, {nil, 1001, "the server is shutting down"})
+  lu.assertEquals(t:await(), 0)                  -- the handler ended by itself
+  lu.assertEquals(ends[1][1], 1001)
+end
+
 function TestWsProtocol:test_broadcast_to_many_clients()
   local clients, joined, sent_to = {}, 0, nil
   local r = http.router()

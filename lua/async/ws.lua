@@ -149,6 +149,17 @@ function M.broadcast(peers, data, kind)
   return n
 end
 
+-- Starts the close handshake with 1001 (the server's graceful shutdown):
+-- the task in recv sees the peer's answer and its loop ends. Never waits
+-- long: a close frame is small.
+function WebSocket:_going_away()
+  if self.ended or self.closing then return end
+  local _, sent = self.core:state()
+  if not sent and pcall(self.core.close, self.core, 1001, "the server is shutting down") then
+    pcall(self._flush, self)
+  end
+end
+
 -- ws:ping([data]): sends a ping (the pong is handled by recv).
 function WebSocket:ping(data)
   if self.ended or self.closing then error(closed_error("ping"), 2) end
@@ -240,6 +251,7 @@ function M.upgrade(req, opts)
   req.res.started, req.res.finished, req.res.status = true, true, 101
   local sock, leftover = http.take_over(req)
   local ws = new_ws(sock, true, leftover, opts)
+  c.ws = ws                                         -- the server's shutdown says 1001 to it
   ws.protocol = proto
   return ws
 end

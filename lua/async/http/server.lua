@@ -130,7 +130,8 @@ function Server:address() return self.net:address() end
 function Server:connections() return self.nconn end
 
 -- server:shutdown([deadline]): stops accepting, closes idle keep-alive
--- connections, lets requests in flight finish for up to `deadline`
+-- connections, starts the close handshake (1001) of WebSockets, lets
+-- requests in flight finish for up to `deadline`
 -- seconds (their responses say Connection: close), then cancels what is
 -- left. Returns how many requests were cancelled.
 function Server:shutdown(deadline)
@@ -142,6 +143,8 @@ function Server:shutdown(deadline)
   for c in pairs(self.conns) do
     if c.phase == "idle" or (c.phase == "head" and c.buf == nil and c.mark == 0) then
       c.sock:close()
+    elseif c.ws then
+      c.ws:_going_away()
     end
   end
   local n = self.net:shutdown(deadline)
