@@ -1,79 +1,42 @@
--- tests/httpsupport.lua: what the HTTP and WebSocket suites share: a raw
--- HTTP/1.1 client over a socket (to send exactly the bytes a test wants,
--- hostile ones included, and read exactly what came back), and real
--- clients run as subprocesses (curl, Python aiohttp and websockets).
+-- tests/httpsupport.lua: the peers of the HTTP client tests: the aiohttp
+-- server of tests/http_peer.py on two plain ports and a TLS one, with a
+-- certificate for 127.0.0.1 made here with `openssl req` in a temporary
+-- directory. M.start() returns the peer; peer:stop() ends it.
+local iosupport = require "iosupport"
 local process = async.process
 local M = {}
 
-M.PYTHON = "/usr/bin/python3"
+-- Makes a self-signed certificate for 127.0.0.1/localhost in dir.
+function M.make_cert(dir, name)
+  name = name or "server"
+  local crt, key = dir .. "/" .. name .. ".crt", dir .. "/" .. name .. ".key"
+  process.run{"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+              "-keyout", key, "-out", crt, "-subj", "/CN=127.0.0.1",
+              "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", check = true, timeout = 30}
+  return crt, key
+end
 
--- Reads one response from sock: {status=, reason=, headers={lowercase},
--- body=, raw_head=}; nil at a clean end of the stream. HEAD responses:
--- pass head_only.
-function M.read_response(sock, head_only)
-  local line = sock:read_line()
-  if not line then return nil end
-  local status, reason = line:match("^HTTP/1%.[01] (%d%d%d) ?(.*)$")
-  assert(status, "not a status line: " .. line)
-  local r = {status = tonumber(status), reason = reason, headers = {}, raw_head = line}
-  while true do
-    local h = assert(sock:read_line())
-    if h == "" then break end
-    r.raw_head = r.raw_head .. "\n" .. h
-    local k, v = h:match("^([^:]+):%s*(.-)%s*$")
-    r.headers[k:lower()] = v
+function M.start()
+  local dir = iosupport.tmpdir()
+  local crt, key = M.make_cert(dir)
+  local ccrt, ckey = M.make_cert(dir, "client")
+  local proc = process.spawn{iosupport.PYTHON, "tests/http_peer.py", crt, key, ccrt,
+                             stdin = "pipe", stdout = "pipe", stderr = "ignore"}
+  local line = async.timeout(20, proc.stdout.read_line, proc.stdout)
+  local a, b, tls, mtls, silent = line:match("^ports (%d+) (%d+) (%d+) (%d+) (%d+)$")
+  assert(a, "the peer did not start: " .. tostring(line))
+  local peer = {dir = dir, ca = crt, proc = proc,
+                url = "http://127.0.0.1:" .. a, url2 = "http://127.0.0.1:" .. b,
+                tls = "https://127.0.0.1:" .. tls, mtls = "https://127.0.0.1:" .. mtls,
+                client_cert = ccrt, client_key = ckey,
+                silent = "https://127.0.0.1:" .. silent}   -- TLS handshake never ends
+  function peer.stop()
+    proc.stdin:close()
+    async.timeout(10, proc.wait, proc)
+    proc:close()
+    iosupport.rmtree(dir)
   end
-  if r.status < 200 then return r end
-  if head_only or r.status == 204 or r.status == 304 then r.body = ""; return r end
-  local cl = r.headers["content-length"]
-  if cl then
-    r.body = sock:read_exactly(tonumber(cl))
-  elseif r.headers["transfer-encoding"] == "chunked" then
-    local parts = {}
-    while true do
-      local n = tonumber(assert(sock:read_line()), 16)
-      if n == 0 then assert(sock:read_line() == ""); break end
-      parts[#parts + 1] = sock:read_exactly(n)
-      assert(sock:read_line() == "")
-    end
-    r.body = table.concat(parts)
-  else
-    r.body = sock:read_all()
-  end
-  return r
-end
-
-function M.connect(port)
-  return async.net.connect("127.0.0.1", port)
-end
-
--- One request on a new connection; returns the response.
-function M.request(port, raw)
-  local s <close> = M.connect(port)
-  s:write(raw)
-  return M.read_response(s)
-end
-
-function M.get(path, extra)
-  return "GET " .. path .. " HTTP/1.1\r\nHost: t\r\n" .. (extra or "") .. "\r\n"
-end
-
--- Runs argv (a list) to its end: the process.run result.
-function M.run(argv, timeout)
-  argv.timeout = timeout or 20
-  return process.run(argv)
-end
-
--- Runs the Python source with Debian's python3; args follow.
-function M.python(src, ...)
-  local path = os.tmpname() .. ".py"
-  local f = assert(io.open(path, "wb"))
-  f:write(src)
-  f:close()
-  local r = M.run({M.PYTHON, path, ...}, 60)
-  os.remove(path)
-  os.remove(path:sub(1, -4))
-  return r
+  return peer
 end
 
 return M

@@ -6,7 +6,7 @@
 package.path = "tests/?.lua;" .. package.path
 local lu = require "luaunit"
 local support = require "support"
-local H = require "httpsupport"
+local H = require "rawhttp"
 
 -- Under the sanitizers (their shadow memory is many times the program's) a
 -- tenth of the connections shows the same.

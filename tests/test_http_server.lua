@@ -6,7 +6,7 @@
 package.path = "tests/?.lua;" .. package.path
 local lu = require "luaunit"
 local support = require "support"
-local H = require "httpsupport"
+local H = require "rawhttp"
 local http = async.http
 
 local function app()

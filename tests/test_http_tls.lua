@@ -6,7 +6,7 @@ package.path = "tests/?.lua;" .. package.path
 local lu = require "luaunit"
 local support = require "support"
 local io_ = require "iosupport"
-local H = require "httpsupport"
+local H = require "rawhttp"
 local http, ws = async.http, async.ws
 
 local dir, cert, key

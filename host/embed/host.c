@@ -122,6 +122,7 @@ static const luaL_Reg natives[] = {
   {"async.thread", lasync__luaopen_thread},
   {"async.core.apidoc", lasync__luaopen_apidoc},
   {"async.core.json", lasync__luaopen_json},
+  {"async.core.http", lasync__luaopen_http},
   {"async.core.http_parser", lasync__luaopen_http_parser},
   {"async.core.ws", lasync__luaopen_ws},
   {"async.core.tls", lasync__luaopen_tls},

@@ -69,7 +69,9 @@ local function run_line(self, fn, takes_helper)
     return
   end
   local e = res[2]
-  if self.interrupted and async.is_cancelled(e.value) then
+  -- Ctrl-C: the line's task was cancelled, or its code interrupted (the
+  -- interrupt may come before the C half has told the session)
+  if async.is_cancelled(e.value) and (self.interrupted or tostring(e.value):find("interrupted (Ctrl-C)", 1, true)) then
     self.io.err(tostring(e.value) .. "\n")
   else
     self.io.err(e.text .. "\n")

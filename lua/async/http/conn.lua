@@ -15,10 +15,10 @@ local M = {}
 
 -------------------------------------------------------------------- errors
 
-local HttpError = {__name = "lasync.HttpError"}
-HttpError.__index = HttpError
-function HttpError:__tostring() return format("HttpError: %d %s", self.status, self.message) end
-M.HttpError = HttpError
+local HandlerError = {__name = "lasync.HandlerError"}
+HandlerError.__index = HandlerError
+function HandlerError:__tostring() return format("HandlerError: %d %s", self.status, self.message) end
+M.HandlerError = HandlerError
 
 -- http.error(status [, message]): an error value that a handler may raise
 -- (error(http.error(404))) to answer with that status.
@@ -26,8 +26,8 @@ function M.error(status, message)
   if math.type(status) ~= "integer" or status < 400 or status > 599 then
     error("http.error: status must be an integer from 400 to 599", 2)
   end
-  return setmetatable({kind = "HttpError", status = status,
-                       message = message or reasons[status] or "Error"}, HttpError)
+  return setmetatable({kind = "HandlerError", status = status,
+                       message = message or reasons[status] or "Error"}, HandlerError)
 end
 
 ----------------------------------------------------------------- helpers
@@ -157,7 +157,7 @@ local function new_request(c, head)    -- the parser set the metatables
   return head
 end
 
--- The next piece of the body, or nil at its end. Raises an HttpError
+-- The next piece of the body, or nil at its end. Raises an HandlerError
 -- (413, 400, ...) when the parser refuses the body.
 function Request:read()
   if self.body_done then return nil end
@@ -364,7 +364,7 @@ function M.take_over(req)
 end
 
 local function on_error(e)
-  if getmetatable(e) == HttpError or async.is_cancelled(e) then return e end
+  if getmetatable(e) == HandlerError or async.is_cancelled(e) then return e end
   return {error = e, traceback = debug.traceback(tostring(e), 2)}
 end
 
@@ -391,7 +391,7 @@ local function handle(srv, c, head)
   req.res = res
   local ok, status, body = xpcall(run, on_error, srv, c, req, res)
   if c.upgraded then                              -- the WebSocket had the connection
-    if not ok and not async.is_cancelled(status) and getmetatable(status) ~= HttpError then
+    if not ok and not async.is_cancelled(status) and getmetatable(status) ~= HandlerError then
       srv:log_error(format("%s %s: %s", req.method, req.target, status.traceback))
     end
     if srv.access_log then srv:log_access(c, req, 101, 0) end
@@ -401,7 +401,7 @@ local function handle(srv, c, head)
     local e = status
     if async.is_cancelled(e) then error(e, 0) end
     if c.expired or c.sock:closed() then return false end
-    if getmetatable(e) ~= HttpError then
+    if getmetatable(e) ~= HandlerError then
       srv:log_error(format("%s %s: %s", req.method, req.target, e.traceback))
       e = M.error(500, "Internal Server Error")
     end

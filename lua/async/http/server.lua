@@ -14,7 +14,7 @@ local conn = require "async.http.conn"
 
 local format, pairs, type = string.format, pairs, type
 local serve_conn = conn.serve_conn
-local M = {error = conn.error, HttpError = conn.HttpError, take_over = conn.take_over,
+local M = {error = conn.error, HandlerError = conn.HandlerError, take_over = conn.take_over,
            unescape = conn.unescape}
 
 --------------------------------------------------------------- the server
