@@ -151,6 +151,7 @@ function lazy.path(r) return unescape_path(r.raw_path) end
 function lazy.query(r) return parse_query(r.query_string) end
 function lazy.remote(r) return (r.conn.sock:peer()) end
 function lazy.params() return {} end
+function lazy.headers(r) return hp.headers(r.packed_headers, Headers) end
 
 local function new_request(c, head)    -- the parser set the metatables
   head.conn = c
@@ -232,7 +233,7 @@ local lengths = setmetatable({}, {__index = function(t, n)
   return s
 end})
 
-local function build_head(c, req, status, headers, length)
+local function build_head(c, req, status, headers, length, body)
   local line = status_lines[status]
   if c.srv.closing or c.broken or (req.expect_continue and not req.continued and not req.body_done) then
     c.keep = false                        -- shutting down, a bad body, or one never asked for
@@ -245,11 +246,20 @@ local function build_head(c, req, status, headers, length)
   else
     framing = c.chunked_ok and "\r\nTransfer-Encoding: chunked" or ""
   end
-  local head = line .. c.srv.date
   if not headers then                     -- the common case: one concatenation
-    if length and length > 0 then head = head .. "\r\nContent-Type: text/plain; charset=utf-8" end
-    return head .. framing .. conn
+    if body then                          -- respond's: the whole response
+      if length > 0 then
+        return line .. c.srv.date .. "\r\nContent-Type: text/plain; charset=utf-8" .. framing .. conn
+          .. "\r\n\r\n" .. body
+      end
+      return line .. c.srv.date .. framing .. conn .. "\r\n\r\n" .. body
+    end
+    if length and length > 0 then
+      return line .. c.srv.date .. "\r\nContent-Type: text/plain; charset=utf-8" .. framing .. conn
+    end
+    return line .. c.srv.date .. framing .. conn
   end
+  local head = line .. c.srv.date
   local parts, n, has_type = {head}, 1, false
   for k, v in pairs(headers) do
     local vs = type(v) == "table" and v or {v}
@@ -338,9 +348,13 @@ local function respond(c, req, status, body, headers)
   elseif type(body) ~= "string" then
     error("the handler returned a body that is not a string (" .. type(body) .. ")", 0)
   end
-  local head = build_head(c, req, status, headers, #body)
+  local n = #body
   if req.method == "HEAD" or status == 204 or status == 304 then body = "" end
-  send(c, head .. "\r\n\r\n" .. body)
+  if headers then
+    send(c, build_head(c, req, status, headers, n) .. "\r\n\r\n" .. body)
+  else
+    send(c, build_head(c, req, status, nil, n, body))
+  end
   return status, #body
 end
 
@@ -437,7 +451,7 @@ local function tls_accept(ctx, sock) return require("async.tls").accept(ctx, soc
 
 -- The task of a connection (net.listen's handler).
 local function serve_conn(srv, sock)
-  local c = {srv = srv, sock = sock, p = hp.new(srv.limits, RequestMT, Headers), phase = "head", mark = 0,
+  local c = {srv = srv, sock = sock, p = hp.new(srv.limits, RequestMT), phase = "head", mark = 0,
              seen = -1, age = 0}
   if srv.closing then return end
   if srv.nconn >= srv.max_connections then
