@@ -89,7 +89,7 @@ local function next_event(c)
       return "eof"
     end
     c.buf, c.pos = data, 1
-    if c.phase == "idle" then set_phase(c, "head") end
+    if c.phase == "idle" then c.phase, c.mark = "head", c.mark + 1 end
   end
 end
 
@@ -235,7 +235,7 @@ end})
 
 local function build_head(c, req, status, headers, length, body)
   local line = status_lines[status]
-  if c.srv.closing or c.broken or (req.expect_continue and not req.continued and not req.body_done) then
+  if c.srv.closing or c.broken or (not req.body_done and req.expect_continue and not req.continued) then
     c.keep = false                        -- shutting down, a bad body, or one never asked for
   end
   local conn = not c.keep and "\r\nConnection: close"
@@ -441,9 +441,11 @@ local function conn_loop(srv, c)
     if ev == "eof" then return end
     if ev == "error" then return refuse(c, a, b) end
     if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
-    set_phase(c, "handler")
+    c.phase, c.mark = "handler", c.mark + 1             -- set_phase, inlined: per request
     if not handle(srv, c, b) or srv.closing then return end
-    set_phase(c, "idle")
+    c.phase, c.mark = "idle", c.mark + 1
+    local buf = c.buf                                   -- all read: no parser call to say so
+    if buf and c.pos > #buf then c.buf = nil end
   end
 end
 
