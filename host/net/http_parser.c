@@ -187,9 +187,24 @@ static int check_framing(Parser *ps) {
   return 0;
 }
 
-static void set_true(lua_State *L, const char *k) {
+/* The request's field names, interned once as parser_execute's upvalues
+** 2...: lua_setfield would look each name up again on every request. */
+enum { K_METHOD = 2, K_TARGET, K_VERSION, K_PACKED, K_KEEP, K_UPGRADE, K_LENGTH,
+       K_CHUNKED, K_EXPECT, K_DONE, K_END };
+static const char *const keys[] = {"method", "target", "version", "packed_headers",
+  "keep_alive", "upgrade", "content_length", "chunked", "expect_continue", "body_done"};
+
+/* t[key] = the value on top (t below it). */
+static void set_key(lua_State *L, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
+static void set_true(lua_State *L, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
   lua_pushboolean(L, 1);
-  lua_setfield(L, -2, k);
+  lua_rawset(L, -3);
 }
 
 /* The header spans as one string for headers() to decode when a handler
@@ -212,25 +227,25 @@ static void push_packed_headers(lua_State *L, Parser *ps) {
 static void push_request(lua_State *L, Parser *ps) {
   lua_createtable(L, 0, 8);                 /* room for what Lua adds (conn, res) */
   lua_pushstring(L, http_method_str((enum http_method)ps->p.method));
-  lua_setfield(L, -2, "method");
+  set_key(L, K_METHOD);
   lua_pushlstring(L, span(ps, ps->uri), ps->uri.len);
-  lua_setfield(L, -2, "target");
+  set_key(L, K_TARGET);
   lua_pushstring(L, ps->p.http_major == 1 && ps->p.http_minor == 1 ? "1.1"
                     : ps->p.http_major == 1 ? "1.0" : "0.9");
-  lua_setfield(L, -2, "version");
+  set_key(L, K_VERSION);
   push_packed_headers(L, ps);
-  lua_setfield(L, -2, "packed_headers");
+  set_key(L, K_PACKED);
   /* flags are set only when true: nil reads as false, and each field
   ** costs on every request */
-  if (http_should_keep_alive(&ps->p)) set_true(L, "keep_alive");
-  if (ps->p.upgrade) set_true(L, "upgrade");
+  if (http_should_keep_alive(&ps->p)) set_true(L, K_KEEP);
+  if (ps->p.upgrade) set_true(L, K_UPGRADE);
   if (ps->cl) {
     lua_pushinteger(L, (lua_Integer)ps->p.content_length);
-    lua_setfield(L, -2, "content_length");
+    set_key(L, K_LENGTH);
   }
-  if (ps->p.flags & F_CHUNKED) set_true(L, "chunked");
-  if (ps->expect_continue) set_true(L, "expect_continue");
-  if (ps->bodyless) set_true(L, "body_done");
+  if (ps->p.flags & F_CHUNKED) set_true(L, K_CHUNKED);
+  if (ps->expect_continue) set_true(L, K_EXPECT);
+  if (ps->bodyless) set_true(L, K_DONE);
   if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) lua_setmetatable(L, -2);
   else lua_pop(L, 1);
 }
@@ -465,10 +480,12 @@ static const luaL_Reg parser_methods[] = {{"execute", NULL}, {NULL, NULL}};
 static const luaL_Reg parser_meta[] = {{"__gc", parser_gc}, {NULL, NULL}};
 
 int lasync__luaopen_http_parser(lua_State *L) {
+  int k;
   lasync__class(L, PARSER_MT, parser_meta, parser_methods);
   lua_getfield(L, -1, "__index");
-  lua_pushvalue(L, -2);
-  lua_pushcclosure(L, parser_execute, 1);  /* the metatable as its upvalue */
+  lua_pushvalue(L, -2);                    /* upvalue 1: the metatable */
+  for (k = K_METHOD; k < K_END; k++) lua_pushstring(L, keys[k - K_METHOD]);
+  lua_pushcclosure(L, parser_execute, K_END - 1);
   lua_setfield(L, -2, "execute");
   lua_pop(L, 2);
   lua_newtable(L);

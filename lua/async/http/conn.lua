@@ -153,11 +153,6 @@ function lazy.remote(r) return (r.conn.sock:peer()) end
 function lazy.params() return {} end
 function lazy.headers(r) return hp.headers(r.packed_headers, Headers) end
 
-local function new_request(c, head)    -- the parser set the metatables
-  head.conn = c
-  return head
-end
-
 -- The next piece of the body, or nil at its end. Raises an HandlerError
 -- (413, 400, ...) when the parser refuses the body.
 function Request:read()
@@ -219,12 +214,13 @@ end
 -- none. Raises on a header name or value that would break the framing.
 -- "HTTP/1.1 200 OK\r\nDate: " by status, and decimal lengths: number to
 -- string conversion goes through snprintf, a visible cost per response.
+local known_status = {}                 -- the same lines, without the metatable
 local status_lines = setmetatable({}, {__index = function(t, status)
   if math.type(status) ~= "integer" or status < 100 or status > 599 then
     error(format("the handler returned an invalid status (%s)", tostring(status)), 0)
   end
   local s = "HTTP/1.1 " .. status .. " " .. (reasons[status] or "Unknown") .. "\r\nDate: "
-  t[status] = s
+  t[status], known_status[status] = s, s
   return s
 end})
 local lengths = setmetatable({}, {__index = function(t, n)
@@ -292,7 +288,7 @@ local function send(c, data)
   c.phase, c.mark = "handler", mark + 2
 end
 
-local Response = {}
+local Response = {bytes = 0, status = 200}     -- defaults: two fields fewer per request
 Response.__index = Response
 Response.__name = "lasync.HttpResponse"
 
@@ -333,7 +329,8 @@ end
 
 -- Sends a whole response from what the handler returned.
 local function respond(c, req, status, body, headers)
-  if type(status) == "table" then
+  if known_status[status] then            -- the common case: no type() call
+  elseif type(status) == "table" then
     local t = status
     status, body, headers = t.status or 200, t.body, t.headers
     if t.json ~= nil then
@@ -397,11 +394,12 @@ end
 
 -- Runs one request; returns whether the connection may go on.
 local function handle(srv, c, head)
-  local req = new_request(c, head)
+  local req = head                                -- the parser set the metatables
+  req.conn = c
   c.current = req
   c.keep = head.keep_alive and not srv.closing
   c.chunked_ok = head.version == "1.1"
-  local res = setmetatable({conn = c, req = req, bytes = 0, status = 200}, Response)
+  local res = setmetatable({conn = c, req = req}, Response)
   req.res = res
   local ok, status, body = xpcall(run, on_error, srv, c, req, res)
   if c.upgraded then                              -- the WebSocket had the connection
