@@ -455,8 +455,24 @@ local function handle(srv, c, head)
 end
 
 local function conn_loop(srv, c)
+  local p, sock = c.p, c.sock                   -- neither changes while the loop runs
+  local execute, read = p.execute, sock.read    -- looked up once, not per request
   while true do
-    local ev, a, b = next_event(c)
+    local ev, a, b
+    if c.buf == nil and c.phase == "idle" then    -- between requests: next_event inlined
+      local data = read(sock)
+      if data then
+        c.buf, c.pos, c.phase, c.mark = data, 1, "head", c.mark + 1
+        ev, a, b = execute(p, data, 1)
+        if ev == "more" then c.buf = nil; ev, a, b = next_event(c)
+        elseif ev ~= "error" then c.pos = a end
+      else                                      -- the end of the stream: as next_event says it
+        ev, a, b = execute(p, "", 1)
+        if ev ~= "error" then ev = "eof" end
+      end
+    else
+      ev, a, b = next_event(c)
+    end
     if ev == "eof" then return end
     if ev == "error" then return refuse(c, a, b) end
     if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
