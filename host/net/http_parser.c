@@ -21,7 +21,9 @@
 **
 ** Memory: the head is collected in one malloc'd buffer (the URI, then each
 ** name and value, with an index of spans), freed when it grew large; the
-** Lua request table is built once, at headers-complete.
+** Lua request table is built once, at headers-complete, with the headers as
+** one packed string: parser.headers(packed) makes their table only when a
+** handler reads req.headers (most hello-world-like handlers never do).
 */
 #include <stdlib.h>
 #include <string.h>
