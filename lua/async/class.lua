@@ -3,7 +3,8 @@
 -- called with a wrong self (`File.read(5)`, `f.read(nil)`) failed late
 -- instead, with "attempt to index a number value", or worse, a __gc
 -- given a stray table acted on its fields.
-local getmetatable, type, pairs, error, format = getmetatable, type, pairs, error, string.format
+local getmetatable, setmetatable, rawget, type, pairs, error, format =
+  getmetatable, setmetatable, rawget, type, pairs, error, string.format
 
 local M = {}
 
@@ -13,18 +14,30 @@ local function typename(v)
 end
 M.typename = typename
 
--- check_self(class): every function of the class table (methods and
--- metamethods) checks that its first argument is an object of the class:
+-- check_self(class [, mt]): every function of the class table (methods and
+-- metamethods) checks that its first argument is an object of the class
+-- (whose metatable is mt, by default the class itself):
 -- "bad self to 'read' (lasync.File expected, got number)".
-function M.check_self(class)
-  local name = class.__name
+local checked = setmetatable({}, {__mode = "k"})
+function M.check_self(class, mt)
+  mt = mt or class
+  -- a class is a plain table (an object has a metatable) named by its
+  -- metatable's __name, and is wrapped once: given an object, this wrapped
+  -- the functions it holds (a server's handler) and broke it
+  if type(class) ~= "table" or type(mt) ~= "table" or getmetatable(class) ~= nil
+     or getmetatable(mt) ~= nil or type(rawget(mt, "__name")) ~= "string" then
+    error(format("check_self: a class table named by __name expected, got %s", typename(class)), 2)
+  end
+  if checked[class] then error("check_self: " .. rawget(mt, "__name") .. " is checked already", 2) end
+  checked[class] = true
+  local name = rawget(mt, "__name")
   local fns = {}
   for k, f in pairs(class) do
     if type(k) == "string" and type(f) == "function" and k ~= "__index" then fns[k] = f end
   end
   for k, f in pairs(fns) do
     class[k] = function(self, ...)
-      if getmetatable(self) ~= class then
+      if getmetatable(self) ~= mt then
         error(format("bad self to '%s' (%s expected, got %s)", k, name, typename(self)), 2)
       end
       return f(self, ...)

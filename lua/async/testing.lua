@@ -165,6 +165,11 @@ end
 -- testing.default_timeout) and a leak check, on the virtual clock when
 -- opts.virtual_clock is set (true, or the autojump delay in seconds).
 function testing.suite(T, opts)
+  -- it sets T's metatable: given an object, it replaced the object's own
+  -- (a server then lost its close and leaked its tasks)
+  if type(T) ~= "table" or getmetatable(T) ~= nil then
+    error("testing.suite: a plain table of tests expected, got " .. (getmetatable(T) and "an object" or type(T)), 2)
+  end
   if type(opts) == "number" then opts = {timeout = opts} end
   opts = opts or {}
   local function wrap(name, fn)

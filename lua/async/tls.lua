@@ -169,4 +169,5 @@ function M.connect(sock, hostname, opts)
   return t
 end
 
+require("async.class").check_self(TlsStream)  -- a wrong self raises at once
 return M

@@ -314,4 +314,5 @@ function M.connect(url, opts)
 end
 
 M.WebSocket = WebSocket
+require("async.class").check_self(WebSocket)  -- a wrong self raises at once
 return M

@@ -517,4 +517,7 @@ end
 M.stats = core.stats
 M.curl_version = core.curl_version
 
+local class = require "async.class"
+class.check_self(Response)   -- a wrong self raises at once (it wrote into
+class.check_self(Session)    -- another type's object before)
 return M

@@ -517,4 +517,7 @@ local function serve_conn(srv, sock)
 end
 
 M.serve_conn = serve_conn
+local class = require "async.class"
+class.check_self(Request, RequestMT)   -- a wrong self raises at once (it wrote into
+class.check_self(Response)             -- another type's object before)
 return M

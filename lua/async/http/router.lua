@@ -139,4 +139,5 @@ Router.handle = Router.__call
 -- Parameters come decoded: req.path is decoded already.
 M.unescape = server.unescape
 
+require("async.class").check_self(Router)  -- a wrong self raises at once
 return M

@@ -172,4 +172,5 @@ function Server:__tostring()
                 self.nconn == 1 and "" or "s")
 end
 
+require("async.class").check_self(Server)  -- a wrong self raises at once
 return M
