@@ -17,6 +17,7 @@
 package.path = "tests/?.lua;" .. package.path
 local lu = require "luaunit"
 local support = require "support"
+local misuse_net = require "misuse_net"
 local core = require "async.core"
 
 local pack, unpack = table.pack, table.unpack
@@ -58,6 +59,13 @@ end
 local RESTORE = {
   ["async.repl.wrap_stdio"] = function() require("async.repl").unwrap_stdio() end,
 }
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do if type(k) == "string" then ks[#ks + 1] = k end end
+  table.sort(ks)
+  return ks
+end
 
 ------------------------------------------------------------ the values
 
@@ -150,6 +158,22 @@ local CONSTRUCTORS = {
   end,
 }
 
+-- METHODS[__name]: the methods of a type whose __index is a function.
+local METHODS = {}
+misuse_net.add(CONSTRUCTORS, METHODS, function() return tmp end)
+
+-- The constructors of type ty: its __name's entry and its variants
+-- ("__name (what)") whose objects have ty's metatable.
+local function constructors_of(ty)
+  local found = {}
+  for _, k in ipairs(sorted_keys(CONSTRUCTORS)) do
+    if k == ty.name or k:sub(1, #ty.name + 2) == ty.name .. " (" then
+      found[#found + 1] = CONSTRUCTORS[k]
+    end
+  end
+  return found
+end
+
 -------------------------------------------------------------- the calls
 
 local calls = 0
@@ -215,12 +239,6 @@ end
 
 ------------------------------------------------------------ enumeration
 
-local function sorted_keys(t)
-  local ks = {}
-  for k in pairs(t) do if type(k) == "string" then ks[#ks + 1] = k end end
-  table.sort(ks)
-  return ks
-end
 
 -- The modules of the product: every preloaded name starting "async".
 local function modules()
@@ -270,10 +288,15 @@ local function types(mods)
   -- objects made by the constructors may carry metatables found nowhere else
   for name, make in pairs(CONSTRUCTORS) do
     local ok, o, cleanup = pcall(make)
-    if ok then
-      add(name, getmetatable(o))
-      if cleanup then pcall(cleanup, o) end
+    assert(ok, "constructor of " .. name .. ": " .. tostring(o))
+    local mt = getmetatable(o)
+    add(name, mt)
+    for _, ty in ipairs(found) do    -- methods behind an __index function
+      if ty.mt == mt and METHODS[ty.name] then
+        for _, k in ipairs(METHODS[ty.name]) do ty.methods[k] = o[k] end
+      end
     end
+    if cleanup then pcall(cleanup, o) end
   end
   table.sort(found, function(a, b) return tostring(a.name) < tostring(b.name) end)
   return found
@@ -304,19 +327,23 @@ local function sweep_method(ty, mname, fn, others)
   for _, o in ipairs(others) do
     if getmetatable(o) ~= ty.mt then try(name, fn, args(o, o)) end
   end
-  local make = CONSTRUCTORS[ty.name]
-  if not make then return end
-  local ok, obj, cleanup = pcall(make)
-  lu.assertTrue(ok, "constructor of " .. ty.name .. ": " .. tostring(obj))
-  for i = 1, vals.n do
-    try(name, fn, args(obj, vals[i]))
-    if vals[i] ~= LONG then
-      for j = 1, short.n do try(name, fn, args(obj, vals[i], short[j])) end
+  for _, make in ipairs(constructors_of(ty)) do
+    local ok, obj, cleanup = pcall(make)
+    lu.assertTrue(ok, "constructor of " .. ty.name .. ": " .. tostring(obj))
+    if getmetatable(obj) == ty.mt then
+      for i = 1, vals.n do
+        try(name, fn, args(obj, vals[i]))
+        if vals[i] ~= LONG then
+          for j = 1, short.n do try(name, fn, args(obj, vals[i], short[j])) end
+        end
+      end
+    end
+    if cleanup then pcall(cleanup, obj) end
+    closer(obj)                          -- closed (or ended): the same again
+    if getmetatable(obj) == ty.mt then
+      for i = 1, vals.n do try(name, fn, args(obj, vals[i])) end
     end
   end
-  if cleanup then pcall(cleanup, obj) end
-  closer(obj)                            -- closed (or ended): the same again
-  for i = 1, vals.n do try(name, fn, args(obj, vals[i])) end
 end
 
 ---------------------------------------------------------------- tests
@@ -345,6 +372,7 @@ function Sweep:setUp()
 end
 
 function Sweep:tearDown()
+  misuse_net.stop()
   os.execute("rm -rf '" .. tmp .. "'")
 end
 
@@ -362,6 +390,7 @@ function Sweep:test_every_module_function()
     end
   end
   cleanup()
+  misuse_net.stop()
   async.sleep(0.01)                       -- what the calls spawned ends
   lu.assertTrue(n * (nparts or 1) > 100, "only " .. n .. " functions found")
   print(("# misuse: %d functions, %d calls"):format(n, calls))
@@ -382,6 +411,7 @@ function Sweep:test_every_method_and_metamethod()
     end
   end
   cleanup()
+  misuse_net.stop()
   async.sleep(0.01)
   lu.assertTrue(#tys > 20, "only " .. #tys .. " types found")
   print(("# misuse: %d types, %d methods and metamethods, %d calls"):format(#tys, n, calls))
@@ -415,9 +445,12 @@ else
     tmp = async.fs.temp_dir()
     local names = {}
     for _, ty in ipairs(types(modules())) do names[ty.name] = true end
+    misuse_net.stop()
     os.execute("rm -rf '" .. tmp .. "'")
     for _, want in ipairs{"lasync.Task", "lasync.Stream", "lasync.Executor", "lasync.Thread",
-                          "lasync.File", "lasync.Scope", "lasync.Queue"} do
+                          "lasync.File", "lasync.Scope", "lasync.Queue", "lasync.HttpRequest",
+                          "lasync.WebSocket", "lasync.TlsStream", "lasync.HttpSessionObject",
+                          "lasync.HttpServer", "lasync.Alarm", "lasync.JSONError"} do
       lu.assertTrue(names[want], want .. " not found by the sweep's enumeration")
     end
   end
