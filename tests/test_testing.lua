@@ -208,4 +208,34 @@ function TestCommand:test_a_file_that_does_not_load_counts_as_failed()
   lu.assertStrContains(r.stdout, "0 passed, 1 failed")
 end
 
+-- A failing run shows LuaUnit's report and ends with status 1, without a
+-- traceback into async/testing.lua, under `lasync test` and run alone.
+function TestCommand:test_failure_output_is_luaunits_summary_and_status_1()
+  local d = tmpdir()
+  write(d, "test_fail.lua", [[
+    local lu = require "luaunit"
+    local testing = require "async.testing"
+    TestF = testing.suite {}
+    function TestF:test_good() end
+    function TestF:test_bad() lu.assertEquals(1, 2) end
+    testing.run(...)
+  ]])
+  local exe = support.shell_quote(support.LASYNC)
+  local file = support.shell_quote(d .. "/test_fail.lua")
+  local r = support.sh(exe .. " test " .. file)
+  local alone = support.sh(exe .. " " .. file)
+  rmtree(d)
+  lu.assertEquals(r.status, 1)
+  lu.assertStrContains(r.stdout, "expected: 2, actual: 1")
+  lu.assertStrContains(r.stdout, "Ran 2 tests")
+  lu.assertStrContains(r.stdout, "1 passed, 1 failed, 0 skipped")
+  lu.assertNotStrContains(r.stdout, "async/testing.lua")
+  lu.assertNotStrContains(r.stdout, "nobody awaited")
+  lu.assertEquals(alone.status, 1)
+  lu.assertStrContains(alone.stdout, "Ran 2 tests")
+  lu.assertStrContains(alone.stderr, "1 test(s) failed")
+  lu.assertNotStrContains(alone.stderr, "traceback")
+  lu.assertNotStrContains(alone.stderr, "lasync-test:")
+end
+
 support.run(...)

@@ -116,6 +116,16 @@ static int report_failure(lua_State *L, Cli *cli) {
     fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, -1, NULL));
     return 130;
   }
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    /* a failure that has told the user already (a test run): one line */
+    lua_pushliteral(L, "exit_status");
+    if (lua_rawget(L, -2) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      int rc = (int)lua_tointeger(L, -1);
+      fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, -2, NULL));
+      return rc;
+    }
+    lua_pop(L, 1);
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
   lasync_task_traceback(L, -1);
   if (lua_isstring(L, -1)) fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
@@ -259,7 +269,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     if (i == 1 && (strcmp(a, "test") == 0 || strcmp(a, "--test-file") == 0)) {
       o->module = "async.testing";
       o->func = a[0] == 't' ? "command" : "run_file";
-      o->status_result = a[0] == 't';
+      o->status_result = 1;
       o->script = i;
       o->first_arg = i + 1;
       return -1;

@@ -197,7 +197,12 @@ end
 
 -- testing.run(...): runs the LuaUnit suites (the script's arguments are
 -- LuaUnit's options: -o tap, -o junit -n file, -p pattern, ...); raises if
--- a test failed. The counts are kept in testing.last.
+-- a test failed, with an error the lasync command reports as one line and
+-- exit status 1 (LuaUnit has printed the details). The counts are kept in
+-- testing.last. Under `lasync test` it does not raise: the file's process
+-- reports its counts and exit status.
+local TestsFailed = {__tostring = function(e) return e.message end}
+
 function testing.run(...)
   local lu = require "luaunit"
   local runner = lu.LuaUnit.new()
@@ -206,18 +211,26 @@ function testing.run(...)
   testing.last = {passed = r.successCount or 0, failed = r.notSuccessCount or 0,
                   skipped = r.skippedCount or 0}
   testing.ran = true
-  io.stderr:write(("lasync-test: %d passed, %d failed, %d skipped\n"):format(
-    testing.last.passed, testing.last.failed, testing.last.skipped))
-  if failures ~= 0 then error(failures .. " test(s) failed", 0) end
+  if testing.in_command then
+    io.stderr:write(("lasync-test: %d passed, %d failed, %d skipped\n"):format(
+      testing.last.passed, testing.last.failed, testing.last.skipped))
+    return failures
+  end
+  if failures ~= 0 then
+    error(setmetatable({message = failures .. " test(s) failed", exit_status = 1}, TestsFailed), 0)
+  end
 end
 
--- Used by `lasync test`: runs one file's tests (it may call run itself).
+-- Used by `lasync test`: runs one file's tests (it may call run itself);
+-- returns the exit status, 1 if a test failed.
 function testing.run_file(file, ...)
+  testing.in_command = true
   local chunk, err = loadfile(file)
   if not chunk then error(err, 0) end
   arg = {[0] = file, ...}
   chunk(...)
   if not testing.ran then testing.run(...) end
+  return testing.last.failed > 0 and 1 or 0
 end
 
 -- `lasync test [paths] [LuaUnit options]`: runs every test_*.lua under
