@@ -173,6 +173,12 @@ int lasync_cancel(lua_State *L, lasync_Task *t, const char *msg);
 ** soon as the task ends (not when it is collected). */
 void lasync_set_debug(lasync_Host *H, int on);
 
+/* Schedule fuzzing: with on, each round of ready tasks (and so of timers due
+** at the same instant) runs in an order drawn from a generator seeded with
+** seed; the same seed replays the same order. Off (the default): FIFO. The
+** lasync command sets it from LASYNC_SHUFFLE. */
+void lasync_set_shuffle(lasync_Host *H, int on, unsigned long long seed);
+
 /* Where messages about failures nobody observed go (default: stderr). */
 typedef void (*lasync_ReportFn)(lasync_Host *H, const char *msg, void *ud);
 void lasync_set_report(lasync_Host *H, lasync_ReportFn fn, void *ud);

@@ -19,7 +19,7 @@ static const char *progname = "lasync";
 static void usage(FILE *f) {
   fprintf(f,
     "usage: %s [options] [script [args]]\n"
-    "       %s test [paths] [LuaUnit options]\n"
+    "       %s test [--shuffle[=SEED]] [paths] [LuaUnit options]\n"
     "  -e code        run code (as the main task)\n"
     "  -i             enter the REPL after the script or -e (with neither,\n"
     "                 a REPL reading standard input, even when not a terminal)\n"
@@ -28,6 +28,7 @@ static void usage(FILE *f) {
     "  --debug        debug mode (also LASYNC_DEBUG=1): loop watchdog on,\n"
     "                 failures nobody awaited reported at once\n"
     "  --dump-on SIG  print the task tree on signal SIG (SIGQUIT always does)\n"
+    "LASYNC_SHUFFLE=SEED runs ready tasks in an order drawn from SEED.\n"
     "  -              run standard input\n"
     "With no script: the REPL when standard input is a terminal, else runs\n"
     "standard input. REPL history: ~/.lasync_history (LASYNC_HISTORY moves it;\n"
@@ -45,6 +46,7 @@ typedef struct Cli {
   int interrupts;
   lasync_Repl *repl;              /* while the REPL runs */
   int repl_done;
+  const char *shuffle_seed;       /* LASYNC_SHUFFLE, when set */
 } Cli;
 
 typedef struct Options {
@@ -147,7 +149,7 @@ static int report_deadlock(lua_State *L, Cli *cli) {
 
 /* Runs the function below nargs arguments as the main task; returns the
 ** exit status. */
-static int run_main(Cli *cli, int nargs, int status_result) {
+static int run_main_aux(Cli *cli, int nargs, int status_result) {
   lua_State *L = lasync_state(cli->H);
   cli->main = lasync_spawn(L, nargs);
   cli->mainref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -156,6 +158,15 @@ static int run_main(Cli *cli, int nargs, int status_result) {
   if (status_result && lasync_task_results(L, cli->main) > 0 && lua_isinteger(L, -1))
     return (int)lua_tointeger(L, -1);
   return 0;
+}
+
+/* A failure under schedule fuzzing says how to replay its order. */
+static int run_main(Cli *cli, int nargs, int status_result) {
+  int rc = run_main_aux(cli, nargs, status_result);
+  if (rc != 0 && cli->shuffle_seed && !status_result)   /* `lasync test` says it */
+    fprintf(stderr, "%s: the schedule was shuffled with LASYNC_SHUFFLE=%s "
+                    "(the same seed replays this order)\n", progname, cli->shuffle_seed);
+  return rc;
 }
 
 /* Pushes the main function: the chunk to run, or require(module)[func]. */
@@ -285,6 +296,23 @@ static int parse_args(int argc, char **argv, Options *o) {
   return -1;
 }
 
+/* LASYNC_SHUFFLE=SEED: schedule fuzzing with that seed (an integer). */
+static int set_shuffle(Cli *cli) {
+  const char *env = getenv("LASYNC_SHUFFLE");
+  char *end;
+  unsigned long long seed;
+  if (env == NULL || env[0] == '\0') return 0;
+  seed = strtoull(env, &end, 10);
+  if (*end != '\0' || env[0] == '-') {
+    fprintf(stderr, "%s: LASYNC_SHUFFLE must be a seed (a non-negative integer), "
+                    "not '%s'\n", progname, env);
+    return 1;
+  }
+  lasync_set_shuffle(cli->H, 1, seed);
+  cli->shuffle_seed = env;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   Cli cli;
   Options o;
@@ -299,6 +327,7 @@ int main(int argc, char **argv) {
   if (cli.H == NULL) { fprintf(stderr, "%s: cannot create the host\n", progname); return 1; }
   L = lasync_state(cli.H);
   if (o.debug) lasync_set_debug(cli.H, 1);
+  if (set_shuffle(&cli) != 0) { lasync_free(cli.H); return 1; }
   create_arg(L, argv, argc, o.script ? o.script : argc - 1);
   watch_signal(&cli, &cli.sigint, on_sigint, SIGINT);
   watch_signal(&cli, &cli.sigquit, on_dump, SIGQUIT);

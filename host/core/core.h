@@ -91,6 +91,10 @@ struct lasync_Host {
   lasync_Runnable *ready_head, *ready_tail;
   lasync_ReportFn report;
   void *report_ud;
+  unsigned char shuffle;        /* schedule fuzzing on (lasync_set_shuffle) */
+  uint64_t shuffle_seed, shuffle_state;
+  struct lasync_Runnable **shuffle_buf; /* a drain's list, to permute */
+  uint32_t shuffle_cap;
   /* timer.c: the clock and the deadline heap */
   uv_timer_t uvtimer;           /* the one timer behind the heap */
   lasync_Timer **heap;          /* min-heap of deadlines */
@@ -134,6 +138,7 @@ void lasync__ready_push(lasync_Host *H, lasync_Runnable *r);
 int lasync__yield(lua_State *L, lasync_Task *t);
 void lasync__stage(lasync_Task *t, int status, lua_State *from, int n);
 int lasync__list_remove(lua_State *L, int idx, int v);
+int lasync__l_shuffle(lua_State *L);   /* core.shuffle */
 
 /* task.c: a task's life; task_api.c: what Lua sees of it */
 #define TASK_MT "lasync.Task"

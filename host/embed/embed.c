@@ -327,6 +327,7 @@ void lasync_free(lasync_Host *H) {
   lasync__alloc_close(&H->alloc);
   free(H->heap);
   free(H->anchor_free);
+  free(H->shuffle_buf);
   uv_close((uv_handle_t *)&H->idle, host_close_cb);
   uv_close((uv_handle_t *)&H->check, host_close_cb);
   uv_close((uv_handle_t *)&H->uvtimer, host_close_cb);

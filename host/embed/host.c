@@ -79,6 +79,8 @@ static int luaopen_core(lua_State *L) {
   lua_setfield(L, -2, "new_cancelled");
   lua_pushcfunction(L, l_stats);
   lua_setfield(L, -2, "stats");
+  lua_pushcfunction(L, lasync__l_shuffle);
+  lua_setfield(L, -2, "shuffle");
   lua_pushcfunction(L, l_handles);
   lua_setfield(L, -2, "handles");
   luaL_getmetatable(L, LASYNC_CANCELLED_MT);
