@@ -135,15 +135,41 @@ static int report_failure(lua_State *L, Cli *cli) {
   return 1;
 }
 
+/* Prints every blocked task (async.debug.deadlock); returns 0 if it could. */
+static int report_blocked(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async.debug");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_getfield(L, -1, "deadlock");
+    lua_remove(L, -2);
+    lua_pushboolean(L, 0);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isstring(L, -1)) {
+      fprintf(stderr, "%s: %s", progname, lua_tostring(L, -1));
+      lua_pop(L, 1);
+      return 0;
+    }
+  }
+  lua_pop(L, 1);
+  return -1;
+}
+
+/* The loop ran out of work with the main task waiting: reports every
+** blocked task and cancels the main one. It may catch that and deadlock
+** again (a test run goes on to its next test): each is reported, up to a
+** bound against a task that keeps waiting again. */
 static int report_deadlock(lua_State *L, Cli *cli) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
-  lasync_task_stack(L, -1);
-  fprintf(stderr, "%s: the main task is waiting but nothing is left that "
-                  "could wake it (deadlock); it waits at:\n%s\n", progname,
-          lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-  lua_pop(L, 2);
-  lasync_cancel(L, cli->main, "deadlock: nothing could wake the main task");
-  lasync_run_until(cli->H, cli->main);
+  int n = 0;
+  do {
+    if (report_blocked(L) != 0) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
+      lasync_task_stack(L, -1);
+      fprintf(stderr, "%s: the main task is waiting but nothing is left that "
+                      "could wake it (deadlock); it waits at:\n%s\n", progname,
+              lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+      lua_pop(L, 2);
+    }
+    lasync_cancel(L, cli->main, "deadlock: nothing could wake the main task");
+  } while (lasync_run_until(cli->H, cli->main) != 0 && ++n < 100);
   return 1;
 }
 

@@ -142,6 +142,8 @@ function testing.run_with_timeout(sec, fn, ...)
   local me = async.current() or error("testing: not inside a task", 2)
   local report
   local stop = core.new_cancelled("test timed out")
+  -- weak: a test stuck where nothing can wake it ends at once, as a
+  -- deadlock the lasync command reports with every blocked task
   local cancel_alarm = core.alarm(sec, function()
     local lines = {("test timed out after %g s; it waits%s"):format(sec,
       where(me) and " at " .. where(me) or "")}
@@ -149,7 +151,7 @@ function testing.run_with_timeout(sec, fn, ...)
     if #others > 0 then lines[#lines + 1] = "tasks still waiting:\n" .. describe_all(others) end
     report = table.concat(lines, "\n")
     core.cancel(me, stop, 0)
-  end)
+  end, true)
   local res = table.pack(pcall(fn, ...))
   cancel_alarm()
   if report then
