@@ -130,13 +130,25 @@ int lasync_dostring(lasync_Host *H, const char *code);
 ** Returns 0 when it is, 1 when the loop ran out of work first (the tasks
 ** left wait for something nothing can deliver: a deadlock). On the
 ** application's loop, its handles keep the loop turning, so a deadlock is
-** only seen when the loop has nothing else to do. */
+** only seen when the loop has nothing else to do. Called from inside the
+** running loop (a C function called from Lua, a done callback, a waker's
+** function, another lasync_run_*), it runs nothing, reports the misuse
+** (lasync_set_report) and returns -1. */
 int lasync_run_until(lasync_Host *H, lasync_Task *t);
 
 /* Runs one turn of the loop, without blocking (UV_RUN_NOWAIT): due timers,
 ** ready I/O, and the tasks that were ready. Returns the number of live
-** tasks (not yet done). */
+** tasks (not yet done); -1, having run nothing, when called from inside the
+** running loop (as lasync_run_until). */
 int lasync_run_once(lasync_Host *H);
+
+/* A frame budget for lasync_run_once: once `seconds` of it are spent, it
+** stops resuming tasks and returns; the tasks still ready run first in the
+** next call. A task is not stopped in the middle (it runs to its next
+** wait); 0 (the default): no budget. lasync_ready_count says how many
+** tasks and callbacks are ready to run now (left over, or newly woken). */
+void lasync_set_budget(lasync_Host *H, double seconds);
+int lasync_ready_count(lasync_Host *H);
 
 /* The number of live tasks: spawned and not yet done. */
 int lasync_task_count(lasync_Host *H);

@@ -124,6 +124,11 @@ struct lasync_Host {
   int wd_busy;
   /* embed.c: wakers and freeing */
   struct lasync_Remote *remote; /* wakers, made on first use */
+  int inside;                   /* depth: lasync drives the loop or runs one
+                                   of its callbacks (re-entry is refused) */
+  uint64_t budget_ns;           /* lasync_set_budget, 0: none */
+  uint64_t budget_end;          /* while lasync_run_once runs with one */
+  int budget_used;              /* this lasync_run_once has run something */
   int closing;                  /* lasync_free has begun */
   int closed;                   /* handles whose close callback ran */
   /* alloc.c */

@@ -98,17 +98,39 @@ int lasync__l_shuffle(lua_State *L) {
   return 1;
 }
 
+/* A frame budget spent (lasync_run_once with lasync_set_budget): puts the
+** list r back before what was queued since, for the next call. */
+static void sched_requeue(lasync_Host *H, lasync_Runnable *r) {
+  lasync_Runnable *tail = r;
+  while (tail->next) tail = tail->next;
+  tail->next = H->ready_head;
+  if (H->ready_head == NULL) H->ready_tail = tail;
+  H->ready_head = r;
+}
+
+static int sched_spent(lasync_Host *H) {
+  return H->budget_end != 0 && uv_hrtime() >= H->budget_end;
+}
+
 static void sched_drain(lasync_Host *H) {
   lasync_Runnable *r = H->ready_head;
+  if (r && H->budget_used && sched_spent(H)) return;  /* idle stays on */
   H->ready_head = H->ready_tail = NULL;
   if (H->shuffle) r = sched_shuffle(H, r);
+  H->inside++;                           /* callbacks may not drive the loop */
   while (r) {
     lasync_Runnable *next = r->next;  /* r may be collected by its step */
     r->next = NULL;
     if (r->kind == RUN_TASK) lasync__task_step(H, container_of(r, lasync_Task, run));
     else lasync__callback_run(H, r);
     r = next;
+    H->budget_used = 1;                  /* each call runs one at least */
+    if (r && sched_spent(H)) {
+      sched_requeue(H, r);
+      break;
+    }
   }
+  H->inside--;
   if (H->ready_head == NULL) lasync__timer_jump(H);  /* virtual clock */
   if (H->ready_head == NULL) uv_idle_stop(&H->idle);
 }

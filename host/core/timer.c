@@ -104,9 +104,11 @@ void lasync__timer_jump(lasync_Host *H) {
 
 static void timer_cb(uv_timer_t *h) {
   lasync_Host *H = (lasync_Host *)h->data;
+  H->inside++;
   if (H->virtual_clock) lasync__timer_jump(H);
   else timer_fire_due(H);
   timer_arm(H);
+  H->inside--;
 }
 
 static void timer_arm(lasync_Host *H) {
