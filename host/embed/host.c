@@ -36,13 +36,15 @@ static int l_new_cancelled(lua_State *L) {
 /* async.core.stats(): counters for tests and the debugger. */
 static int l_stats(lua_State *L) {
   lasync_Host *H = lasync_host(L);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, H->live);
   lua_setfield(L, -2, "live");
   lua_pushinteger(L, H->heap_len);
   lua_setfield(L, -2, "timers");
   lua_pushinteger(L, H->next_id);
   lua_setfield(L, -2, "spawned");
+  lua_pushboolean(L, H->debug);
+  lua_setfield(L, -2, "debug");
   return 1;
 }
 
