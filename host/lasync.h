@@ -44,6 +44,39 @@ typedef struct lasync_Wait lasync_Wait;
 ** Returns NULL when out of memory. */
 lasync_Host *lasync_new(uv_loop_t *loop);
 
+/* lasync_new_with: a host with options. lasync_options_init fills the
+** defaults (everything opened, lasync's allocator); lasync_options_sandbox
+** the sandbox: no io, os or debug library, no dofile/loadfile, `require`
+** finds only preloaded modules, `load` takes text only, and none of
+** lasync's modules for files, network, processes, signals, stdio or
+** threads. docs/embedding.md, "Sandboxes and allocators", says exactly what
+** a sandbox keeps. base, package, coroutine, table, string and math are
+** always opened (lasync's own Lua code needs them).
+** alloc, when set, is the Lua state's allocator (alloc_ud its ud); it must
+** outlive the host. Hosts that async.thread makes and the states of worker
+** threads use lasync's own and open everything. */
+enum {
+  LASYNC_LIB_IO = 1, LASYNC_LIB_OS = 2, LASYNC_LIB_UTF8 = 4, LASYNC_LIB_DEBUG = 8,
+  LASYNC_LIB_ALL = 15
+};
+enum {
+  LASYNC_MOD_SYSTEM = 1,        /* files, network, processes, signals, stdio,
+                                   and what builds on them (REPL, testing) */
+  LASYNC_MOD_THREADS = 2,       /* executors, to_thread, async.thread */
+  LASYNC_MOD_ALL = 3
+};
+typedef struct lasync_Options {
+  unsigned libs;                /* LASYNC_LIB_* to open (default ALL) */
+  unsigned modules;             /* LASYNC_MOD_* to preload (default ALL);
+                                   async, sync, queue, json, context and
+                                   debug always are */
+  lua_Alloc alloc;              /* NULL: lasync's allocator */
+  void *alloc_ud;
+} lasync_Options;
+void lasync_options_init(lasync_Options *o);
+void lasync_options_sandbox(lasync_Options *o);
+lasync_Host *lasync_new_with(uv_loop_t *loop, const lasync_Options *o);
+
 /* Shuts the host down and frees it, with its lua_State.
 ** 1. Cancels every live task and runs the loop (UV_RUN_ONCE turns) until
 **    they have ended and every waker has been sent and run: cleanup code

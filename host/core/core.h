@@ -84,6 +84,7 @@ struct lasync_Host {
   uv_loop_t own_loop;
   unsigned char own;            /* loop is own_loop */
   lasync_NewFn make;            /* what made it: lasync_new */
+  unsigned libs, modules;       /* lasync_Options: what it opened */
   unsigned char warn_on, warn_cont; /* lua_warning state: off until "@on" */
   /* sched.c: the ready queue and reports */
   uv_idle_t idle;               /* keeps the loop polling while work is ready */
