@@ -26,6 +26,7 @@
 extern "C" {                    /* lua.h has no C++ guard of its own */
 #endif
 #include <lua.h>
+#include <lauxlib.h>                /* luaL_Reg and the rest: every binding uses them */
 #include <uv.h>
 
 #define LASYNC_VERSION "0.1.0"
