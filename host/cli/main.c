@@ -20,6 +20,7 @@ static void usage(FILE *f) {
   fprintf(f,
     "usage: %s [options] [script [args]]\n"
     "       %s test [--shuffle[=SEED]] [paths] [LuaUnit options]\n"
+    "       %s attach PATH   (the REPL of a program run with --console PATH)\n"
     "  -e code        run code (as the main task)\n"
     "  -i             enter the REPL after the script or -e (with neither,\n"
     "                 a REPL reading standard input, even when not a terminal)\n"
@@ -28,13 +29,15 @@ static void usage(FILE *f) {
     "  --debug        debug mode (also LASYNC_DEBUG=1): loop watchdog on,\n"
     "                 failures nobody awaited reported at once\n"
     "  --dump-on SIG  print the task tree on signal SIG (SIGQUIT always does)\n"
+    "  --console PATH serve the REPL on the Unix socket PATH (mode 0600) while\n"
+    "                 the program runs; `lasync attach PATH` connects to it\n"
     "LASYNC_SHUFFLE=SEED runs ready tasks in an order drawn from SEED.\n"
     "  -              run standard input\n"
     "With no script: the REPL when standard input is a terminal, else runs\n"
     "standard input. REPL history: ~/.lasync_history (LASYNC_HISTORY moves it;\n"
     "empty: none).\n"
     "`test` runs every test_*.lua under the paths (default tests/ or .).\n",
-    progname, progname);
+    progname, progname, progname);
 }
 
 typedef struct Cli {
@@ -58,6 +61,7 @@ typedef struct Options {
   int debug;
   int status_result;              /* exit status is the main task's result */
   int interactive;                /* -i, or no script on a terminal: the REPL */
+  const char *console;            /* --console PATH */
 } Options;
 
 static void on_sigint(uv_signal_t *h, int signum) {
@@ -303,6 +307,25 @@ static int parse_args(int argc, char **argv, Options *o) {
       }
       continue;
     }
+    if (i == 1 && strcmp(a, "attach") == 0) {   /* lasync attach PATH */
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: attach needs the console's socket path\n", progname);
+        return 1;
+      }
+      o->module = "async.console";
+      o->func = "attach";
+      o->script = i;
+      o->first_arg = i + 1;
+      return -1;
+    }
+    if (strcmp(a, "--console") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: '%s' needs an argument\n", progname, a);
+        return 1;
+      }
+      o->console = argv[++i];
+      continue;
+    }
     if (i == 1 && (strcmp(a, "test") == 0 || strcmp(a, "--test-file") == 0)) {
       o->module = "async.testing";
       o->func = a[0] == 't' ? "command" : "run_file";
@@ -320,6 +343,25 @@ static int parse_args(int argc, char **argv, Options *o) {
   if (i < argc && !o->code) { o->script = i; o->first_arg = i + 1; }
   else o->first_arg = i;                 /* -e code: the rest is its `...` */
   return -1;
+}
+
+/* --console PATH: the REPL served at PATH for `lasync attach PATH` while
+** the program runs (async.console.listen); kept in the registry. */
+static int open_console(lua_State *L, const char *path) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async.console");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_getfield(L, -1, "listen");
+    lua_remove(L, -2);
+    lua_pushstring(L, path);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+      luaL_ref(L, LUA_REGISTRYINDEX);
+      return 0;
+    }
+  }
+  fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return 1;
 }
 
 /* LASYNC_SHUFFLE=SEED: schedule fuzzing with that seed (an integer). */
@@ -353,7 +395,10 @@ int main(int argc, char **argv) {
   if (cli.H == NULL) { fprintf(stderr, "%s: cannot create the host\n", progname); return 1; }
   L = lasync_state(cli.H);
   if (o.debug) lasync_set_debug(cli.H, 1);
-  if (set_shuffle(&cli) != 0) { lasync_free(cli.H); return 1; }
+  if (set_shuffle(&cli) != 0 || (o.console && open_console(L, o.console) != 0)) {
+    lasync_free(cli.H);
+    return 1;
+  }
   create_arg(L, argv, argc, o.script ? o.script : argc - 1);
   watch_signal(&cli, &cli.sigint, on_sigint, SIGINT);
   watch_signal(&cli, &cli.sigquit, on_dump, SIGQUIT);

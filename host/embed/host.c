@@ -126,6 +126,7 @@ static const luaL_Reg natives[] = {
   {"async.thread", lasync__luaopen_thread},
   {"async.core.apidoc", lasync__luaopen_apidoc},
   {"async.core.json", lasync__luaopen_json},
+  {"async.core.console", lasync__luaopen_console},
   {NULL, NULL}
 };
 

@@ -69,6 +69,9 @@ void lasync__repl_edit_clear(lasync_Repl *R);
 void lasync__repl_edit_stop(lasync_Repl *R);
 void lasync__repl_hide(lasync_Repl *R);
 
+/* console.c: "async.core.console", the REPL on a Unix socket (host.c) */
+int lasync__luaopen_console(lua_State *L);
+
 /* repl.c: "async.core.apidoc", the text of docs/API.md for help (host.c) */
 int lasync__luaopen_apidoc(lua_State *L);
 

@@ -284,6 +284,10 @@ function M.new(io)
       for i = 1, n do parts[i] = tostring((select(i, ...))) end
       io.out(concat(parts, "\t") .. "\n")
     end)
+    -- a console's async.dump() shows the tree here, not on the program's stderr
+    local out = {write = function(_, s) io.out(s) end}
+    rawset(env, "async", setmetatable({dump = function(file) async.debug.dump(file or out) end},
+                                      {__index = async, __newindex = async}))
   end
   if io.wrap then M.wrap_stdio(io.hide, io.shown) end
   self:install_helpers()
