@@ -127,6 +127,7 @@ static const luaL_Reg natives[] = {
   {"async.core.apidoc", lasync__luaopen_apidoc},
   {"async.core.json", lasync__luaopen_json},
   {"async.core.console", lasync__luaopen_console},
+  {"async.core.http", lasync__luaopen_http},
   {NULL, NULL}
 };
 

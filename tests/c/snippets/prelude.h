@@ -13,6 +13,7 @@
 struct App {                       /* the application of the guide */
   uv_loop_t loop;
   lasync_Host *H;
+  lasync_Task *main;               /* the task that runs its script */
   int quitting;
 };
 struct job;                        /* one of the application's jobs */
