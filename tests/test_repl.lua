@@ -449,4 +449,35 @@ function TestReplTerminal:test_history_is_written_and_read_back()
   os.remove(hist)
 end
 
+-- Keys typed ahead, at full speed, while the REPL is still taking the
+-- previous line or while a line runs, are all kept, in order.
+function TestReplTerminal:test_typed_ahead_lines_are_kept()
+  check(drive({"expect > $", "send function f(a)\\r", "send return a * 3\\r", "send end\\r",
+               "send f(2) .. 'x'\\r", 'expect "6x"', "expect > $",
+               "send async.sleep(0.05)\\r", "send function g(a)\\rreturn a + 1\\rend\\r",
+               "send g(41) .. 'y'\\r", 'expect "42y"', "expect > $",
+               "send \\x04", "expect-exit 0"}, {args = ""}))
+end
+
+-- At the prompt a background task that fails is reported at once, with its
+-- traceback (not at the next garbage collection).
+function TestReplTerminal:test_background_failure_is_reported_at_once()
+  check(drive({"expect > $", [[send bg = async.spawn(function() error("bg " .. "boom") end)\r]],
+               "expect failed and nobody awaited it: stdin#1:1: bg boom",
+               "expect stack traceback", "expect in function <stdin#1:1>",
+               "send \\x04", "expect-exit 0"}, {args = ""}))
+end
+
+-- t:await() at the prompt shows the task's own traceback too, as a script's
+-- report does; `_` is the last value; an error table prints as a value.
+function TestReplTerminal:test_await_traceback_last_value_and_error_tables()
+  check(drive({"expect > $",
+               [[send local t = async.spawn(function() async.sleep(0) error("in " .. "task") end)\r]],
+               "expect > $", "send t:await()\\r", "expect stdin#2:1: in main chunk",
+               "expect re-raised from task-", "expect in function <stdin#1:1>", "expect > $",
+               "send 6 * 7\\r", "expect 42", "expect > $", "send _ + 1\\r", "expect 43",
+               "expect > $", "send error({code = 5})\\r", "expect error: {code = 5}",
+               "expect > $", "send \\x04", "expect-exit 0"}, {args = ""}))
+end
+
 support.run(...)

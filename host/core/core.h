@@ -107,6 +107,7 @@ struct lasync_Host {
   unsigned char virtual_clock;
   /* task.c: the tasks */
   unsigned char debug;
+  int report_now;               /* REPLs open: failures reported at once */
   int tasks_ref;                /* table: slot -> Task, the strong anchors */
   int task_mt_ref;              /* the Task metatable, by integer key */
   int task_mt_gc_ref;           /* the same with __gc, for unseen failures */

@@ -367,6 +367,7 @@ lasync_Repl *lasync_repl_start(lasync_Host *H, const lasync_ReplOptions *opts) {
   }
   R->o.history = NULL;                    /* the copy is R->history */
   R->prompts = o.prompt >= 0 ? o.prompt : uv_guess_handle(o.in_fd) == UV_TTY;
+  lasync__report_now(H, 1);              /* until lasync_repl_stop */
   if (repl_session(R) != 0 || (R->mode == IN_EDIT && lasync__repl_edit_start(R) != 0)) {
     lasync_repl_stop(R);
     return NULL;
@@ -431,6 +432,7 @@ void lasync_repl_stop(lasync_Repl *R) {
   lua_State *L = lasync_state(R->H);
   if (R->stopped) return;
   R->stopped = 1;
+  lasync__report_now(R->H, -1);
   repl_input_stop(R);
   if (R->mode == IN_EDIT) lasync__repl_edit_stop(R);
   if (R->taskref != LUA_NOREF) {

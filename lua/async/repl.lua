@@ -5,6 +5,7 @@
 -- own (async.repl.locals) whose misses go to _G. Helpers live in that
 -- environment: help, tasks. docs/repl.md describes it all.
 local async = require "async"
+local core = require "async.core"
 local locals = require "async.repl.locals"
 local pretty = require "async.repl.pretty"
 
@@ -50,22 +51,32 @@ end
 
 --------------------------------------------------------------- running
 
--- The traceback of an error in a chunk, without the REPL's own frames.
+-- The traceback of an error in a chunk, without the REPL's own frames,
+-- followed by the awaited task's own when the error came from one (as a
+-- script's report has it). A table without __tostring prints as a value.
 local function handler(e)
   local msg = e
-  if type(e) ~= "string" then
+  if type(e) == "table" and not (getmetatable(e) or {}).__tostring then
+    msg = "error: " .. pretty.values(1, e)
+  elseif type(e) ~= "string" then
     local ok, s = pcall(tostring, e)
     msg = ok and s or "(error object is a " .. type(e) .. " value)"
   end
   local tb = debug.traceback(msg, 2)
   local cut = tb:find("\n%s*%[C%]: in function 'xpcall'.*$") or tb:find("\n%s*%(%.%.%.tail calls%.%.%.%)\n%s*%[C%]: in function 'xpcall'")
-  return {value = e, text = cut and tb:sub(1, cut - 1) or tb}
+  tb = cut and tb:sub(1, cut - 1) or tb
+  local cause = core.cause(e)
+  if cause then tb = tb .. "\n(re-raised from " .. cause end
+  return {value = e, text = tb}
 end
 
 local function run_line(self, fn, takes_helper)
   local res = pack(xpcall(fn, handler, takes_helper and self.helper or nil))
   if res[1] then
-    if res.n > 1 then self.io.out(pretty.values(res.n - 1, unpack(res, 2, res.n)) .. "\n") end
+    if res.n > 1 then
+      rawset(self.env, "_", res[2])          -- the last value, as in Python and Node
+      self.io.out(pretty.values(res.n - 1, unpack(res, 2, res.n)) .. "\n")
+    end
     return
   end
   local e = res[2]
