@@ -480,4 +480,18 @@ function TestReplTerminal:test_await_traceback_last_value_and_error_tables()
                "expect > $", "send \\x04", "expect-exit 0"}, {args = ""}))
 end
 
+-- print keeps its face (the REPL wraps it to keep output off the prompt),
+-- a prompt local is named as one in tracebacks, help covers standard Lua.
+function TestReplTerminal:test_print_locals_in_tracebacks_and_standard_help()
+  local out = check(drive({"expect > $", "send print\\r", "expect builtin: 0x", "expect > $",
+               "send local function boom() error('b' .. 'oom') end\\r", "expect > $",
+               "send local function outer() boom() return 1 end\\r", "expect > $",
+               "send outer()\\r", "expect in local 'boom'", "expect > $",
+               "send help(string.format)\\r", "expect printf-style", "expect > $",
+               [[send help "ipairs"\r]], "expect iterates i, t\\[i\\]", "expect > $",
+               "send \\x04", "expect-exit 0"}, {args = ""}))
+  lu.assertNotStrContains(out, "repl.lua")
+  lu.assertNotStrContains(out, "in global 'boom'")
+end
+
 support.run(...)

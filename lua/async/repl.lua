@@ -54,7 +54,7 @@ end
 -- The traceback of an error in a chunk, without the REPL's own frames,
 -- followed by the awaited task's own when the error came from one (as a
 -- script's report has it). A table without __tostring prints as a value.
-local function handler(e)
+local function handler(e, declared)
   local msg = e
   if type(e) == "table" and not (getmetatable(e) or {}).__tostring then
     msg = "error: " .. pretty.values(1, e)
@@ -65,13 +65,19 @@ local function handler(e)
   local tb = debug.traceback(msg, 2)
   local cut = tb:find("\n%s*%[C%]: in function 'xpcall'.*$") or tb:find("\n%s*%(%.%.%.tail calls%.%.%.%)\n%s*%[C%]: in function 'xpcall'")
   tb = cut and tb:sub(1, cut - 1) or tb
+  -- the prompt's locals live in the session's environment: Lua calls them
+  -- globals; the user wrote `local`
+  tb = tb:gsub("in global '([%w_]+)'", function(n)
+    if declared and declared[n] then return "in local '" .. n .. "'" end
+  end)
   local cause = core.cause(e)
   if cause then tb = tb .. "\n(re-raised from " .. cause end
   return {value = e, text = tb}
 end
 
 local function run_line(self, fn, takes_helper)
-  local res = pack(xpcall(fn, handler, takes_helper and self.helper or nil))
+  local res = pack(xpcall(fn, function(e) return handler(e, self.declared) end,
+                          takes_helper and self.helper or nil))
   if res[1] then
     if res.n > 1 then
       rawset(self.env, "_", res[2])          -- the last value, as in Python and Node
@@ -282,7 +288,7 @@ function M.new(io)
       if declared[k] then rawset(t, k, v) else _G[k] = v end
     end,
   })
-  local self = setmetatable({io = io, env = env, lines = {}, count = 0,
+  local self = setmetatable({io = io, env = env, lines = {}, count = 0, declared = declared,
                              chunkname = io.chunkname or "stdin"}, Session)
   -- __repl.set(names, ...): a `local` statement at the top level of a chunk.
   self.helper = {set = function(names, ...)
@@ -352,6 +358,9 @@ function M.wrap_stdio(hide, shown)
     shown(last(...))
     return unpack(r, 1, r.n)
   end
+  pretty.aliases[_G.print] = saved.print
+  pretty.aliases[io.write] = saved.write
+  pretty.aliases[file_mt.write] = saved.fwrite
 end
 
 function M.unwrap_stdio()
