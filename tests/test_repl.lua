@@ -494,4 +494,18 @@ function TestReplTerminal:test_print_locals_in_tracebacks_and_standard_help()
   lu.assertNotStrContains(out, "in global 'boom'")
 end
 
+-- A background progress bar ("\r20%" without a newline) stays on its line:
+-- each update goes back to the end of the partial line above the prompt.
+function TestReplTerminal:test_partial_lines_from_the_background_stay_together()
+  local out = check(drive({"expect > $",
+    [[send async.spawn(function() for i = 1, 3 do io.write("\\rprogress " .. i * 10 .. "%") ]]
+      .. [[async.sleep(0.02) end io.write(" done\\n") end)\r]],
+    "expect progress 30%", "expect done", "expect > $", "send \\x04", "expect-exit 0"},
+    {args = ""}))
+  -- after the first update the prompt was drawn below the partial line; the
+  -- next update erased the prompt, went up to column 13 and rewrote the line
+  lu.assertStrContains(out, "\27[1A\27[13G\rprogress 20%")
+  lu.assertStrContains(out, "\27[1A\27[13G done")
+end
+
 support.run(...)

@@ -41,6 +41,8 @@ struct lasync_Repl {
                                    otherwise: the prompt was written */
   int hidden;                   /* the prompt was erased for output */
   int at_bol;                   /* the last output ended a line */
+  int col;                      /* otherwise, the column it ended at */
+  int partial;                  /* a partial line sits above the prompt */
   int eof;                      /* 1: input ended; 2: the session ends */
   int stopped;
   char *buf;                    /* input not yet fed (IN_STREAM, IN_FILE) */
@@ -58,6 +60,7 @@ void lasync__repl_want_input(lasync_Repl *R);
 void lasync__repl_end(lasync_Repl *R);
 int lasync__repl_busy(lasync_Repl *R);
 void lasync__repl_close_cb(uv_handle_t *h);
+void lasync__repl_track(lasync_Repl *R, const char *s, size_t n);
 
 /* repl_edit.c */
 int lasync__repl_edit_free(void);

@@ -339,10 +339,14 @@ function M.wrap_stdio(hide, shown)
   local file_mt = getmetatable(io.stdout).__index
   saved = {print = print, write = io.write, fwrite = file_mt.write}
   local stdout, stderr = io.stdout, io.stderr
+  -- what was written, for the C half to know where the cursor is
   local function last(...)
-    local n = select("#", ...)
-    local s = n > 0 and select(n, ...)
-    return type(s) == "string" and s or type(s) == "number" and tostring(s) or nil
+    local parts = {}
+    for i = 1, select("#", ...) do
+      local s = select(i, ...)
+      if type(s) == "string" or type(s) == "number" then parts[#parts + 1] = tostring(s) end
+    end
+    return #parts > 0 and concat(parts) or nil
   end
   _G.print = function(...) hide() saved.print(...) shown("\n") end
   io.write = function(...)
