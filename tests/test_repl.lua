@@ -280,7 +280,7 @@ local function drive(steps, opts)
   opts = opts or {}
   local path = os.tmpname()
   support.write_file(path, table.concat(steps, "\n") .. "\n")
-  local env = ("LASYNC_HISTORY=%s "):format(q(opts.history or ""))
+  local env = ("LASYNC_HISTORY=%s "):format(q(opts.history or "")) .. (opts.env or "")
   local r = support.sh(env .. PY .. " tests/pty_drive.py " .. (opts.pipe and "--pipe " or "")
                        .. q(path) .. " -- " .. q(support.LASYNC) .. " " .. (opts.args or "-i"))
   os.remove(path)
@@ -506,6 +506,15 @@ function TestReplTerminal:test_partial_lines_from_the_background_stay_together()
   -- next update erased the prompt, went up to column 13 and rewrote the line
   lu.assertStrContains(out, "\27[1A\27[13G\rprogress 20%")
   lu.assertStrContains(out, "\27[1A\27[13G done")
+end
+
+-- Long help goes through the pager on a terminal; short help does not.
+function TestReplTerminal:test_long_help_goes_through_the_pager()
+  local out = check(drive({"expect > $", [[send help "Tasks"\r]], "expect PAGED:", "expect > $",
+                           [[send help "ipairs"\r]], "expect iterates", "expect > $",
+                           "send \\x04", "expect-exit 0"},
+                          {args = "", env = "LINES=24 PAGER='sed s/^/PAGED:/' "}))
+  lu.assertNotStrContains(out, "PAGED:ipairs")
 end
 
 support.run(...)

@@ -147,12 +147,24 @@ local function helper(show, call)
                            __name = "repl helper"})
 end
 
+-- Long help on a terminal goes through $PAGER (default `less -FRX`). The
+-- pager has the terminal (and the loop waits) until you quit it.
+local function page(io, text)
+  local _, lines = text:gsub("\n", "")
+  local rows = math.tointeger(tonumber(os.getenv("LINES") or "")) or 24
+  if not io.wrap or lines < rows - 1 then return io.out(text) end
+  local p = _G.io.popen(os.getenv("PAGER") or "less -FRX", "w")
+  if not p then return io.out(text) end
+  p:write(text)
+  p:close()
+end
+
 function Session:install_helpers()
   local io = self.io
   local help = require "async.repl.help"
   self.helpers = {
     help = helper(function() return help.text() end,
-                  function(...) io.out(help.text(select("#", ...) > 0 and (...) or nil)) end),
+                  function(...) page(io, help.text(select("#", ...) > 0 and (...) or nil)) end),
     tasks = helper(M.tasks_text, function() io.out(M.tasks_text()) end),
   }
   for k, v in pairs(self.helpers) do rawset(self.env, k, v) end
