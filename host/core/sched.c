@@ -346,12 +346,14 @@ static int sched_traceback(lua_State *L) {
 ** and never propagated into the loop. Returns the lua_pcall status. */
 int lasync__pcall(lua_State *L, int nargs, int nres) {
   int base = lua_gettop(L) - nargs, st;
+  lasync_Host *H = lasync_host(L);
   lua_pushcfunction(L, sched_traceback);
   lua_insert(L, base);
+  H->inside++;                           /* a callback may not drive the loop */
   st = lua_pcall(L, nargs, nres, base);
+  H->inside--;
   lua_remove(L, base);
   if (st != LUA_OK) {
-    lasync_Host *H = lasync_host(L);
     lua_pushfstring(L, "lasync: callback failed: %s", lua_tostring(L, -1));
     lasync__report(H, lua_tostring(L, -1));
     lua_pop(L, 2);
