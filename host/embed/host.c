@@ -140,7 +140,7 @@ static const luaL_Reg natives[] = {
 static unsigned host_group(const char *name) {
   static const char *const always[] = {"async", "async.core", "async.sync", "async.queue",
     "async.json", "async.core.json", "async.context", "async.debug", "async.internal.check",
-    NULL};
+    "async.class", NULL};
   static const char *const threads[] = {"async.executor", "async.core.executor",
     "async.thread", NULL};
   int i;
