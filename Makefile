@@ -194,7 +194,8 @@ layers: $(CORE_OBJS)
 	python3 host/tools/layers.py $(BUILD) -v
 
 test: all $(CTESTS)
-	@LASYNC=$(BUILD)/lasync BUILD=$(BUILD) sh tests/run.sh
+	@LASYNC=$(BUILD)/lasync BUILD=$(BUILD) CC_ALL='$(CC) $(CFLAGS_ALL)' \
+	  LINK_ALL='$(BUILD)/liblasync.a $(PKG_LIBS) $(LDSAN) $(LDFLAGS)' sh tests/run.sh
 
 bench-deps:
 	sh bench/deps.sh

@@ -26,6 +26,7 @@
 extern "C" {                    /* lua.h has no C++ guard of its own */
 #endif
 #include <lua.h>
+#include <lauxlib.h>                /* luaL_Reg and the rest: every binding uses them */
 #include <uv.h>
 
 #define LASYNC_VERSION "0.1.0"
@@ -43,6 +44,39 @@ typedef struct lasync_Wait lasync_Wait;
 ** loop alive only while tasks are ready or sleeping, or wakers are out.
 ** Returns NULL when out of memory. */
 lasync_Host *lasync_new(uv_loop_t *loop);
+
+/* lasync_new_with: a host with options. lasync_options_init fills the
+** defaults (everything opened, lasync's allocator); lasync_options_sandbox
+** the sandbox: no io, os or debug library, no dofile/loadfile, `require`
+** finds only preloaded modules, `load` takes text only, and none of
+** lasync's modules for files, network, processes, signals, stdio or
+** threads. docs/embedding.md, "Sandboxes and allocators", says exactly what
+** a sandbox keeps. base, package, coroutine, table, string and math are
+** always opened (lasync's own Lua code needs them).
+** alloc, when set, is the Lua state's allocator (alloc_ud its ud); it must
+** outlive the host. Hosts that async.thread makes and the states of worker
+** threads use lasync's own and open everything. */
+enum {
+  LASYNC_LIB_IO = 1, LASYNC_LIB_OS = 2, LASYNC_LIB_UTF8 = 4, LASYNC_LIB_DEBUG = 8,
+  LASYNC_LIB_ALL = 15
+};
+enum {
+  LASYNC_MOD_SYSTEM = 1,        /* files, network, processes, signals, stdio,
+                                   and what builds on them (REPL, testing) */
+  LASYNC_MOD_THREADS = 2,       /* executors, to_thread, async.thread */
+  LASYNC_MOD_ALL = 3
+};
+typedef struct lasync_Options {
+  unsigned libs;                /* LASYNC_LIB_* to open (default ALL) */
+  unsigned modules;             /* LASYNC_MOD_* to preload (default ALL);
+                                   async, sync, queue, json, context and
+                                   debug always are */
+  lua_Alloc alloc;              /* NULL: lasync's allocator */
+  void *alloc_ud;
+} lasync_Options;
+void lasync_options_init(lasync_Options *o);
+void lasync_options_sandbox(lasync_Options *o);
+lasync_Host *lasync_new_with(uv_loop_t *loop, const lasync_Options *o);
 
 /* Shuts the host down and frees it, with its lua_State.
 ** 1. Cancels every live task and runs the loop (UV_RUN_ONCE turns) until
@@ -130,13 +164,25 @@ int lasync_dostring(lasync_Host *H, const char *code);
 ** Returns 0 when it is, 1 when the loop ran out of work first (the tasks
 ** left wait for something nothing can deliver: a deadlock). On the
 ** application's loop, its handles keep the loop turning, so a deadlock is
-** only seen when the loop has nothing else to do. */
+** only seen when the loop has nothing else to do. Called from inside the
+** running loop (a C function called from Lua, a done callback, a waker's
+** function, another lasync_run_*), it runs nothing, reports the misuse
+** (lasync_set_report) and returns -1. */
 int lasync_run_until(lasync_Host *H, lasync_Task *t);
 
 /* Runs one turn of the loop, without blocking (UV_RUN_NOWAIT): due timers,
 ** ready I/O, and the tasks that were ready. Returns the number of live
-** tasks (not yet done). */
+** tasks (not yet done); -1, having run nothing, when called from inside the
+** running loop (as lasync_run_until). */
 int lasync_run_once(lasync_Host *H);
+
+/* A frame budget for lasync_run_once: once `seconds` of it are spent, it
+** stops resuming tasks and returns; the tasks still ready run first in the
+** next call. A task is not stopped in the middle (it runs to its next
+** wait); 0 (the default): no budget. lasync_ready_count says how many
+** tasks and callbacks are ready to run now (left over, or newly woken). */
+void lasync_set_budget(lasync_Host *H, double seconds);
+int lasync_ready_count(lasync_Host *H);
 
 /* The number of live tasks: spawned and not yet done. */
 int lasync_task_count(lasync_Host *H);
@@ -190,6 +236,12 @@ int lasync_cancel(lua_State *L, lasync_Task *t, const char *msg);
 /* Debug mode: the loop watchdog on, failures nobody awaited reported as
 ** soon as the task ends (not when it is collected). */
 void lasync_set_debug(lasync_Host *H, int on);
+
+/* Schedule fuzzing: with on, each round of ready tasks (and so of timers due
+** at the same instant) runs in an order drawn from a generator seeded with
+** seed; the same seed replays the same order. Off (the default): FIFO. The
+** lasync command sets it from LASYNC_SHUFFLE. */
+void lasync_set_shuffle(lasync_Host *H, int on, unsigned long long seed);
 
 /* Where messages about failures nobody observed go (default: stderr). */
 typedef void (*lasync_ReportFn)(lasync_Host *H, const char *msg, void *ud);

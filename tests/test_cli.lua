@@ -367,6 +367,28 @@ function TestCliShutdown:test_deadlock_with_a_waiting_child()
   lu.assertStrContains(r.stderr, "deadlock")
 end
 
+-- Like Go's "all goroutines are asleep": every blocked task, what it waits
+-- on and its stack, the same ones grouped.
+function TestCliShutdown:test_deadlock_lists_every_blocked_task()
+  local r = run([[
+    local q = async.queue()
+    for i = 1, 3 do async.spawn(function() return q:get() end):set_name("consumer-" .. i) end
+    local ev = async.event()
+    local w = async.spawn(function() ev:wait() end)
+    w:set_name("waiter")
+    w:await()           -- line 6
+  ]])
+  lu.assertEquals(r.status, 1, r.stderr)
+  lu.assertStrContains(r.stderr, "deadlock")
+  lu.assertStrContains(r.stderr, "5 tasks are blocked")
+  lu.assertStrContains(r.stderr, "task 'task-1': waiting on task-5 at " .. r.script .. ":6")
+  lu.assertStrContains(r.stderr, "3 tasks 'consumer-1' .. 'consumer-3': waiting on queue at " ..
+                       r.script .. ":2")
+  lu.assertStrContains(r.stderr, "task 'waiter': waiting on event at " .. r.script .. ":4")
+  lu.assertStrContains(r.stderr, "in method 'get'")       -- the stacks
+  lu.assertStrContains(r.stderr, "in method 'wait'")
+end
+
 function TestCliShutdown:test_no_deadlock_while_a_timer_is_pending()
   local r = run([[
     local f = async.future()

@@ -205,7 +205,7 @@ TestExecutor = support.suite {}
 function TestExecutor:test_run_submit_and_stats()
   local ex <close> = async.executor{workers = 2}
   lu.assertEquals(ex:stats().workers, 2)
-  lu.assertEquals(ex:stats().threads, 0)     -- threads start with the work
+  lu.assertEquals(ex:stats().threads, 2)     -- a CPU pool starts warm: min_workers = workers
   lu.assertEquals(ex:run(function(a, b) return a * b end, 6, 7), 42)
   local f = ex:submit(function(n) local s = 0 for i = 1, n do s = s + i end return s, "done" end, 100)
   lu.assertEquals({f:await()}, {5050, "done"})
@@ -366,6 +366,34 @@ function TestCancel:test_cancelled_waiter_result_is_discarded()
   t:cancel()
   lu.assertTrue(gate:cancelled())
   lu.assertEquals(ex:run(echo, "ok"), "ok")
+end
+
+-- min_workers: how many threads start with the executor; the rest start as
+-- jobs arrive, up to workers; none retires before close.
+function TestExecutor:test_min_workers()
+  local lazy <close> = async.executor{workers = 2, min_workers = 0}
+  lu.assertEquals(lazy:stats().threads, 0)
+  lu.assertEquals(lazy:run(echo, 1), 1)
+  lu.assertEquals(lazy:stats().threads, 1)    -- one job: one thread
+  local some <close> = async.executor{workers = 3, min_workers = 1}
+  lu.assertEquals(some:stats().threads, 1)
+  local all <close> = async.executor{workers = 3}
+  lu.assertEquals(all:stats().threads, 3)
+  lu.assertEquals(all:stats().idle + all:stats().running <= 3, true)
+  local futures = {}
+  for i = 1, 6 do futures[i] = all:submit(echo, i) end
+  for i = 1, 6 do lu.assertEquals(futures[i]:await(), i) end
+  lu.assertEquals(all:stats().threads, 3)     -- idle ones stay
+end
+
+function TestExecutor:test_min_workers_bad_values()
+  lu.assertErrorMsgContains("min_workers must be 0 to 2 (got 3)", async.executor,
+                            {workers = 2, min_workers = 3})
+  lu.assertErrorMsgContains("min_workers must be 0 to", async.executor, {min_workers = -1})
+  lu.assertErrorMsgContains("min_workers must be an integer (got string)", async.executor,
+                            {workers = 2, min_workers = "2"})
+  lu.assertErrorMsgContains("min_workers must be an integer (got number)", async.executor,
+                            {workers = 2, min_workers = 1.5})
 end
 
 TestShutdown = support.suite {}

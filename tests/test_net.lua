@@ -302,6 +302,55 @@ function TestServer:test_handler_error_reported_on_stderr_by_default()
   lu.assertStrContains(r.stderr, "stack traceback")
 end
 
+-- A client that resets its connection while the handler writes ends the
+-- handler quietly (counted; shown in debug mode and given to on_error).
+local RESET_SCRIPT = [[
+  local srv = async.net.listen("127.0.0.1", 0, function(conn)
+    local chunk = ("x"):rep(65536)
+    while true do conn:write(chunk) end    -- until the peer is gone
+  end)
+  for _ = 1, 3 do
+    local c = async.net.connect(srv:address())
+    assert(#c:read(1) == 1)
+    c:close()                               -- unread data: the kernel sends RST
+  end
+  srv:shutdown()                            -- waits for the handlers
+  print("resets " .. srv:resets())
+]]
+
+function TestServer:test_peer_reset_ends_the_handler_quietly()
+  local r = support.lasync_run(RESET_SCRIPT)
+  lu.assertEquals(r.status, 0, r.stderr)
+  lu.assertEquals(r.stdout, "resets 3\n")
+  lu.assertEquals(r.stderr, "")
+end
+
+function TestServer:test_peer_reset_shown_in_debug_mode()
+  local script = os.tmpname()
+  support.write_file(script, RESET_SCRIPT)
+  local r = support.sh(support.shell_quote(support.LASYNC) .. " --debug " .. script .. " </dev/null")
+  os.remove(script)
+  lu.assertEquals(r.status, 0, r.stderr)
+  lu.assertStrContains(r.stderr, "lasync: connection ended by the peer (Stream<tcp 127.0.0.1:")
+  lu.assertNotStrContains(r.stderr, "stack traceback")
+end
+
+function TestServer:test_peer_reset_goes_to_on_error()
+  local got = async.future()
+  local srv = net.listen("127.0.0.1", 0, function(conn)
+    local chunk = ("x"):rep(65536)
+    while true do conn:write(chunk) end
+  end, {on_error = function(err, where) got:resolve(err, where) end})
+  local c = net.connect(srv:address())
+  lu.assertEquals(#c:read(1), 1)
+  c:close()
+  local err, where = got:await()
+  lu.assertTrue(err.code == "ECONNRESET" or err.code == "EPIPE", tostring(err))
+  lu.assertStrContains(where, "Stream<tcp 127.0.0.1:")
+  srv:shutdown()
+  lu.assertEquals(srv:resets(), 1)
+end
+
 -- 1,000 clients at once against one server; every byte comes back and no
 -- descriptor is left open afterwards.
 function TestServer:test_a_thousand_concurrent_connections()

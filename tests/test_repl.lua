@@ -280,7 +280,7 @@ local function drive(steps, opts)
   opts = opts or {}
   local path = os.tmpname()
   support.write_file(path, table.concat(steps, "\n") .. "\n")
-  local env = ("LASYNC_HISTORY=%s "):format(q(opts.history or ""))
+  local env = ("LASYNC_HISTORY=%s "):format(q(opts.history or "")) .. (opts.env or "")
   local r = support.sh(env .. PY .. " tests/pty_drive.py " .. (opts.pipe and "--pipe " or "")
                        .. q(path) .. " -- " .. q(support.LASYNC) .. " " .. (opts.args or "-i"))
   os.remove(path)
@@ -447,6 +447,74 @@ function TestReplTerminal:test_history_is_written_and_read_back()
                'expect "remember 42"', "expect > $", "send \\x04", "expect-exit 0"},
               {args = "", history = hist}))
   os.remove(hist)
+end
+
+-- Keys typed ahead, at full speed, while the REPL is still taking the
+-- previous line or while a line runs, are all kept, in order.
+function TestReplTerminal:test_typed_ahead_lines_are_kept()
+  check(drive({"expect > $", "send function f(a)\\r", "send return a * 3\\r", "send end\\r",
+               "send f(2) .. 'x'\\r", 'expect "6x"', "expect > $",
+               "send async.sleep(0.05)\\r", "send function g(a)\\rreturn a + 1\\rend\\r",
+               "send g(41) .. 'y'\\r", 'expect "42y"', "expect > $",
+               "send \\x04", "expect-exit 0"}, {args = ""}))
+end
+
+-- At the prompt a background task that fails is reported at once, with its
+-- traceback (not at the next garbage collection).
+function TestReplTerminal:test_background_failure_is_reported_at_once()
+  check(drive({"expect > $", [[send bg = async.spawn(function() error("bg " .. "boom") end)\r]],
+               "expect failed and nobody awaited it: stdin#1:1: bg boom",
+               "expect stack traceback", "expect in function <stdin#1:1>",
+               "send \\x04", "expect-exit 0"}, {args = ""}))
+end
+
+-- t:await() at the prompt shows the task's own traceback too, as a script's
+-- report does; `_` is the last value; an error table prints as a value.
+function TestReplTerminal:test_await_traceback_last_value_and_error_tables()
+  check(drive({"expect > $",
+               [[send local t = async.spawn(function() async.sleep(0) error("in " .. "task") end)\r]],
+               "expect > $", "send t:await()\\r", "expect stdin#2:1: in main chunk",
+               "expect re-raised from task-", "expect in function <stdin#1:1>", "expect > $",
+               "send 6 * 7\\r", "expect 42", "expect > $", "send _ + 1\\r", "expect 43",
+               "expect > $", "send error({code = 5})\\r", "expect error: {code = 5}",
+               "expect > $", "send \\x04", "expect-exit 0"}, {args = ""}))
+end
+
+-- print keeps its face (the REPL wraps it to keep output off the prompt),
+-- a prompt local is named as one in tracebacks, help covers standard Lua.
+function TestReplTerminal:test_print_locals_in_tracebacks_and_standard_help()
+  local out = check(drive({"expect > $", "send print\\r", "expect builtin: 0x", "expect > $",
+               "send local function boom() error('b' .. 'oom') end\\r", "expect > $",
+               "send local function outer() boom() return 1 end\\r", "expect > $",
+               "send outer()\\r", "expect in local 'boom'", "expect > $",
+               "send help(string.format)\\r", "expect printf-style", "expect > $",
+               [[send help "ipairs"\r]], "expect iterates i, t\\[i\\]", "expect > $",
+               "send \\x04", "expect-exit 0"}, {args = ""}))
+  lu.assertNotStrContains(out, "repl.lua")
+  lu.assertNotStrContains(out, "in global 'boom'")
+end
+
+-- A background progress bar ("\r20%" without a newline) stays on its line:
+-- each update goes back to the end of the partial line above the prompt.
+function TestReplTerminal:test_partial_lines_from_the_background_stay_together()
+  local out = check(drive({"expect > $",
+    [[send async.spawn(function() for i = 1, 3 do io.write("\\rprogress " .. i * 10 .. "%") ]]
+      .. [[async.sleep(0.02) end io.write(" done\\n") end)\r]],
+    "expect progress 30%", "expect done", "expect > $", "send \\x04", "expect-exit 0"},
+    {args = ""}))
+  -- after the first update the prompt was drawn below the partial line; the
+  -- next update erased the prompt, went up to column 13 and rewrote the line
+  lu.assertStrContains(out, "\27[1A\27[13G\rprogress 20%")
+  lu.assertStrContains(out, "\27[1A\27[13G done")
+end
+
+-- Long help goes through the pager on a terminal; short help does not.
+function TestReplTerminal:test_long_help_goes_through_the_pager()
+  local out = check(drive({"expect > $", [[send help "Tasks"\r]], "expect PAGED:", "expect > $",
+                           [[send help "ipairs"\r]], "expect iterates", "expect > $",
+                           "send \\x04", "expect-exit 0"},
+                          {args = "", env = "LINES=24 PAGER='sed s/^/PAGED:/' "}))
+  lu.assertNotStrContains(out, "PAGED:ipairs")
 end
 
 support.run(...)

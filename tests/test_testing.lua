@@ -120,9 +120,13 @@ function TestChecks:test_timeout_reports_stuck_tasks_and_where()
   local f = async.future()
   local helper = async.spawn(function() f:await() end)   -- line to be named
   helper:set_name("stuck-helper")
+  -- something keeps the loop alive (a socket, a process): not a deadlock,
+  -- which the lasync command would report at once
+  local keep = core.alarm(60, function() end)
   local ok, err = testing.run_with_timeout(0.05, function()
     helper:await()
   end)
+  keep()
   lu.assertFalse(ok)
   lu.assertStrContains(err, "test timed out after 0.05 s")
   lu.assertStrContains(err, "stuck-helper (waiting at tests/test_testing.lua:")
@@ -206,6 +210,59 @@ function TestCommand:test_a_file_that_does_not_load_counts_as_failed()
   lu.assertEquals(r.status, 1)
   lu.assertStrContains(r.stdout, "ran no test")
   lu.assertStrContains(r.stdout, "0 passed, 1 failed")
+end
+
+-- A failing run shows LuaUnit's report and ends with status 1, without a
+-- traceback into async/testing.lua, under `lasync test` and run alone.
+function TestCommand:test_failure_output_is_luaunits_summary_and_status_1()
+  local d = tmpdir()
+  write(d, "test_fail.lua", [[
+    local lu = require "luaunit"
+    local testing = require "async.testing"
+    TestF = testing.suite {}
+    function TestF:test_good() end
+    function TestF:test_bad() lu.assertEquals(1, 2) end
+    testing.run(...)
+  ]])
+  local exe = support.shell_quote(support.LASYNC)
+  local file = support.shell_quote(d .. "/test_fail.lua")
+  local r = support.sh(exe .. " test " .. file)
+  local alone = support.sh(exe .. " " .. file)
+  rmtree(d)
+  lu.assertEquals(r.status, 1)
+  lu.assertStrContains(r.stdout, "expected: 2, actual: 1")
+  lu.assertStrContains(r.stdout, "Ran 2 tests")
+  lu.assertStrContains(r.stdout, "1 passed, 1 failed, 0 skipped")
+  lu.assertNotStrContains(r.stdout, "async/testing.lua")
+  lu.assertNotStrContains(r.stdout, "nobody awaited")
+  lu.assertEquals(alone.status, 1)
+  lu.assertStrContains(alone.stdout, "Ran 2 tests")
+  lu.assertStrContains(alone.stderr, "1 test(s) failed")
+  lu.assertNotStrContains(alone.stderr, "traceback")
+  lu.assertNotStrContains(alone.stderr, "lasync-test:")
+end
+
+-- A test stuck where nothing can wake it ends at once as a deadlock, with
+-- every blocked task reported, and the file's other tests still run.
+function TestCommand:test_a_deadlocked_test_is_reported_at_once()
+  local d = tmpdir()
+  write(d, "test_dl.lua", [[
+    TestD = require("async.testing").suite {}
+    function TestD:test_stuck()
+      local helper = async.spawn(function() async.future():await() end)
+      helper:set_name("helper")
+      helper:await()
+    end
+    function TestD:test_zzz_after() end
+  ]])
+  local r = support.sh(support.shell_quote(support.LASYNC) .. " test " .. support.shell_quote(d))
+  rmtree(d)
+  lu.assertEquals(r.status, 1)
+  lu.assertStrContains(r.stdout, "deadlock: the main task is waiting")
+  lu.assertStrContains(r.stdout, "task 'helper': waiting on future at")
+  lu.assertStrContains(r.stdout, "test_dl.lua:5: in function")   -- the test's own stack
+  lu.assertNotStrContains(r.stdout, "timed out")
+  lu.assertStrContains(r.stdout, "1 passed, 1 failed, 0 skipped")
 end
 
 support.run(...)

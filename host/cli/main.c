@@ -27,7 +27,8 @@ static const char *progname = "lasync";
 static void usage(FILE *f) {
   fprintf(f,
     "usage: %s [options] [script [args]]\n"
-    "       %s test [paths] [LuaUnit options]\n"
+    "       %s test [--shuffle[=SEED]] [paths] [LuaUnit options]\n"
+    "       %s attach PATH   (the REPL of a program run with --console PATH)\n"
     "  -e code        run code (as the main task)\n"
     "  -i             enter the REPL after the script or -e (with neither,\n"
     "                 a REPL reading standard input, even when not a terminal)\n"
@@ -36,6 +37,9 @@ static void usage(FILE *f) {
     "  --debug        debug mode (also LASYNC_DEBUG=1): loop watchdog on,\n"
     "                 failures nobody awaited reported at once\n"
     "  --dump-on SIG  print the task tree on signal SIG (SIGQUIT always does)\n"
+    "  --console PATH serve the REPL on the Unix socket PATH (mode 0600) while\n"
+    "                 the program runs; `lasync attach PATH` connects to it\n"
+    "LASYNC_SHUFFLE=SEED runs ready tasks in an order drawn from SEED.\n"
     "  --shutdown-timeout SEC  end the process when the tasks and threads\n"
     "                 still running at the end take longer than SEC seconds\n"
     "                 to finish (default 10; also LASYNC_SHUTDOWN_TIMEOUT)\n"
@@ -44,7 +48,7 @@ static void usage(FILE *f) {
     "standard input. REPL history: ~/.lasync_history (LASYNC_HISTORY moves it;\n"
     "empty: none).\n"
     "`test` runs every test_*.lua under the paths (default tests/ or .).\n",
-    progname, progname);
+    progname, progname, progname);
 }
 
 typedef struct Cli {
@@ -56,6 +60,7 @@ typedef struct Cli {
   int interrupts;
   lasync_Repl *repl;              /* while the REPL runs */
   int repl_done;
+  const char *shuffle_seed;       /* LASYNC_SHUFFLE, when set */
   int repl_ran;                   /* say how many tasks the REPL left */
   double shutdown_timeout;        /* seconds; over 1e7 (inf): none */
   uv_async_t overdue;             /* the reaper tells the loop: report, exit */
@@ -77,6 +82,7 @@ typedef struct Options {
   int debug;
   int status_result;              /* exit status is the main task's result */
   int interactive;                /* -i, or no script on a terminal: the REPL */
+  const char *console;            /* --console PATH */
   const char *shutdown_timeout;   /* --shutdown-timeout, or NULL */
 } Options;
 
@@ -208,6 +214,16 @@ static int report_failure(lua_State *L, Cli *cli) {
     fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, -1, NULL));
     return 130;
   }
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    /* a failure that has told the user already (a test run): one line */
+    lua_pushliteral(L, "exit_status");
+    if (lua_rawget(L, -2) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      int rc = (int)lua_tointeger(L, -1);
+      fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, -2, NULL));
+      return rc;
+    }
+    lua_pop(L, 1);
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
   lasync_task_traceback(L, -1);
   if (lua_isstring(L, -1)) fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
@@ -215,21 +231,47 @@ static int report_failure(lua_State *L, Cli *cli) {
   return 1;
 }
 
+/* Prints every blocked task (async.debug.deadlock); returns 0 if it could. */
+static int report_blocked(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async.debug");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_getfield(L, -1, "deadlock");
+    lua_remove(L, -2);
+    lua_pushboolean(L, 0);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isstring(L, -1)) {
+      fprintf(stderr, "%s: %s", progname, lua_tostring(L, -1));
+      lua_pop(L, 1);
+      return 0;
+    }
+  }
+  lua_pop(L, 1);
+  return -1;
+}
+
+/* The loop ran out of work with the main task waiting: reports every
+** blocked task and cancels the main one. It may catch that and deadlock
+** again (a test run goes on to its next test): each is reported, up to a
+** bound against a task that keeps waiting again. */
 static int report_deadlock(lua_State *L, Cli *cli) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
-  lasync_task_stack(L, -1);
-  fprintf(stderr, "%s: the main task is waiting but nothing is left that "
-                  "could wake it (deadlock); it waits at:\n%s\n", progname,
-          lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-  lua_pop(L, 2);
-  lasync_cancel(L, cli->main, "deadlock: nothing could wake the main task");
-  lasync_run_until(cli->H, cli->main);
+  int n = 0;
+  do {
+    if (report_blocked(L) != 0) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, cli->mainref);
+      lasync_task_stack(L, -1);
+      fprintf(stderr, "%s: the main task is waiting but nothing is left that "
+                      "could wake it (deadlock); it waits at:\n%s\n", progname,
+              lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+      lua_pop(L, 2);
+    }
+    lasync_cancel(L, cli->main, "deadlock: nothing could wake the main task");
+  } while (lasync_run_until(cli->H, cli->main) != 0 && ++n < 100);
   return 1;
 }
 
 /* Runs the function below nargs arguments as the main task; returns the
 ** exit status. */
-static int run_main(Cli *cli, int nargs, int status_result) {
+static int run_main_aux(Cli *cli, int nargs, int status_result) {
   lua_State *L = lasync_state(cli->H);
   cli->main = lasync_spawn(L, nargs);
   cli->mainref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -238,6 +280,15 @@ static int run_main(Cli *cli, int nargs, int status_result) {
   if (status_result && lasync_task_results(L, cli->main) > 0 && lua_isinteger(L, -1))
     return (int)lua_tointeger(L, -1);
   return 0;
+}
+
+/* A failure under schedule fuzzing says how to replay its order. */
+static int run_main(Cli *cli, int nargs, int status_result) {
+  int rc = run_main_aux(cli, nargs, status_result);
+  if (rc != 0 && cli->shuffle_seed && !status_result)   /* `lasync test` says it */
+    fprintf(stderr, "%s: the schedule was shuffled with LASYNC_SHUFFLE=%s "
+                    "(the same seed replays this order)\n", progname, cli->shuffle_seed);
+  return rc;
 }
 
 /* Pushes the main function: the chunk to run, or require(module)[func]. */
@@ -485,10 +536,29 @@ static int parse_args(int argc, char **argv, Options *o) {
       }
       continue;
     }
+    if (i == 1 && strcmp(a, "attach") == 0) {   /* lasync attach PATH */
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: attach needs the console's socket path\n", progname);
+        return 1;
+      }
+      o->module = "async.console";
+      o->func = "attach";
+      o->script = i;
+      o->first_arg = i + 1;
+      return -1;
+    }
+    if (strcmp(a, "--console") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: '%s' needs an argument\n", progname, a);
+        return 1;
+      }
+      o->console = argv[++i];
+      continue;
+    }
     if (i == 1 && (strcmp(a, "test") == 0 || strcmp(a, "--test-file") == 0)) {
       o->module = "async.testing";
       o->func = a[0] == 't' ? "command" : "run_file";
-      o->status_result = a[0] == 't';
+      o->status_result = 1;
       o->script = i;
       o->first_arg = i + 1;
       return -1;
@@ -502,6 +572,42 @@ static int parse_args(int argc, char **argv, Options *o) {
   if (i < argc && !o->code) { o->script = i; o->first_arg = i + 1; }
   else o->first_arg = i;                 /* -e code: the rest is its `...` */
   return -1;
+}
+
+/* --console PATH: the REPL served at PATH for `lasync attach PATH` while
+** the program runs (async.console.listen); kept in the registry. */
+static int open_console(lua_State *L, const char *path) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async.console");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_getfield(L, -1, "listen");
+    lua_remove(L, -2);
+    lua_pushstring(L, path);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+      luaL_ref(L, LUA_REGISTRYINDEX);
+      return 0;
+    }
+  }
+  fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* LASYNC_SHUFFLE=SEED: schedule fuzzing with that seed (an integer). */
+static int set_shuffle(Cli *cli) {
+  const char *env = getenv("LASYNC_SHUFFLE");
+  char *end;
+  unsigned long long seed;
+  if (env == NULL || env[0] == '\0') return 0;
+  seed = strtoull(env, &end, 10);
+  if (*end != '\0' || env[0] == '-') {
+    fprintf(stderr, "%s: LASYNC_SHUFFLE must be a seed (a non-negative integer), "
+                    "not '%s'\n", progname, env);
+    return 1;
+  }
+  lasync_set_shuffle(cli->H, 1, seed);
+  cli->shuffle_seed = env;
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -525,6 +631,10 @@ int main(int argc, char **argv) {
   if (cli.H == NULL) { fprintf(stderr, "%s: cannot create the host\n", progname); return 1; }
   L = lasync_state(cli.H);
   if (o.debug) lasync_set_debug(cli.H, 1);
+  if (set_shuffle(&cli) != 0 || (o.console && open_console(L, o.console) != 0)) {
+    lasync_free(cli.H);
+    return 1;
+  }
   create_arg(L, argv, argc, o.script ? o.script : argc - 1);
   watch_signal(&cli, &cli.sigint, on_sigint, SIGINT);
   chain_signal(&cli, SIGINT);

@@ -84,6 +84,7 @@ struct lasync_Host {
   uv_loop_t own_loop;
   unsigned char own;            /* loop is own_loop */
   lasync_NewFn make;            /* what made it: lasync_new */
+  unsigned libs, modules;       /* lasync_Options: what it opened */
   unsigned char warn_on, warn_cont; /* lua_warning state: off until "@on" */
   /* sched.c: the ready queue and reports */
   uv_idle_t idle;               /* keeps the loop polling while work is ready */
@@ -91,6 +92,10 @@ struct lasync_Host {
   lasync_Runnable *ready_head, *ready_tail;
   lasync_ReportFn report;
   void *report_ud;
+  unsigned char shuffle;        /* schedule fuzzing on (lasync_set_shuffle) */
+  uint64_t shuffle_seed, shuffle_state;
+  struct lasync_Runnable **shuffle_buf; /* a drain's list, to permute */
+  uint32_t shuffle_cap;
   /* timer.c: the clock and the deadline heap */
   uv_timer_t uvtimer;           /* the one timer behind the heap */
   lasync_Timer **heap;          /* min-heap of deadlines */
@@ -102,6 +107,7 @@ struct lasync_Host {
   unsigned char virtual_clock;
   /* task.c: the tasks */
   unsigned char debug;
+  int report_now;               /* REPLs open: failures reported at once */
   int tasks_ref;                /* table: slot -> Task, the strong anchors */
   int task_mt_ref;              /* the Task metatable, by integer key */
   int task_mt_gc_ref;           /* the same with __gc, for unseen failures */
@@ -126,6 +132,11 @@ struct lasync_Host {
   int wd_busy;
   /* embed.c: wakers and freeing */
   struct lasync_Remote *remote; /* wakers, made on first use */
+  int inside;                   /* depth: lasync drives the loop or runs one
+                                   of its callbacks (re-entry is refused) */
+  uint64_t budget_ns;           /* lasync_set_budget, 0: none */
+  uint64_t budget_end;          /* while lasync_run_once runs with one */
+  int budget_used;              /* this lasync_run_once has run something */
   int closing;                  /* lasync_free has begun */
   int closed;                   /* handles whose close callback ran */
   /* alloc.c */
@@ -140,6 +151,7 @@ void lasync__ready_push(lasync_Host *H, lasync_Runnable *r);
 int lasync__yield(lua_State *L, lasync_Task *t);
 void lasync__stage(lasync_Task *t, int status, lua_State *from, int n);
 int lasync__list_remove(lua_State *L, int idx, int v);
+int lasync__l_shuffle(lua_State *L);   /* core.shuffle */
 
 /* task.c: a task's life; task_api.c: what Lua sees of it */
 #define TASK_MT "lasync.Task"

@@ -9,6 +9,7 @@
 ** round, which is what makes sleep(0) fair.
 */
 #include <stdio.h>
+#include <stdlib.h>
 #include <lauxlib.h>
 #include "core/core.h"
 
@@ -39,16 +40,97 @@ lasync_Wait *lasync_task_wait(lasync_Task *t) { return &t->self; }
 
 /* ------------------------------------------------------------- ready queue */
 
+/* Schedule fuzzing (lasync_set_shuffle): each drain runs its list in an
+** order drawn from a seeded generator (splitmix64), so the same seed replays
+** the same order; tasks woken by timers due at the same instant share a
+** drain, so their order is drawn too. Order-dependent bugs then show in
+** tests. Off, the order stays FIFO. */
+static uint64_t sched_random(lasync_Host *H) {
+  uint64_t z = (H->shuffle_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* Returns the list r relinked in a random order (as it was if the array
+** cannot grow: the order is then FIFO, never a lost item). */
+static lasync_Runnable *sched_shuffle(lasync_Host *H, lasync_Runnable *r) {
+  uint32_t n = 0, i;
+  lasync_Runnable *p;
+  for (p = r; p; p = p->next) n++;
+  if (n < 2) return r;
+  if (n > H->shuffle_cap) {
+    void *a = realloc(H->shuffle_buf, n * sizeof *H->shuffle_buf);
+    if (a == NULL) return r;
+    H->shuffle_buf = (lasync_Runnable **)a;
+    H->shuffle_cap = n;
+  }
+  for (i = 0, p = r; p; p = p->next) H->shuffle_buf[i++] = p;
+  for (i = n - 1; i > 0; i--) {            /* Fisher-Yates */
+    uint32_t j = (uint32_t)(sched_random(H) % (i + 1));
+    p = H->shuffle_buf[i];
+    H->shuffle_buf[i] = H->shuffle_buf[j];
+    H->shuffle_buf[j] = p;
+  }
+  for (i = 0; i + 1 < n; i++) H->shuffle_buf[i]->next = H->shuffle_buf[i + 1];
+  H->shuffle_buf[n - 1]->next = NULL;
+  return H->shuffle_buf[0];
+}
+
+void lasync_set_shuffle(lasync_Host *H, int on, unsigned long long seed) {
+  H->shuffle = (unsigned char)(on != 0);
+  H->shuffle_seed = H->shuffle_state = (uint64_t)seed;
+}
+
+/* core.shuffle([seed | false]): with an integer, shuffles from now on with
+** that seed (the generator restarts); false: FIFO again. Returns the seed in
+** use before, or nil when it was off. */
+int lasync__l_shuffle(lua_State *L) {
+  lasync_Host *H = lasync_host(L);
+  int was = H->shuffle;
+  lua_Integer before = (lua_Integer)H->shuffle_seed;
+  if (!lua_isnoneornil(L, 1)) {
+    if (lua_isboolean(L, 1) && !lua_toboolean(L, 1)) lasync_set_shuffle(H, 0, 0);
+    else lasync_set_shuffle(H, 1, (unsigned long long)luaL_checkinteger(L, 1));
+  }
+  if (was) lua_pushinteger(L, before);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* A frame budget spent (lasync_run_once with lasync_set_budget): puts the
+** list r back before what was queued since, for the next call. */
+static void sched_requeue(lasync_Host *H, lasync_Runnable *r) {
+  lasync_Runnable *tail = r;
+  while (tail->next) tail = tail->next;
+  tail->next = H->ready_head;
+  if (H->ready_head == NULL) H->ready_tail = tail;
+  H->ready_head = r;
+}
+
+static int sched_spent(lasync_Host *H) {
+  return H->budget_end != 0 && uv_hrtime() >= H->budget_end;
+}
+
 static void sched_drain(lasync_Host *H) {
   lasync_Runnable *r = H->ready_head;
+  if (r && H->budget_used && sched_spent(H)) return;  /* idle stays on */
   H->ready_head = H->ready_tail = NULL;
+  if (H->shuffle) r = sched_shuffle(H, r);
+  H->inside++;                           /* callbacks may not drive the loop */
   while (r) {
     lasync_Runnable *next = r->next;  /* r may be collected by its step */
     r->next = NULL;
     if (r->kind == RUN_TASK) lasync__task_step(H, container_of(r, lasync_Task, run));
     else lasync__callback_run(H, r);
     r = next;
+    H->budget_used = 1;                  /* each call runs one at least */
+    if (r && sched_spent(H)) {
+      sched_requeue(H, r);
+      break;
+    }
   }
+  H->inside--;
   if (H->ready_head == NULL) lasync__timer_jump(H);  /* virtual clock */
   if (H->ready_head == NULL) uv_idle_stop(&H->idle);
 }
@@ -264,12 +346,14 @@ static int sched_traceback(lua_State *L) {
 ** and never propagated into the loop. Returns the lua_pcall status. */
 int lasync__pcall(lua_State *L, int nargs, int nres) {
   int base = lua_gettop(L) - nargs, st;
+  lasync_Host *H = lasync_host(L);
   lua_pushcfunction(L, sched_traceback);
   lua_insert(L, base);
+  H->inside++;                           /* a callback may not drive the loop */
   st = lua_pcall(L, nargs, nres, base);
+  H->inside--;
   lua_remove(L, base);
   if (st != LUA_OK) {
-    lasync_Host *H = lasync_host(L);
     lua_pushfstring(L, "lasync: callback failed: %s", lua_tostring(L, -1));
     lasync__report(H, lua_tostring(L, -1));
     lua_pop(L, 2);

@@ -306,7 +306,7 @@ static void task_finish(lasync_Host *H, lasync_Task *t) {
   seen |= task_run_callbacks(L);
   if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED)) {
     if (seen) t->flags |= TF_OBSERVED;
-    else if (H->debug) lasync__task_report(L, lua_gettop(L), t);
+    else if (H->debug || H->report_now > 0) lasync__task_report(L, lua_gettop(L), t);
     else {                                /* remember it, weakly, and report
                                              it if it is collected unseen */
       lua_rawgeti(L, LUA_REGISTRYINDEX, H->task_mt_gc_ref);
@@ -549,6 +549,13 @@ void lasync__report_unobserved(lasync_Host *H) {
 }
 
 /* ------------------------------------------------------- public C API */
+
+/* While a REPL is open, a failure nobody awaited is reported when the
+** task ends, not when it is collected: the user at the prompt sees it at
+** once. delta: +1 when one opens, -1 when it stops. */
+void lasync__report_now(lasync_Host *H, int delta) {
+  H->report_now += delta;
+}
 
 void lasync_set_debug(lasync_Host *H, int on) {
   H->debug = (unsigned char)(on != 0);

@@ -332,9 +332,25 @@ static const luaL_Reg task_methods[] = {
   {NULL, NULL}
 };
 
+/* core.cause(err): when the running task got err by awaiting a failed
+** task (or a job), "name):\n<its traceback>", as a script's report chains
+** it after "(re-raised from "; else nil. For handlers that catch the error
+** themselves (the REPL). */
+static int l_cause(lua_State *L) {
+  lasync_Task *me = lasync__task_of(L);
+  lua_settop(L, 1);
+  if (me == NULL) return 0;
+  lasync__push_task(L, me);
+  if (!lasync__task_extras(L, -1, 0)) return 0;
+  if (lua_getfield(L, -1, "reraised") == LUA_TNIL || !lua_rawequal(L, -1, 1)) return 0;
+  lua_getfield(L, -2, "cause");
+  return 1;
+}
+
 static const luaL_Reg task_funcs[] = {
   {"spawn", l_spawn}, {"current", l_current}, {"cancel", l_cancel},
-  {"withdraw", l_withdraw}, {"tasks", l_tasks}, {"report_failed", l_report_failed}, {"context", l_context}, {NULL, NULL}
+  {"withdraw", l_withdraw}, {"tasks", l_tasks}, {"report_failed", l_report_failed},
+  {"context", l_context}, {"cause", l_cause}, {NULL, NULL}
 };
 
 /* Adds the task functions to the table on top (H is upvalue 1). */

@@ -104,9 +104,11 @@ void lasync__timer_jump(lasync_Host *H) {
 
 static void timer_cb(uv_timer_t *h) {
   lasync_Host *H = (lasync_Host *)h->data;
+  H->inside++;
   if (H->virtual_clock) lasync__timer_jump(H);
   else timer_fire_due(H);
   timer_arm(H);
+  H->inside--;
 }
 
 static void timer_arm(lasync_Host *H) {
@@ -357,8 +359,10 @@ static int handle_tostring(lua_State *L) {
 ** real time, whatever the host clock says: test timeouts must hold under a
 ** virtual clock. Returns a function that cancels it. The uv_timer_t lives
 ** apart from its Lua box and is freed in its close callback, which the
-** cancel function or the box's __gc starts. It keeps the loop alive: a
-** stuck test is reported by its timeout, with the tasks that wait. */
+** cancel function or the box's __gc starts. It keeps the loop alive,
+** unless weak (core.alarm(sec, fn, true)): a test's timeout is weak, so a
+** test stuck where nothing can wake it is a deadlock the lasync command
+** reports at once, listing every blocked task. */
 typedef struct Alarm {
   uv_timer_t timer;
   lua_State *L;
@@ -397,8 +401,10 @@ static int alarm_cancel_box(lua_State *L) {
 static int l_alarm(lua_State *L) {
   lua_Number sec = luaL_checknumber(L, 1);
   Alarm *a, **box;
+  int weak = lua_toboolean(L, 3);
   luaL_argcheck(L, sec >= 0 && sec < MAX_SLEEP, 1, "out of range");
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
   box = (Alarm **)lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   luaL_setmetatable(L, ALARM_MT);
@@ -410,6 +416,7 @@ static int l_alarm(lua_State *L) {
   uv_timer_init(HOST(L)->loop, &a->timer);
   a->timer.data = a;
   uv_timer_start(&a->timer, alarm_cb, (uint64_t)ceil(sec * 1000), 0);
+  if (weak) uv_unref((uv_handle_t *)&a->timer);
   *box = a;
   lua_pushcclosure(L, alarm_cancel_box, 1);
   return 1;

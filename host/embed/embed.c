@@ -15,6 +15,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <lauxlib.h>
 #include "core/core.h"
 
@@ -129,6 +130,20 @@ static int embed_outcome(lua_State *L, lasync_Task *t, int idx) {
   return LUA_ERRRUN;
 }
 
+/* Returns 1 (and reports it) when called from inside the running loop: a
+** callback of the host (a task's C function, a done callback, a waker's
+** function) or one of lasync's own drivers. uv_run is not reentrant, and
+** running the loop there would resume tasks inside a task's step. */
+static int embed_reentered(lasync_Host *H, const char *fn) {
+  char msg[300];
+  if (H->inside == 0) return 0;
+  snprintf(msg, sizeof msg, "lasync: %s refused: called from inside the running "
+           "loop (a C function called from Lua, a done callback, a waker's "
+           "function); return to the loop instead", fn);
+  lasync__report(H, msg);
+  return 1;
+}
+
 /* The task at idx waits and nothing can wake it: says where, cancels it
 ** and lets its cleanup run. */
 static int embed_deadlock(lasync_Host *H, lasync_Task *t, int idx) {
@@ -151,6 +166,12 @@ static int embed_do(lasync_Host *H, int st) {
   int idx = lua_gettop(L);
   lasync_Task *t;
   if (st != LUA_OK) return st;
+  if (embed_reentered(H, "lasync_dofile/lasync_dostring")) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "lasync_dofile/lasync_dostring: called from inside the "
+                       "running loop (not allowed: uv_run is not reentrant)");
+    return LUA_ERRRUN;
+  }
   t = lasync_spawn(L, 0);                /* the Task object replaces the chunk */
   if (lasync_run_until(H, t) != 0) return embed_deadlock(H, t, idx);
   return embed_outcome(L, t, idx);
@@ -167,20 +188,45 @@ int lasync_dostring(lasync_Host *H, const char *code) {
 /* ----------------------------------------------------- driving the loop */
 
 /* Runs the loop until t is done, or until nothing is left when t is NULL.
-** Returns 1 when the loop ran out of work first. */
+** Returns 1 when the loop ran out of work first, -1 when refused. */
 int lasync_run_until(lasync_Host *H, lasync_Task *t) {
+  int rc = 1;
+  if (embed_reentered(H, "lasync_run_until")) return -1;
+  H->inside++;
   for (;;) {
-    if (t ? task_done(t) : H->live == 0) return 0;
+    if (t ? task_done(t) : H->live == 0) { rc = 0; break; }
     if (uv_run(H->loop, UV_RUN_ONCE) == 0 && H->ready_head == NULL) {
-      if (t ? task_done(t) : H->live == 0) return 0;
-      return 1;
+      if (t ? task_done(t) : H->live == 0) rc = 0;
+      break;
     }
   }
+  H->inside--;
+  return rc;
 }
 
+/* One turn without blocking; with a budget (lasync_set_budget), the drain
+** stops once it is spent and the tasks still ready wait for the next call. */
 int lasync_run_once(lasync_Host *H) {
+  if (embed_reentered(H, "lasync_run_once")) return -1;
+  H->inside++;
+  H->budget_end = H->budget_ns ? uv_hrtime() + H->budget_ns : 0;
+  H->budget_used = 0;
   uv_run(H->loop, UV_RUN_NOWAIT);
+  H->budget_end = 0;
+  H->inside--;
   return H->live;
+}
+
+void lasync_set_budget(lasync_Host *H, double seconds) {
+  H->budget_ns = seconds > 0 ? (uint64_t)(seconds * 1e9) : 0;
+  if (H->budget_ns == 0 && seconds > 0) H->budget_ns = 1;
+}
+
+int lasync_ready_count(lasync_Host *H) {
+  const lasync_Runnable *r;
+  int n = 0;
+  for (r = H->ready_head; r; r = r->next) n++;
+  return n;
 }
 
 int lasync_task_count(lasync_Host *H) {
@@ -209,6 +255,7 @@ static void remote_run(Remote *R, lasync_Waker *k) {
 static void remote_cb(uv_async_t *h) {
   Remote *R = (Remote *)h->data;
   lasync_Waker *k;
+  R->H->inside++;                        /* its functions may not drive the loop */
   uv_mutex_lock(&R->lock);
   k = R->head;
   R->head = R->tail = NULL;
@@ -218,6 +265,7 @@ static void remote_cb(uv_async_t *h) {
     remote_run(R, k);
     k = next;
   }
+  R->H->inside--;
 }
 
 static Remote *remote_get(lasync_Host *H) {
@@ -327,6 +375,7 @@ void lasync_free(lasync_Host *H) {
   lasync__alloc_close(&H->alloc);
   free(H->heap);
   free(H->anchor_free);
+  free(H->shuffle_buf);
   uv_close((uv_handle_t *)&H->idle, host_close_cb);
   uv_close((uv_handle_t *)&H->check, host_close_cb);
   uv_close((uv_handle_t *)&H->uvtimer, host_close_cb);

@@ -45,7 +45,7 @@ void lasync__repl_write(lasync_Repl *R, int err, const char *s, size_t n) {
     fflush(stdout);
     fwrite(s, 1, n, f);
     fflush(f);
-    R->at_bol = s[n - 1] == '\n';
+    lasync__repl_track(R, s, n);
   }
   else repl_write_fd(R->o.out_fd, s, n);
 }
@@ -254,11 +254,24 @@ static int repl_l_hide(lua_State *L) {
   return 0;
 }
 
+/* Where output written over the prompt left the cursor: at the start of a
+** line, or at column R->col of a partial one (a progress bar's "\r50%"),
+** which the prompt's redraw keeps whole. */
+void lasync__repl_track(lasync_Repl *R, const char *s, size_t n) {
+  size_t i;
+  if (n == 0) return;
+  for (i = 0; i < n; i++) {
+    if (s[i] == '\n' || s[i] == '\r') R->col = 0;
+    else if (((unsigned char)s[i] & 0xC0) != 0x80) R->col++;   /* UTF-8: one per char */
+  }
+  R->at_bol = s[n - 1] == '\n';
+}
+
 static int repl_l_shown(lua_State *L) {
   lasync_Repl *R = repl_up(L);
   size_t n;
   const char *s = lua_tolstring(L, 1, &n);
-  if (R && s && n > 0) R->at_bol = s[n - 1] == '\n';
+  if (R && s) lasync__repl_track(R, s, n);
   return 0;
 }
 
@@ -367,6 +380,7 @@ lasync_Repl *lasync_repl_start(lasync_Host *H, const lasync_ReplOptions *opts) {
   }
   R->o.history = NULL;                    /* the copy is R->history */
   R->prompts = o.prompt >= 0 ? o.prompt : uv_guess_handle(o.in_fd) == UV_TTY;
+  lasync__report_now(H, 1);              /* until lasync_repl_stop */
   if (repl_session(R) != 0 || (R->mode == IN_EDIT && lasync__repl_edit_start(R) != 0)) {
     lasync_repl_stop(R);
     return NULL;
@@ -431,6 +445,7 @@ void lasync_repl_stop(lasync_Repl *R) {
   lua_State *L = lasync_state(R->H);
   if (R->stopped) return;
   R->stopped = 1;
+  lasync__report_now(R->H, -1);
   repl_input_stop(R);
   if (R->mode == IN_EDIT) lasync__repl_edit_stop(R);
   if (R->taskref != LUA_NOREF) {

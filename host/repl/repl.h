@@ -41,6 +41,8 @@ struct lasync_Repl {
                                    otherwise: the prompt was written */
   int hidden;                   /* the prompt was erased for output */
   int at_bol;                   /* the last output ended a line */
+  int col;                      /* otherwise, the column it ended at */
+  int partial;                  /* a partial line sits above the prompt */
   int eof;                      /* 1: input ended; 2: the session ends */
   int stopped;
   char *buf;                    /* input not yet fed (IN_STREAM, IN_FILE) */
@@ -58,6 +60,7 @@ void lasync__repl_want_input(lasync_Repl *R);
 void lasync__repl_end(lasync_Repl *R);
 int lasync__repl_busy(lasync_Repl *R);
 void lasync__repl_close_cb(uv_handle_t *h);
+void lasync__repl_track(lasync_Repl *R, const char *s, size_t n);
 
 /* repl_edit.c */
 int lasync__repl_edit_free(void);
@@ -68,6 +71,9 @@ void lasync__repl_edit_redraw(lasync_Repl *R);
 void lasync__repl_edit_clear(lasync_Repl *R);
 void lasync__repl_edit_stop(lasync_Repl *R);
 void lasync__repl_hide(lasync_Repl *R);
+
+/* console.c: "async.core.console", the REPL on a Unix socket (host.c) */
+int lasync__luaopen_console(lua_State *L);
 
 /* repl.c: "async.core.apidoc", the text of docs/API.md for help (host.c) */
 int lasync__luaopen_apidoc(lua_State *L);

@@ -110,6 +110,7 @@ void lasync__repl_edit_redraw(lasync_Repl *R) {
   if (R != owner || !R->prompting) return;
   fflush(stdout);
   if (!R->at_bol) fputs("\n", *ed.outstream);
+  R->partial = !R->at_bol;              /* hide goes back to its end */
   ed.forced_update_display();           /* prompt and line, cursor in place */
   fflush(*ed.outstream);
 }
@@ -123,9 +124,15 @@ void lasync__repl_hide(lasync_Repl *R) {
   row = cols > 0 ? (int)(strlen(edit_prompt_text(R)) + (size_t)point) / cols : 0;
   if (row > 0) fprintf(*ed.outstream, "\033[%dA", row);
   fputs("\r\033[J", *ed.outstream);
-  fflush(*ed.outstream);
   R->hidden = 1;
   R->at_bol = 1;
+  if (R->partial) {                     /* back to the end of the partial line */
+    int up = 1 + (cols > 0 ? R->col / cols : 0);
+    fprintf(*ed.outstream, "\033[%dA\033[%dG", up, (cols > 0 ? R->col % cols : R->col) + 1);
+    R->partial = 0;
+    R->at_bol = 0;
+  }
+  fflush(*ed.outstream);
 }
 
 /* Reports of failures nobody awaited go around the prompt as well. */

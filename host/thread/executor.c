@@ -39,9 +39,12 @@ static void ex_metatable(lua_State *L) {
   lasync__class(L, EXECUTOR_MT, meta, ex_methods);
 }
 
-/* Pushes a new Executor with `size` workers. */
-static Executor *ex_new(lua_State *L, int size) {
+/* Pushes a new Executor with `size` workers, `min` of them started now:
+** a CPU pool is warm from the start, instead of a fast first thread taking
+** every job while the others are still being created. */
+static Executor *ex_new(lua_State *L, int size, int min) {
   char err[128];
+  int rc;
   Executor *e = (Executor *)lua_newuserdatauv(L, sizeof *e, 0);
   e->pool = NULL;
   e->is_default = 0;
@@ -49,6 +52,9 @@ static Executor *ex_new(lua_State *L, int size) {
   lua_setmetatable(L, -2);
   e->pool = lasync__pool_new(lasync_host(L), size, err, sizeof err);
   if (e->pool == NULL) luaL_error(L, "%s", err);
+  if ((rc = lasync__pool_start(e->pool, min)) != 0 && min > 0
+      && lasync__pool_stats_threads(e->pool) == 0)
+    luaL_error(L, "executor: cannot start a worker thread: %s", uv_strerror(rc));
   return e;
 }
 
@@ -63,7 +69,7 @@ static Executor *ex_default(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &default_key) == LUA_TUSERDATA)
     return (Executor *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  e = ex_new(L, default_size());
+  e = ex_new(L, default_size(), default_size());
   e->is_default = 1;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &default_key);
@@ -346,28 +352,41 @@ static int ex_tostring(lua_State *L) {
   return 1;
 }
 
-/* async.executor{workers = N}: N defaults to the number of cores. */
-static int l_executor(lua_State *L) {
-  int n = default_size();
-  if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-      lua_pop(L, 1);
-      if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "workers") != 0)
-        return luaL_error(L, "executor: unknown option '%s'", luaL_tolstring(L, -1, NULL));
-    }
-    if (lua_getfield(L, 1, "workers") != LUA_TNIL) {
-      lua_Integer w;
-      if (!lua_isinteger(L, -1))
-        return luaL_error(L, "executor: workers must be an integer (got %s)", luaL_typename(L, -1));
-      w = lua_tointeger(L, -1);
-      if (w < 1 || w > MAX_WORKERS)
-        return luaL_error(L, "executor: workers must be 1 to %d (got %I)", MAX_WORKERS, (LUAI_UACINT)w);
-      n = (int)w;
-    }
+/* Reads option `name` of the table at 1: an integer lo..hi, else dflt. */
+static int ex_intopt(lua_State *L, const char *name, int lo, int hi, int dflt) {
+  lua_Integer v;
+  if (lua_getfield(L, 1, name) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
   }
-  ex_new(L, n);
+  if (!lua_isinteger(L, -1))
+    return luaL_error(L, "executor: %s must be an integer (got %s)", name, luaL_typename(L, -1));
+  v = lua_tointeger(L, -1);
+  if (v < lo || v > hi)
+    return luaL_error(L, "executor: %s must be %d to %d (got %I)", name, lo, hi, (LUAI_UACINT)v);
+  lua_pop(L, 1);
+  return (int)v;
+}
+
+/* async.executor{workers = N, min_workers = M}: N defaults to the number of
+** cores; M threads start now (default: all N), the rest as jobs arrive. */
+static int l_executor(lua_State *L) {
+  int n = default_size(), min;
+  if (lua_isnoneornil(L, 1)) {
+    ex_new(L, n, n);
+    return 1;
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING || (strcmp(lua_tostring(L, -1), "workers") != 0
+        && strcmp(lua_tostring(L, -1), "min_workers") != 0))
+      return luaL_error(L, "executor: unknown option '%s'", luaL_tolstring(L, -1, NULL));
+  }
+  n = ex_intopt(L, "workers", 1, MAX_WORKERS, n);
+  min = ex_intopt(L, "min_workers", 0, n, n);
+  ex_new(L, n, min);
   return 1;
 }
 

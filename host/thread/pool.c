@@ -5,8 +5,9 @@
 ** the loop drains when a uv_async_t fires (sends coalesce: one wake-up may
 ** bring back many jobs). worker.c is what runs Lua on a worker thread.
 **
-** Threads start as work arrives, up to the pool's size, and idle on a
-** condition variable each, so a submit wakes exactly one. Cancellation
+** An executor starts min_workers threads at once (lasync__pool_start), the
+** rest as work arrives, up to the pool's size; none retires before the pool
+** closes. Each idles on a condition variable, so a submit wakes exactly one. Cancellation
 ** drops a queued job at once, and interrupts a running Lua job (worker.c);
 ** C work cannot be interrupted and is left to finish. Closing lets the
 ** queue drain (or drops it, aborting), then the workers exit and the loop
@@ -264,6 +265,15 @@ static int pool_spawn(lasync_Pool *p) {
   return rc;
 }
 
+/* Starts worker threads until n run (an executor's min_workers); returns 0
+** or the libuv error that stopped it (the threads started stay). */
+int lasync__pool_start(lasync_Pool *p, int n) {
+  int rc = 0;
+  if (n > p->size) n = p->size;
+  while (p->started < n && !p->closing && (rc = pool_spawn(p)) == 0) {}
+  return rc;
+}
+
 int lasync__pool_submit(lasync_Pool *p, lasync_Job *j, lua_State *L, int owner) {
   Worker *w = NULL;
   int grow;
@@ -396,6 +406,7 @@ void lasync__pool_destroy(lasync_Pool *p) {
 }
 
 int lasync__pool_live(lasync_Pool *p) { return !p->dead; }
+int lasync__pool_stats_threads(lasync_Pool *p) { return p->started - p->joined; }
 lasync_Host *lasync__pool_host(lasync_Pool *p) { return p->H; }
 int lasync__pool_closed(lasync_Pool *p) { return p->closing; }
 

@@ -85,6 +85,8 @@ struct lasync_Job {
 
 /* A pool of `size` worker threads (made as work arrives) on H's loop. */
 lasync_Pool *lasync__pool_new(lasync_Host *H, int size, char *err, size_t errlen);
+int lasync__pool_start(lasync_Pool *p, int n);
+int lasync__pool_stats_threads(lasync_Pool *p);   /* started, not joined */
 lasync_Job *lasync__job_new(lasync_Pool *p, int kind);
 void lasync__job_free(lasync_Job *j);
 /* Queues j; returns 0, -1 when the pool is closed, -2 when no worker

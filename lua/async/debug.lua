@@ -84,4 +84,39 @@ function M.dump(file)
   return text
 end
 
+-- deadlock([file]): the report of a deadlock, as Go's "all goroutines are
+-- asleep": every live task with what it waits on and its stack, tasks with
+-- the same wait and stack grouped, the first task (the main one) first.
+-- Writes it to file (io.stderr by default; false: nowhere) and returns it.
+function M.deadlock(file)
+  local list = M.tasks()
+  local groups, order = {}, {}
+  for _, info in ipairs(list) do
+    local key = label(info) .. "\0" .. (info.stack or "")
+    if not groups[key] then groups[key] = {}; order[#order + 1] = key end
+    table.insert(groups[key], info)
+  end
+  local out = {("deadlock: the main task is waiting but nothing is left that could wake "
+                .. "it; %d task%s blocked:"):format(#list, #list == 1 and " is" or "s are")}
+  for _, key in ipairs(order) do
+    local g = groups[key]
+    local head = #g == 1 and ("task '%s'"):format(g[1].name)
+      or ("%d tasks '%s' .. '%s'"):format(#g, g[1].name, g[#g].name)
+    out[#out + 1] = ""
+    out[#out + 1] = head .. ": " .. label(g[1])
+    local lines = {}
+    for line in (g[1].stack or "(no stack)"):gmatch("[^\n]+") do
+      if line:match("async/testing%.lua:") then    -- a test's: the runner below is noise
+        if lines[#lines]:match("in function 'pcall'") then lines[#lines] = nil end
+        break
+      end
+      lines[#lines + 1] = "    " .. line:gsub("^\t", "")
+    end
+    table.move(lines, 1, #lines, #out + 1, out)
+  end
+  local text = table.concat(out, "\n") .. "\n"
+  if file ~= false then (file or io.stderr):write(text) end
+  return text
+end
+
 return M

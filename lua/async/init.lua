@@ -387,7 +387,7 @@ from_module.to_thread, from_module.executor = "async.executor", "async.executor"
 submodules.thread = "async.thread"
 submodules.net, submodules.dns = "async.net", "async.dns"
 submodules.fs, submodules.process, submodules.signal = "async.fs", "async.process", "async.signal"
-submodules.repl = "async.repl"
+submodules.repl, submodules.console = "async.repl", "async.console"
 -- The network and data modules: async.http holds the client (async.http.client)
 -- and the server (async.http.server); async.jobs is the job queue on Redis.
 for _, k in ipairs{"json", "http", "ws", "pg", "redis", "jobs"} do submodules[k] = "async." .. k end

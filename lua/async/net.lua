@@ -8,6 +8,7 @@ local core = require "async.core.net"
 local udp = require "async.core.udp"
 local dns = require "async.dns"
 local stream = require "async.stream"
+local async_core = require "async.core"
 
 local IOError = stream.IOError
 local type, error, pcall, xpcall, tostring, format = type, error, pcall, xpcall, tostring, string.format
@@ -107,6 +108,20 @@ local function report(srv, err, tb, desc)
   io.stderr:flush()
 end
 
+-- A peer that resets its connection or goes away while the handler writes
+-- (a client killed, a load generator stopping) is the peer's business: it
+-- ends the handler quietly, counted (srv:resets()), shown in debug mode
+-- and given to on_error; every other failure is reported.
+local PEER_GONE = {ECONNRESET = true, EPIPE = true}
+
+local function peer_gone(srv, err, tb, desc)
+  srv.reset_count = srv.reset_count + 1
+  if srv.on_error then return report(srv, err, tb, desc) end
+  if async_core.stats().debug then
+    io.stderr:write(format("lasync: connection ended by the peer (%s): %s\n", desc, tostring(err)))
+  end
+end
+
 -- The body of a connection's task: runs the handler, then closes the
 -- connection (queued output is still flushed) and reports a failure.
 local function handle(srv, conn)
@@ -118,7 +133,9 @@ local function handle(srv, conn)
   conn:close()
   srv.active[me] = nil
   srv.count = srv.count - 1
-  if not ok and not async.is_cancelled(err) then report(srv, err, tb, desc) end
+  if ok or async.is_cancelled(err) then return end
+  if getmetatable(err) == IOError and PEER_GONE[err.code] then peer_gone(srv, err, tb, desc)
+  else report(srv, err, tb, desc) end
 end
 
 local function accept_loop(srv)
@@ -148,7 +165,7 @@ local function serve(listener, handler, opts, what)
     argerror(3, what, "handler function expected, got " .. type(handler), 3)
   end
   local srv = setmetatable({listener = listener, handler = handler, active = {}, count = 0,
-
+                            reset_count = 0,
                             on_error = opts.on_error, nodelay = opts.nodelay ~= false}, Server)
   srv.acceptor = async.spawn(accept_loop, srv)
   return srv
@@ -184,6 +201,10 @@ end
 
 -- server:connections(): how many handlers are running.
 function Server:connections() return self.count end
+
+-- server:resets(): how many handlers ended because the peer reset the
+-- connection or went away (ECONNRESET, EPIPE), quietly.
+function Server:resets() return self.reset_count end
 
 -- server:serve_forever(): waits until the server is closed. Cancelling
 -- the waiting task closes the server.

@@ -5,6 +5,7 @@
 -- own (async.repl.locals) whose misses go to _G. Helpers live in that
 -- environment: help, tasks. docs/repl.md describes it all.
 local async = require "async"
+local core = require "async.core"
 local locals = require "async.repl.locals"
 local pretty = require "async.repl.pretty"
 
@@ -50,22 +51,38 @@ end
 
 --------------------------------------------------------------- running
 
--- The traceback of an error in a chunk, without the REPL's own frames.
-local function handler(e)
+-- The traceback of an error in a chunk, without the REPL's own frames,
+-- followed by the awaited task's own when the error came from one (as a
+-- script's report has it). A table without __tostring prints as a value.
+local function handler(e, declared)
   local msg = e
-  if type(e) ~= "string" then
+  if type(e) == "table" and not (getmetatable(e) or {}).__tostring then
+    msg = "error: " .. pretty.values(1, e)
+  elseif type(e) ~= "string" then
     local ok, s = pcall(tostring, e)
     msg = ok and s or "(error object is a " .. type(e) .. " value)"
   end
   local tb = debug.traceback(msg, 2)
   local cut = tb:find("\n%s*%[C%]: in function 'xpcall'.*$") or tb:find("\n%s*%(%.%.%.tail calls%.%.%.%)\n%s*%[C%]: in function 'xpcall'")
-  return {value = e, text = cut and tb:sub(1, cut - 1) or tb}
+  tb = cut and tb:sub(1, cut - 1) or tb
+  -- the prompt's locals live in the session's environment: Lua calls them
+  -- globals; the user wrote `local`
+  tb = tb:gsub("in global '([%w_]+)'", function(n)
+    if declared and declared[n] then return "in local '" .. n .. "'" end
+  end)
+  local cause = core.cause(e)
+  if cause then tb = tb .. "\n(re-raised from " .. cause end
+  return {value = e, text = tb}
 end
 
 local function run_line(self, fn, takes_helper)
-  local res = pack(xpcall(fn, handler, takes_helper and self.helper or nil))
+  local res = pack(xpcall(fn, function(e) return handler(e, self.declared) end,
+                          takes_helper and self.helper or nil))
   if res[1] then
-    if res.n > 1 then self.io.out(pretty.values(res.n - 1, unpack(res, 2, res.n)) .. "\n") end
+    if res.n > 1 then
+      rawset(self.env, "_", res[2])          -- the last value, as in Python and Node
+      self.io.out(pretty.values(res.n - 1, unpack(res, 2, res.n)) .. "\n")
+    end
     return
   end
   local e = res[2]
@@ -130,12 +147,24 @@ local function helper(show, call)
                            __name = "repl helper"})
 end
 
+-- Long help on a terminal goes through $PAGER (default `less -FRX`). The
+-- pager has the terminal (and the loop waits) until you quit it.
+local function page(io, text)
+  local _, lines = text:gsub("\n", "")
+  local rows = math.tointeger(tonumber(os.getenv("LINES") or "")) or 24
+  if not io.wrap or lines < rows - 1 then return io.out(text) end
+  local p = _G.io.popen(os.getenv("PAGER") or "less -FRX", "w")
+  if not p then return io.out(text) end
+  p:write(text)
+  p:close()
+end
+
 function Session:install_helpers()
   local io = self.io
   local help = require "async.repl.help"
   self.helpers = {
     help = helper(function() return help.text() end,
-                  function(...) io.out(help.text(select("#", ...) > 0 and (...) or nil)) end),
+                  function(...) page(io, help.text(select("#", ...) > 0 and (...) or nil)) end),
     tasks = helper(M.tasks_text, function() io.out(M.tasks_text()) end),
   }
   for k, v in pairs(self.helpers) do rawset(self.env, k, v) end
@@ -271,7 +300,7 @@ function M.new(io)
       if declared[k] then rawset(t, k, v) else _G[k] = v end
     end,
   })
-  local self = setmetatable({io = io, env = env, lines = {}, count = 0,
+  local self = setmetatable({io = io, env = env, lines = {}, count = 0, declared = declared,
                              chunkname = io.chunkname or "stdin"}, Session)
   -- __repl.set(names, ...): a `local` statement at the top level of a chunk.
   self.helper = {set = function(names, ...)
@@ -286,6 +315,10 @@ function M.new(io)
       for i = 1, n do parts[i] = tostring((select(i, ...))) end
       io.out(concat(parts, "\t") .. "\n")
     end)
+    -- a console's async.dump() shows the tree here, not on the program's stderr
+    local out = {write = function(_, s) io.out(s) end}
+    rawset(env, "async", setmetatable({dump = function(file) async.debug.dump(file or out) end},
+                                      {__index = async, __newindex = async}))
   end
   if io.wrap then M.wrap_stdio(io.hide, io.shown) end
   self:install_helpers()
@@ -318,10 +351,14 @@ function M.wrap_stdio(hide, shown)
   local file_mt = getmetatable(io.stdout).__index
   saved = {print = print, write = io.write, fwrite = file_mt.write}
   local stdout, stderr = io.stdout, io.stderr
+  -- what was written, for the C half to know where the cursor is
   local function last(...)
-    local n = select("#", ...)
-    local s = n > 0 and select(n, ...)
-    return type(s) == "string" and s or type(s) == "number" and tostring(s) or nil
+    local parts = {}
+    for i = 1, select("#", ...) do
+      local s = select(i, ...)
+      if type(s) == "string" or type(s) == "number" then parts[#parts + 1] = tostring(s) end
+    end
+    return #parts > 0 and concat(parts) or nil
   end
   _G.print = function(...) hide() saved.print(...) shown("\n") end
   io.write = function(...)
@@ -337,6 +374,9 @@ function M.wrap_stdio(hide, shown)
     shown(last(...))
     return unpack(r, 1, r.n)
   end
+  pretty.aliases[_G.print] = saved.print
+  pretty.aliases[io.write] = saved.write
+  pretty.aliases[file_mt.write] = saved.fwrite
 end
 
 function M.unwrap_stdio()

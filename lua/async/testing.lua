@@ -18,6 +18,10 @@ function testing.use_real_clock() return core.clock("real") end
 -- Moves the virtual clock forward by sec; the deadlines passed fire.
 function testing.advance(sec) return core.advance(sec) end
 
+-- Schedule fuzzing: testing.shuffle(seed) runs each round of ready tasks
+-- in an order drawn from seed; false: FIFO again. Returns the seed before.
+function testing.shuffle(seed) return core.shuffle(seed) end
+
 -- Runs fn(...) on the virtual clock and puts the clock back after.
 function testing.with_virtual_clock(fn, ...)
   local before = core.clock("virtual", 0)
@@ -142,6 +146,8 @@ function testing.run_with_timeout(sec, fn, ...)
   local me = async.current() or error("testing: not inside a task", 2)
   local report
   local stop = core.new_cancelled("test timed out")
+  -- weak: a test stuck where nothing can wake it ends at once, as a
+  -- deadlock the lasync command reports with every blocked task
   local cancel_alarm = core.alarm(sec, function()
     local lines = {("test timed out after %g s; it waits%s"):format(sec,
       where(me) and " at " .. where(me) or "")}
@@ -149,7 +155,7 @@ function testing.run_with_timeout(sec, fn, ...)
     if #others > 0 then lines[#lines + 1] = "tasks still waiting:\n" .. describe_all(others) end
     report = table.concat(lines, "\n")
     core.cancel(me, stop, 0)
-  end)
+  end, true)
   local res = table.pack(pcall(fn, ...))
   cancel_alarm()
   if report then
@@ -158,6 +164,14 @@ function testing.run_with_timeout(sec, fn, ...)
     return false, report .. "\nthe test raised: " .. tostring(res[2])
   end
   return table.unpack(res, 1, res.n)
+end
+
+-- Under schedule fuzzing each test's order is drawn from the run's seed
+-- mixed with the test's name, so a test replays alone as in the whole run.
+local function name_hash(name)
+  local h = 5381
+  for i = 1, #name do h = (h * 33 + name:byte(i)) & 0x7fffffff end
+  return h
 end
 
 -- testing.suite(T [, opts]): wraps each test of T (also those defined
@@ -182,12 +196,15 @@ function testing.suite(T, opts)
       if opts.virtual_clock then
         core.clock("virtual", type(opts.virtual_clock) == "number" and opts.virtual_clock or 0)
       end
+      local shuffle = core.shuffle()
+      if shuffle then core.shuffle(shuffle ~ name_hash(name)) end   -- `-p name` replays it
       local sec = per_test_timeout[fn] or opts.timeout or testing.default_timeout
       local handles = handle_counts()
       local ok, err = testing.run_with_timeout(sec, fn, ...)
       local clean, leak = pcall(testing.check_clean, me)
       if clean then clean, leak = settle_handles(handles) end
       core.clock(before)
+      if shuffle then core.shuffle(shuffle) end
       if not ok then
         if not clean then err = tostring(err) .. "\n(and then: " .. tostring(leak) .. ")" end
         error(err, 0)
@@ -206,7 +223,12 @@ end
 
 -- testing.run(...): runs the LuaUnit suites (the script's arguments are
 -- LuaUnit's options: -o tap, -o junit -n file, -p pattern, ...); raises if
--- a test failed. The counts are kept in testing.last.
+-- a test failed, with an error the lasync command reports as one line and
+-- exit status 1 (LuaUnit has printed the details). The counts are kept in
+-- testing.last. Under `lasync test` it does not raise: the file's process
+-- reports its counts and exit status.
+local TestsFailed = {__tostring = function(e) return e.message end}
+
 function testing.run(...)
   local lu = require "luaunit"
   local runner = lu.LuaUnit.new()
@@ -215,18 +237,26 @@ function testing.run(...)
   testing.last = {passed = r.successCount or 0, failed = r.notSuccessCount or 0,
                   skipped = r.skippedCount or 0}
   testing.ran = true
-  io.stderr:write(("lasync-test: %d passed, %d failed, %d skipped\n"):format(
-    testing.last.passed, testing.last.failed, testing.last.skipped))
-  if failures ~= 0 then error(failures .. " test(s) failed", 0) end
+  if testing.in_command then
+    io.stderr:write(("lasync-test: %d passed, %d failed, %d skipped\n"):format(
+      testing.last.passed, testing.last.failed, testing.last.skipped))
+    return failures
+  end
+  if failures ~= 0 then
+    error(setmetatable({message = failures .. " test(s) failed", exit_status = 1}, TestsFailed), 0)
+  end
 end
 
--- Used by `lasync test`: runs one file's tests (it may call run itself).
+-- Used by `lasync test`: runs one file's tests (it may call run itself);
+-- returns the exit status, 1 if a test failed.
 function testing.run_file(file, ...)
+  testing.in_command = true
   local chunk, err = loadfile(file)
   if not chunk then error(err, 0) end
   arg = {[0] = file, ...}
   chunk(...)
   if not testing.ran then testing.run(...) end
+  return testing.last.failed > 0 and 1 or 0
 end
 
 -- `lasync test [paths] [LuaUnit options]`: runs every test_*.lua under
@@ -254,12 +284,25 @@ local function discover(paths)
   return files
 end
 
+-- --shuffle[=SEED]: the seed the run's files use (a random one without SEED).
+local function shuffle_option(a)
+  if a == "--shuffle" then return math.random(0, 999999) end
+  local seed = a:match("^%-%-shuffle=(.*)$")
+  if not seed then return nil end
+  if not seed:match("^%d+$") then
+    error("lasync test: --shuffle=SEED takes a non-negative integer, not '" .. seed .. "'", 0)
+  end
+  return math.tointeger(tonumber(seed)) or error("lasync test: seed too large: " .. seed, 0)
+end
+
 function testing.command(...)
   local argv, paths, opts = {...}, {}, {}
-  local i = 1
+  local i, seed = 1, nil
   while i <= #argv do
     local a = argv[i]
-    if a:sub(1, 1) == "-" then
+    local s = shuffle_option(a)
+    if s then seed = s
+    elseif a:sub(1, 1) == "-" then
       opts[#opts + 1] = quote(a)
       if takes_value[a] and argv[i + 1] then i = i + 1; opts[#opts + 1] = quote(argv[i]) end
     else paths[#paths + 1] = a end
@@ -273,7 +316,8 @@ function testing.command(...)
   local exe = arg and arg[-1] or "lasync"
   local total = {passed = 0, failed = 0, skipped = 0}
   for _, file in ipairs(discover(paths)) do
-    local p = io.popen(quote(exe) .. " --test-file " .. quote(file) .. " " ..
+    local env = seed and ("LASYNC_SHUFFLE=" .. seed .. " ") or "LASYNC_SHUFFLE= "
+    local p = io.popen(env .. quote(exe) .. " --test-file " .. quote(file) .. " " ..
                        table.concat(opts, " ") .. " 2>&1")
     local counted = false
     for line in p:lines() do
@@ -291,6 +335,10 @@ function testing.command(...)
     end
   end
   io.write(("%d passed, %d failed, %d skipped\n"):format(total.passed, total.failed, total.skipped))
+  if seed then
+    io.write(("schedule shuffled with seed %d%s\n"):format(seed, total.failed > 0 and
+      (": `lasync test --shuffle=%d` replays this order"):format(seed) or ""))
+  end
   return total.failed > 0 and 1 or 0
 end
 

@@ -100,8 +100,29 @@ local function overview(d)
   return table.concat(out, "\n") .. "\n"
 end
 
+-- The name of a function of Lua's standard library ("print",
+-- "string.format"), for the one-line help of async.repl.stdhelp.
+local STDLIBS = {"string", "table", "math", "os", "io", "coroutine", "utf8", "debug"}
+function M.std_name_of(v)
+  local std = require "async.repl.stdhelp"
+  for k, x in next, _G do
+    if x == v and std[k] then return k end
+  end
+  for _, lib in ipairs(STDLIBS) do
+    if type(_G[lib]) == "table" then
+      for k, x in next, _G[lib] do
+        if x == v and std[lib .. "." .. k] then return lib .. "." .. k end
+      end
+    end
+  end
+  return nil
+end
+
 -- text(x): the help text for a value or a search string.
 function M.text(x)
+  local std = require "async.repl.stdhelp"
+  local sname = type(x) == "string" and std[x] and x or type(x) ~= "string" and M.std_name_of(x)
+  if sname then return std[sname] .. "\n" end
   local d = load_doc()
   if #d.lines == 0 then return "help: the API reference is not built into this binary\n" end
   if x == nil then return overview(d) end

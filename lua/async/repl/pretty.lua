@@ -40,8 +40,13 @@ local function has_tostring(v)
   return type(mt) == "table" and rawget(mt, "__tostring") ~= nil
 end
 
+-- Functions the REPL wraps (print, io.write, file:write, to keep output
+-- off the prompt), shown as the ones they wrap: the user sees `print`.
+M.aliases = setmetatable({}, {__mode = "k"})
+
 -- A function as "function: 0x... (file:line)" or "builtin: 0x...".
 local function show_function(f)
+  f = M.aliases[f] or f
   local info = debug.getinfo(f, "S")
   if info.what == "C" then return "builtin: " .. tostring(f):gsub("^function: ", "") end
   return format("%s (%s:%d)", tostring(f), info.short_src, info.linedefined)
