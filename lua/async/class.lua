@@ -3,8 +3,8 @@
 -- called with a wrong self (`File.read(5)`, `f.read(nil)`) failed late
 -- instead, with "attempt to index a number value", or worse, a __gc
 -- given a stray table acted on its fields.
-local getmetatable, setmetatable, rawget, type, pairs, error, format =
-  getmetatable, setmetatable, rawget, type, pairs, error, string.format
+local getmetatable, type, pairs, error, format = getmetatable, type, pairs, error, string.format
+local setmetatable, rawget = setmetatable, rawget
 
 local M = {}
 
