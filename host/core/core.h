@@ -196,6 +196,7 @@ int lasync__luaopen_dns(lua_State *L);
 int lasync__luaopen_fs(lua_State *L);
 int lasync__luaopen_process(lua_State *L);
 int lasync__luaopen_signal(lua_State *L);
+int lasync__luaopen_pg(lua_State *L);
 
 /* executor.c, thread.c: "async.executor_core" and "async.thread" */
 int lasync__luaopen_executor(lua_State *L);

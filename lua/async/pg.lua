@@ -1,0 +1,245 @@
+-- async.pg: PostgreSQL on libpq, driven by the loop (docs/pg.md). The
+-- connection, its pipeline and the conversions are C (host/db/pg*.c); this
+-- file holds the policy: timeouts, parameters that are tables,
+-- transactions, notifications and the pool.
+local async = require "async"
+local core = require "async.pg.core"
+
+local Conn, types = core.Connection, core.types
+local type, error, pcall, select, setmetatable, getmetatable = type, error, pcall, select,
+  setmetatable, getmetatable
+local unpack, concat, format = table.unpack, table.concat, string.format
+
+local pg = {PgError = types.PgError, is_error = types.is_error}
+
+-- NULL, both ways: a row's NULL field reads as pg.null (a table cannot hold
+-- nil); nil or pg.null as a parameter is sent as NULL.
+pg.null = setmetatable({}, {__name = "pg.null", __tostring = function() return "pg.null" end})
+
+local Bytea = {__name = "pg.bytea"}
+local Json = {__name = "pg.json"}
+
+-- pg.bytea(s): s sent as bytea (binary, any bytes).
+function pg.bytea(s)
+  if type(s) ~= "string" then error(format("bad argument #1 to 'bytea' (string expected, got %s)", type(s)), 2) end
+  return setmetatable({s}, Bytea)
+end
+
+-- pg.json(v): v sent as JSON text (a Lua sequence would otherwise be an array).
+function pg.json(v) return setmetatable({v}, Json) end
+
+local has_json, json = pcall(require, "async.json")
+if not has_json then json = nil end
+
+local function hex(s)
+  return "\\x" .. s:gsub(".", function(ch) return format("%02x", ch:byte()) end)
+end
+
+local function is_sequence(t)
+  local n = #t
+  if n == 0 then return next(t) == nil end
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
+  end
+  return true
+end
+
+local array_literal
+
+local function array_elem(v, depth)
+  local tv = type(v)
+  if v == nil or v == pg.null then return "NULL" end
+  if tv == "boolean" then return v and "t" or "f" end
+  if tv == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    if v ~= v then return "NaN" end
+    if v == math.huge then return "Infinity" elseif v == -math.huge then return "-Infinity" end
+    return format("%.17g", v)
+  end
+  if tv == "string" then
+    if v:find("\0", 1, true) then error("array element: string with a zero byte (pass pg.bytea(s))", 0) end
+    return '"' .. v:gsub('[\\"]', "\\%0") .. '"'
+  end
+  if getmetatable(v) == Bytea then return '"' .. hex(v[1]):gsub("\\", "\\\\") .. '"' end
+  if tv == "table" and getmetatable(v) == nil and is_sequence(v) then return array_literal(v, depth + 1) end
+  error("array element: " .. tv .. " cannot be in an array parameter", 0)
+end
+
+function array_literal(t, depth)
+  if depth > 6 then error("array parameter nested too deep", 0) end
+  local parts = {}
+  for i = 1, #t do parts[i] = array_elem(t[i], depth) end
+  return "{" .. concat(parts, ",") .. "}"
+end
+
+-- The C side calls encode(v, argn) for a table or userdata parameter; it
+-- returns the value's text (or bytes), its type OID (0: let the server
+-- infer it) and its format (1: binary).
+local function encode(v, argn)
+  local mt = getmetatable(v)
+  local ok, s = true, nil
+  if mt == Bytea then return v[1], 17, 1 end
+  if mt == Json then
+    if not json then error(format("bad argument #%d (pg.json needs async.json)", argn), 0) end
+    return json.encode(v[1]), 0, 0
+  end
+  if type(v) == "table" and mt == nil then
+    if is_sequence(v) then ok, s = pcall(array_literal, v, 0)
+    elseif json then ok, s = pcall(json.encode, v)
+    else s = "a table with keys needs async.json to be sent as JSON" ; ok = false end
+    if ok then return s, 0, 0 end
+    error(format("bad argument #%d (%s)", argn, s), 0)
+  end
+  error(format("bad argument #%d (%s cannot be a query parameter)", argn,
+               mt and mt.__name or type(v)), 0)
+end
+
+local config = {null = pg.null, encode = encode, json_decode = json and json.decode or nil}
+pg.config = config
+
+-- ------------------------------------------------------------ connections
+
+local state = setmetatable({}, {__mode = "k"})   -- conn -> {timeout=, tx=}
+
+local function check_timeout(v, what)
+  if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
+    error(format("%s: timeout must be a non-negative number, got %s", what, tostring(v)), 3)
+  end
+  return v
+end
+
+-- pg.connect(conninfo [, {timeout = 10, query_timeout = nil}]): conninfo is
+-- a libpq connection string or a postgresql:// URL.
+function pg.connect(conninfo, opts)
+  if type(conninfo) ~= "string" then
+    error(format("bad argument #1 to 'connect' (string expected, got %s)", type(conninfo)), 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #2 to 'connect' (table expected)", 2) end
+  local t = check_timeout(opts.timeout, "pg.connect") or 10
+  local qt = check_timeout(opts.query_timeout, "pg.connect")
+  local c = async.timeout(t, core.connect, conninfo, config)
+  if qt then state[c] = {timeout = qt} end
+  return c
+end
+
+-- A query's deadline: the table form's timeout, else the connection's.
+local function with_deadline(cfn, name)
+  return function(c, sql, ...)
+    local st = state[c]
+    if type(sql) == "table" then
+      local t = check_timeout(sql.timeout, "pg." .. name) or (st and st.timeout)
+      local args = sql
+      if t then return async.timeout(t, cfn, c, args[1], unpack(args, 2, args.n or #args)) end
+      return cfn(c, args[1], unpack(args, 2, args.n or #args))
+    end
+    if st and st.timeout then return async.timeout(st.timeout, cfn, c, sql, ...) end
+    return cfn(c, sql, ...)
+  end
+end
+for _, name in ipairs{"query", "exec", "query_prepared", "exec_prepared"} do
+  Conn[name] = with_deadline(Conn[name], name)
+end
+
+-- conn:query_one(sql, ...): the first row, or nil.
+function Conn:query_one(sql, ...)
+  return self:query(sql, ...)[1]
+end
+
+-- conn:query_value(sql, ...): the first column of the first row, or nil.
+function Conn:query_value(sql, ...)
+  local rows = self:query(sql, ...)
+  local row = rows[1]
+  return row and row[rows.columns[1]]
+end
+
+-- ------------------------------------------------------------ transactions
+
+local Tx = {}
+Tx.__index = Tx
+
+local function conn_state(c)
+  local st = state[c]
+  if not st then st = {}; state[c] = st end
+  return st
+end
+
+-- conn:begin([mode]): a transaction (`<close>`: rolled back unless
+-- committed). Inside one, begin() makes a savepoint. mode is appended to
+-- BEGIN ("ISOLATION LEVEL SERIALIZABLE", "READ ONLY").
+function Conn:begin(mode)
+  local st = conn_state(self)
+  local depth = (st.depth or 0) + 1
+  if mode ~= nil and (type(mode) ~= "string" or not mode:match("^[%a ]+$")) then
+    error("bad argument #1 to 'begin' (transaction mode expected, e.g. \"READ ONLY\")", 2)
+  end
+  if depth == 1 then self:exec(mode and "BEGIN " .. mode or "BEGIN")
+  else self:exec("SAVEPOINT lasync_" .. depth) end
+  st.depth = depth
+  return setmetatable({conn = self, depth = depth}, Tx)
+end
+
+local function tx_end(tx, how)
+  if tx.done then error("transaction already " .. tx.done, 3) end
+  local st = conn_state(tx.conn)
+  if st.depth ~= tx.depth then error("an inner transaction is still open", 3) end
+  tx.done = how == "commit" and "committed" or "rolled back"
+  st.depth = tx.depth - 1
+  if tx.depth == 1 then tx.conn:exec(how == "commit" and "COMMIT" or "ROLLBACK")
+  elseif how == "commit" then tx.conn:exec("RELEASE SAVEPOINT lasync_" .. tx.depth)
+  else tx.conn:exec("ROLLBACK TO SAVEPOINT lasync_" .. tx.depth) end
+end
+
+function Tx:commit() tx_end(self, "commit") end
+function Tx:rollback() tx_end(self, "rollback") end
+function Tx:begin(mode) return self.conn:begin(mode) end
+for _, name in ipairs{"query", "exec", "query_one", "query_value", "prepare", "query_prepared",
+                      "exec_prepared"} do
+  Tx[name] = function(tx, ...) return tx.conn[name](tx.conn, ...) end
+end
+
+-- Leaving the scope without commit (error, cancellation) rolls back. A
+-- rollback that fails (the connection broke) leaves a connection the pool
+-- drops, as it is not idle.
+function Tx.__close(tx)
+  if not tx.done then pcall(tx_end, tx, "rollback") end
+  if tx.release then tx.release() end
+end
+
+-- ------------------------------------------------------------ notifications
+
+local function quote_ident(s)
+  if type(s) ~= "string" or s == "" then error("channel name must be a non-empty string", 3) end
+  return '"' .. s:gsub('"', '""') .. '"'
+end
+
+-- for n in conn:notifications("chan", ...) do: LISTENs on the channels and
+-- yields each notification ({channel, payload, pid}); leaving the loop
+-- UNLISTENs. The connection should serve nothing else meanwhile.
+function Conn:notifications(...)
+  local chans, set = {...}, {}
+  if #chans == 0 then error("notifications: at least one channel expected", 2) end
+  for i, ch in ipairs(chans) do
+    chans[i] = quote_ident(ch)
+    set[ch] = true
+  end
+  for _, q in ipairs(chans) do self:exec("LISTEN " .. q) end
+  local conn = self
+  local closer = setmetatable({}, {__close = function()
+    if conn:status() == "ok" then
+      for _, q in ipairs(chans) do pcall(conn.exec, conn, "UNLISTEN " .. q) end
+    end
+  end})
+  return function()
+    while true do
+      local n = conn:next_notification()
+      if set[n.channel] then return n end
+    end
+  end, nil, nil, closer
+end
+
+-- ------------------------------------------------------------ pool
+
+pg.pool = require("async.pg.pool")(pg, Conn, Tx)
+
+return pg
