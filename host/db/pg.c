@@ -74,7 +74,7 @@ int lasync__pg_ioerror(lua_State *L, PgConn *c, const char *msg) {
     code = "ECONNRESET";
   while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) n--;
   luaL_buffinit(L, &b);                  /* libpq's lines as one line */
-  for (size_t i = 0; i < n; i++) luaL_addchar(&b, msg[i] == '\n' ? ' ' : msg[i]);
+  for (size_t i = 0; i < n; i++) luaL_addchar(&b, msg[i] == '\n' || msg[i] == '\t' ? ' ' : msg[i]);
   luaL_pushresult(&b);
   lasync__push_ioerror_msg(L, code, lua_tostring(L, -1), "pg", "address", c->where);
   lua_remove(L, -2);
@@ -308,9 +308,9 @@ static void conn_connect_step(PgConn *c) {
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   PgConn *c = (PgConn *)h->data;
-  if (status < 0) {
-    conn_end(c, PG_BROKEN, uv_strerror(status));
-    return;
+  if (status < 0) {              /* POLLERR: libuv stopped the handle; */
+    c->events = 0;                /* libpq reads the socket's error */
+    events = UV_READABLE | UV_WRITABLE;
   }
   if (c->state == PG_CONNECTING) conn_connect_step(c);
   else if (c->state == PG_READY) conn_io(c, events);
