@@ -56,6 +56,29 @@ function TestPgPool:test_limit_never_exceeded_counted_by_the_server()
   lu.assertEquals(pool:stats().leased, 0)
 end
 
+function TestPgPool:test_single_statements_share_connections_in_pipelines()
+  local app = "shared_test"
+  local pool <close> = pg.pool{conninfo = url(app), max = 3}
+  local watch <close> = pg.connect(srv.url)
+  local held, peak_pending = nil, 0
+  local jobs = {}
+  for i = 1, 150 do
+    jobs[i] = function()
+      if i == 75 then held = pool:acquire() end  -- a lease in the middle
+      for _, e in ipairs(pool.idle) do peak_pending = math.max(peak_pending, e.conn:pending()) end
+      return pool:query_value("select $1::int", i)
+    end
+  end
+  local r = async.gather(jobs)
+  for i = 1, 150 do lu.assertEquals(r[i], i) end
+  lu.assertTrue(peak_pending > 1, "statements were pipelined on a shared connection")
+  lu.assertTrue(backends(watch, app) <= 3)
+  lu.assertTrue(pool:stats().size <= 3)
+  lu.assertEquals(held:query_value("select 1"), 1)
+  held:release()
+  lu.assertEquals(pool:stats().leased, 0)
+end
+
 function TestPgPool:test_waiters_are_served_in_arrival_order()
   local pool <close> = pg.pool{conninfo = srv.url, max = 1}
   local order, log = support.log()

@@ -114,6 +114,7 @@ static void conn_end(PgConn *c, int state, const char *why) {
     req_free(q);
   }
   c->tail = NULL;
+  c->pending = 0;
   conn_push_gone(L, c);
   lasync_wake_error(L, &c->notify);
   conn_push_gone(L, c);
@@ -234,6 +235,7 @@ static void conn_take_results(PgConn *c) {
     }
     PQclear(r);
     if ((c->head = q->next) == NULL) c->tail = NULL;
+    c->pending--;
     req_finish(c, q);
   }
 }
@@ -391,6 +393,7 @@ int lasync__pg_wait_req(lua_State *L, PgConn *c, PgReq *q, int kind, const char 
   if (c->tail) c->tail->next = q;
   else c->head = q;
   c->tail = q;
+  c->pending++;
   if (!PQpipelineSync(c->pg)) conn_broken(c);     /* frees q */
   else lasync__pg_after_send(c);
   if (c->state != PG_READY) {
@@ -433,16 +436,19 @@ static int l_status(lua_State *L) {
   return 1;
 }
 
+/* pending(): how many statements are in flight. */
+static int l_pending(lua_State *L) {
+  lua_pushinteger(L, conn_box(L)->pending);
+  return 1;
+}
+
 /* info(): what tests and the debugger want to know. */
 static int l_info(lua_State *L) {
   PgConn *c = conn_box(L);
-  int pending = 0;
-  PgReq *q;
-  for (q = c->head; q; q = q->next) pending++;
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, c->pg ? PQbackendPID(c->pg) : 0);
   lua_setfield(L, -2, "pid");
-  lua_pushinteger(L, pending);
+  lua_pushinteger(L, c->pending);
   lua_setfield(L, -2, "pending");
   lua_pushinteger(L, (lua_Integer)c->cancels);
   lua_setfield(L, -2, "cancels");
@@ -504,7 +510,7 @@ static int l_tostring(lua_State *L) {
 }
 
 static const luaL_Reg conn_methods[] = {
-  {"close", l_close}, {"status", l_status}, {"info", l_info},
+  {"close", l_close}, {"status", l_status}, {"info", l_info}, {"pending", l_pending},
   {"next_notification", l_next_notification}, {NULL, NULL}
 };
 

@@ -43,6 +43,7 @@ typedef struct PgConn {
   lasync_Host *H;
   lasync_Wait connect;        /* the task in pg.connect */
   PgReq *head, *tail;         /* sent, in the order results come */
+  int pending;                /* how many: the pool's load measure */
   lasync_Wait notify;         /* a task waiting for a notification */
   PGnotify *nhead, *ntail;    /* notifications not yet taken */
   char *error;                /* why it broke (libpq's message) */

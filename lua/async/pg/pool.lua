@@ -24,7 +24,7 @@ return function(pg, Conn, Tx)
     return l._conn or error("pg pool connection already released", 3)
   end
   for _, name in ipairs{"query", "exec", "query_one", "query_value", "prepare", "query_prepared",
-                        "exec_prepared", "begin", "notifications", "info", "status",
+                        "exec_prepared", "begin", "notifications", "info", "status", "pending",
                         "next_notification"} do
     Lease[name] = function(l, ...) local c = lease_conn(l); return c[name](c, ...) end
   end
@@ -52,7 +52,7 @@ return function(pg, Conn, Tx)
       connect_opts = {timeout = opt_number(opts, "connect_timeout", 10),
                       query_timeout = opt_number(opts, "query_timeout")},
       sem = async.semaphore(max), idle = {}, born = setmetatable({}, {__mode = "k"}),
-      size = 0, leased = 0, closed = false,
+      size = 0, leased = 0, closed = false, changes = {}, opening = 0,
     }, Pool)
     if p.min > 0 and async.current() then
       p.filler = async.spawn(function()
@@ -64,16 +64,47 @@ return function(pg, Conn, Tx)
     return p
   end
 
+  -- Wakes the permit holders waiting for a connection to appear in the
+  -- idle list or for room to open one.
+  local function changed(p)
+    local w = p.changes
+    if #w == 0 then return end
+    p.changes = {}
+    for _, f in ipairs(w) do if not f:done() then f:resolve() end end
+  end
+
+  local function wait_change(p)
+    local f = async.future()
+    p.changes[#p.changes + 1] = f
+    f:await()
+  end
+
   local function close_conn(p, c)
     p.size = p.size - 1
     c:close()
+    changed(p)
+  end
+
+  -- Opens a connection counted in size (size goes up first, so tasks that
+  -- open at once never open more than max between them).
+  local function open(p)
+    p.size, p.opening = p.size + 1, p.opening + 1
+    local ok, c = pcall(pg.connect, p.conninfo, p.connect_opts)
+    p.opening = p.opening - 1
+    if not ok then
+      p.size = p.size - 1
+      changed(p)
+      error(c, 0)
+    end
+    p.born[c] = async.time()
+    return c
   end
 
   -- Idle connections past idle_timeout, oldest first, down to min.
   local function prune(p)
     local now, idle = async.time(), p.idle
     while p.idle_timeout and #idle > 0 and p.size > p.min and
-          now - idle[1].since >= p.idle_timeout do
+          now - idle[1].since >= p.idle_timeout and idle[1].conn:pending() == 0 do
       close_conn(p, remove(idle, 1).conn)
     end
   end
@@ -82,22 +113,20 @@ return function(pg, Conn, Tx)
     return p.max_lifetime and async.time() - (p.born[c] or 0) >= p.max_lifetime
   end
 
-  -- A usable connection for a permit holder.
+  -- A usable connection for a permit holder: an idle one, or a new one
+  -- while below max, or (shared ones still opening) the next to appear.
   local function take(p)
-    prune(p)
-    while #p.idle > 0 do
-      local c = remove(p.idle).conn
-      if c:status() == "ok" and not expired(p, c) then return c end
-      close_conn(p, c)
+    while true do
+      if p.closed then error("pg pool is closed", 0) end
+      prune(p)
+      while #p.idle > 0 do
+        local c = remove(p.idle).conn
+        if c:status() == "ok" and not expired(p, c) then return c end
+        close_conn(p, c)
+      end
+      if p.size < p.max then return open(p) end
+      wait_change(p)
     end
-    p.size = p.size + 1
-    local ok, c = pcall(pg.connect, p.conninfo, p.connect_opts)
-    if not ok then
-      p.size = p.size - 1
-      error(c, 0)
-    end
-    p.born[c] = async.time()
-    return c
   end
 
   local function acquire(p)
@@ -136,7 +165,9 @@ return function(pg, Conn, Tx)
     if not c then return end
     self._conn = nil
     local ok, keep = pcall(reusable, p, c)
-    if ok and keep then p.idle[#p.idle + 1] = {conn = c, since = async.time()}
+    if ok and keep then
+      p.idle[#p.idle + 1] = {conn = c, since = async.time()}
+      changed(p)
     else close_conn(p, c) end
     p.leased = p.leased - 1
     p.sem:release()
@@ -146,10 +177,49 @@ return function(pg, Conn, Tx)
   Lease.__close = Lease.release
   Lease.__tostring = function(l) return "PgLease<" .. tostring(l._conn or "released") .. ">" end
 
-  -- pool:query(sql, ...), pool:exec(sql, ...) and the others: on a
-  -- connection taken for the call and given back after it.
+  -- An idle connection for a single statement, shared: statements from
+  -- many tasks go down one connection's pipeline (each with its own Sync,
+  -- so each is its own implicit transaction). Prefers one with nothing in
+  -- flight, then opens one while below max, then the least loaded, then
+  -- waits for those opening. nil when every connection is leased (the
+  -- caller then waits for a permit).
+  local function pick_shared(p)
+    while true do
+      if p.closed then error("pg pool is closed", 3) end
+      local idle, best, load = p.idle, nil, math.huge
+      for i = #idle, 1, -1 do
+        local e = idle[i]
+        local c = e.conn
+        if c:status() ~= "ok" then
+          remove(idle, i)
+          close_conn(p, c)
+        else
+          local n = c:pending()
+          if n == 0 then e.since = async.time(); return c end
+          if n < load then best, load = e, n end
+        end
+      end
+      if p.size < p.max then
+        local c = open(p)
+        if p.closed then close_conn(p, c); error("pg pool is closed", 3) end
+        idle[#idle + 1] = {conn = c, since = async.time()}
+        changed(p)
+        return c
+      end
+      if best then best.since = async.time(); return best.conn end
+      if p.opening == 0 then return nil end
+      wait_change(p)                 -- connections are opening: use them
+    end
+  end
+
+  -- pool:query(sql, ...), pool:exec(sql, ...) and the others: one
+  -- statement on a shared connection (see pick_shared), or on one taken
+  -- for the call when all are leased.
   for _, name in ipairs{"query", "exec", "query_one", "query_value"} do
+    local method = Conn[name]
     Pool[name] = function(p, ...)
+      local c = pick_shared(p)
+      if c then return method(c, ...) end
       local l <close> = p:acquire()
       return l[name](l, ...)
     end
@@ -178,8 +248,10 @@ return function(pg, Conn, Tx)
     if self.closed then return end
     self.closed = true
     if self.filler then self.filler:cancel() end
-    for _, e in ipairs(self.idle) do close_conn(self, e.conn) end
+    local idle = self.idle
     self.idle = {}
+    for _, e in ipairs(idle) do close_conn(self, e.conn) end
+    changed(self)
     if self.leased > 0 then
       self.drained = async.future()
       if timeout then pcall(async.wait_for, timeout, self.drained)
