@@ -60,16 +60,23 @@ function TestPgPool:test_single_statements_share_connections_in_pipelines()
   local app = "shared_test"
   local pool <close> = pg.pool{conninfo = url(app), max = 3}
   local watch <close> = pg.connect(srv.url)
-  local held, peak_pending = nil, 0
+  local held, peak_pending, running = nil, 0, true
+  local sampler = async.spawn(function()
+    while running do
+      for _, e in ipairs(pool.idle) do peak_pending = math.max(peak_pending, e.conn:pending()) end
+      async.sleep(0)
+    end
+  end)
   local jobs = {}
   for i = 1, 150 do
     jobs[i] = function()
       if i == 75 then held = pool:acquire() end  -- a lease in the middle
-      for _, e in ipairs(pool.idle) do peak_pending = math.max(peak_pending, e.conn:pending()) end
       return pool:query_value("select $1::int", i)
     end
   end
   local r = async.gather(jobs)
+  running = false
+  sampler:await()
   for i = 1, 150 do lu.assertEquals(r[i], i) end
   lu.assertTrue(peak_pending > 1, "statements were pipelined on a shared connection")
   lu.assertTrue(backends(watch, app) <= 3)
@@ -123,11 +130,10 @@ function TestPgPool:test_broken_connection_is_replaced()
     local c <close> = pool:acquire()
     pid = c:info().pid
   end
+  local idle = pool.idle[1].conn
   watch:query("select pg_terminate_backend($1)", pid)
-  io_.eventually(function()
-    return backends(watch, "") ~= nil and
-      watch:query_value("select count(*)::int from pg_stat_activity where pid = $1", pid) == 0
-  end, "the backend ended")
+  io_.eventually(function() return idle:status() == "broken" end, "the client saw the session end")
+  lu.assertErrorMsgContains("terminating connection", idle.query, idle, "select 1")
   local c <close> = pool:acquire()
   lu.assertEquals(c:query_value("select 7"), 7)
   lu.assertNotEquals(c:info().pid, pid)
@@ -326,6 +332,98 @@ function TestPgNotify:test_for_loop_form_and_cancel()
   lu.assertFalse(pcall(t.await, t))
   lu.assertEquals(got, {"a"})
   lu.assertErrorMsgContains("channel", listener.notifications, listener, "")
+end
+
+TestPgCopy = support.suite({}, 30)
+
+function TestPgCopy:setUp()
+  if not srv then lu.skip(why) end
+  self.c = pg.connect(srv.url)
+  self.c:exec("create temp table items (id int, name text)")
+end
+
+function TestPgCopy:tearDown() if self.c then self.c:close() end end
+
+function TestPgCopy:test_copy_in_and_out_streamed()
+  local c, n = self.c, 20000
+  local i = 0
+  local count = c:copy_in("copy items from stdin", function()
+    i = i + 1
+    if i <= n then return ("%d\tname %d with\\ttab\n"):format(i, i) end
+  end)
+  lu.assertEquals(count, n)
+  lu.assertEquals(c:query_value("select count(*)::int from items"), n)
+  lu.assertEquals(c:query_value("select name from items where id = 7"), "name 7 with\ttab")
+  local k = 0
+  for chunk in c:copy_out("copy (select * from items order by id) to stdout") do
+    k = k + 1
+    if k == 1 then lu.assertEquals(chunk, "1\tname 1 with\\ttab\n") end
+  end
+  lu.assertEquals(k, n)
+  lu.assertEquals(c:status(), "ok")
+  lu.assertEquals(c:copy_in("copy items from stdin", {"-1\t\\N\n"}), 1)
+  lu.assertIs(c:query_value("select name from items where id = -1"), pg.null)
+end
+
+function TestPgCopy:test_bad_data_and_failing_source()
+  local c = self.c
+  local ok, e = pcall(c.copy_in, c, "copy items from stdin", {"1\tok\n", "x\ty\n"})
+  lu.assertFalse(ok)
+  lu.assertEquals(e.sqlstate, "22P02")
+  ok, e = pcall(c.copy_in, c, "copy items from stdin", coroutine.wrap(function()
+    coroutine.yield("5\tfive\n")
+    error({"source broke"})
+  end))
+  lu.assertFalse(ok)
+  lu.assertEquals(e, {"source broke"})
+  lu.assertEquals(c:query_value("select count(*)::int from items"), 0)   -- nothing kept
+  ok, e = pcall(c.copy_in, c, "copy items from stdin", {1})
+  lu.assertStrContains(e, "not a string")
+  lu.assertErrorMsgContains("not a COPY", c.copy_in, c, "select 1", {})
+  lu.assertErrorMsgContains("function or table", c.copy_in, c, "copy items from stdin", 5)
+  lu.assertErrorMsgContains("no COPY in progress", c.copy_get, c)
+  lu.assertEquals(c:query_value("select 3"), 3)
+end
+
+function TestPgCopy:test_copy_waits_for_the_pipeline_and_excludes_others()
+  local c = self.c
+  local before = async.spawn(function() return c:query_value("select 1 from pg_sleep(0.02)") end)
+  async.sleep(0)
+  local gate, asked, calls = async.event(), async.event(), 0
+  local copying = async.spawn(function()
+    return c:copy_in("copy items from stdin", function()
+      calls = calls + 1
+      if calls == 1 then
+        asked:set()                       -- the server is in the COPY
+        gate:wait()
+        return "1\ta\n"
+      end
+    end)
+  end)
+  async.sleep(0)
+  lu.assertEquals(before:await(), 1)
+  asked:wait()
+  lu.assertEquals(c:status(), "copy")
+  lu.assertErrorMsgContains("busy with a COPY", c.query, c, "select 1")
+  gate:set()
+  lu.assertEquals(copying:await(), 1)
+  lu.assertEquals(c:query_value("select count(*)::int from items"), 1)
+end
+
+function TestPgCopy:test_leaving_or_cancelling_a_copy_ends_the_connection()
+  local c = self.c
+  c:copy_in("copy items from stdin", {"1\ta\n", "2\tb\n"})
+  for _ in c:copy_out("copy items to stdout") do break end
+  lu.assertEquals(c:status(), "closed")
+  local d <close> = pg.connect(srv.url)
+  local t = async.spawn(function()
+    for _ in d:copy_out("copy (select pg_sleep(10)) to stdout") do end
+  end)
+  io_.eventually(function() return d:status() == "copy" end, "the COPY started")
+  t:cancel()
+  lu.assertFalse(pcall(t.await, t))
+  lu.assertEquals(d:status(), "broken")
+  lu.assertErrorMsgContains("COPY cancelled", d.query, d, "select 1")
 end
 
 -- Last (Z): the server dies mid-work and comes back.

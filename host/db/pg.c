@@ -41,7 +41,7 @@ static void on_poll(uv_poll_t *h, int status, int events);
 
 /* Watches `events` on libpq's socket now, following a socket change.
 ** Returns 0, or a libuv error. */
-static int conn_watch(PgConn *c, int events) {
+int lasync__pg_watch(PgConn *c, int events) {
   int fd = c->pg ? PQsocket(c->pg) : -1, r;
   if (fd != c->fd) conn_unwatch(c);
   if (fd < 0) return 0;
@@ -82,7 +82,7 @@ int lasync__pg_ioerror(lua_State *L, PgConn *c, const char *msg) {
 }
 
 /* Pushes the error a request or waiter gets once c is not usable. */
-static void conn_push_gone(lua_State *L, PgConn *c) {
+void lasync__pg_push_gone(lua_State *L, PgConn *c) {
   if (c->state == PG_BROKEN && c->error) lasync__pg_ioerror(L, c, c->error);
   else lasync__push_ioerror_msg(L, "ECANCELED", "connection closed", "pg", "address", c->where);
 }
@@ -94,31 +94,37 @@ static void req_free(PgReq *q) {
 
 /* Ends c as `state` (PG_BROKEN with libpq's message, or PG_CLOSED): wakes
 ** every waiter with the error, frees the requests, finishes libpq. */
-static void conn_end(PgConn *c, int state, const char *why) {
+void lasync__pg_end(PgConn *c, int state, const char *why) {
   lua_State *L = lasync_state(c->H);
   PgReq *q;
   PGnotify *n;
-  if (c->state == PG_CLOSED || c->state == PG_BROKEN) {
+  if (c->state == PG_CLOSED || c->state == PG_BROKEN) {   /* already ended */
     if (state == PG_CLOSED) c->state = PG_CLOSED;
     return;
   }
   c->state = state;
   if (why && !c->error) c->error = strdup(why);
+  if (c->copyres) PQclear(c->copyres);
+  c->copyres = NULL;
   conn_unwatch(c);
   if (c->pg) PQfinish(c->pg);
   c->pg = NULL;
   while ((q = c->head) != NULL) {
     c->head = q->next;
-    conn_push_gone(L, c);
+    lasync__pg_push_gone(L, c);
     lasync_wake_error(L, &q->wait);
     req_free(q);
   }
   c->tail = NULL;
   c->pending = 0;
-  conn_push_gone(L, c);
+  lasync__pg_push_gone(L, c);
   lasync_wake_error(L, &c->notify);
-  conn_push_gone(L, c);
+  lasync__pg_push_gone(L, c);
   lasync_wake_error(L, &c->connect);
+  lasync__pg_push_gone(L, c);
+  lasync_wake_error(L, &c->drain);
+  lasync__pg_push_gone(L, c);
+  lasync_wake_error(L, &c->copy);
   while ((n = c->nhead) != NULL) {
     c->nhead = n->next;
     PQfreemem(n);
@@ -127,7 +133,7 @@ static void conn_end(PgConn *c, int state, const char *why) {
 }
 
 static void conn_broken(PgConn *c) {
-  conn_end(c, PG_BROKEN, c->pg ? PQerrorMessage(c->pg) : "connection lost");
+  lasync__pg_end(c, PG_BROKEN, c->pg ? PQerrorMessage(c->pg) : "connection lost");
 }
 
 /* ------------------------------------------------------------ cancel */
@@ -237,6 +243,7 @@ static void conn_take_results(PgConn *c) {
     if ((c->head = q->next) == NULL) c->tail = NULL;
     c->pending--;
     req_finish(c, q);
+    if (c->pending == 0 && c->drain.task) lasync_wake(&c->drain);
   }
 }
 
@@ -259,15 +266,16 @@ static void conn_io(PgConn *c, int events) {
   conn_take_results(c);
   conn_take_notifications(c);
   if (c->state != PG_READY) return;
+  if (c->fatal) { lasync__pg_end(c, PG_BROKEN, c->fatal); return; }
   if (PQstatus(c->pg) == CONNECTION_BAD) { conn_broken(c); return; }
   if (!(events & UV_WRITABLE)) flush = PQflush(c->pg);
-  if (flush < 0 || conn_watch(c, UV_READABLE | (flush ? UV_WRITABLE : 0)) != 0)
+  if (flush < 0 || lasync__pg_watch(c, UV_READABLE | (flush ? UV_WRITABLE : 0)) != 0)
     conn_broken(c);
 }
 
 void lasync__pg_after_send(PgConn *c) {
   int flush = PQflush(c->pg);
-  if (flush < 0 || conn_watch(c, UV_READABLE | (flush ? UV_WRITABLE : 0)) != 0)
+  if (flush < 0 || lasync__pg_watch(c, UV_READABLE | (flush ? UV_WRITABLE : 0)) != 0)
     conn_broken(c);
 }
 
@@ -277,11 +285,11 @@ static void conn_connected(PgConn *c) {
   const char *host = PQhost(c->pg), *port = PQport(c->pg);
   if (host && host[0] == '/') snprintf(c->where, sizeof c->where, "%s", host);
   else snprintf(c->where, sizeof c->where, "%s:%s", host ? host : "?", port ? port : "?");
-  if (!PQenterPipelineMode(c->pg) || conn_watch(c, UV_READABLE) != 0) {
+  if (!PQenterPipelineMode(c->pg) || lasync__pg_watch(c, UV_READABLE) != 0) {
     lua_State *L = lasync_state(c->H);
     lasync__pg_ioerror(L, c, "could not enter pipeline mode");
     lasync_wake_error(L, &c->connect);
-    conn_end(c, PG_BROKEN, "could not enter pipeline mode");
+    lasync__pg_end(c, PG_BROKEN, "could not enter pipeline mode");
     return;
   }
   c->state = PG_READY;
@@ -292,8 +300,8 @@ static void conn_connect_step(PgConn *c) {
   lua_State *L = lasync_state(c->H);
   int r = 0;
   switch (PQconnectPoll(c->pg)) {
-    case PGRES_POLLING_READING: r = conn_watch(c, UV_READABLE); break;
-    case PGRES_POLLING_WRITING: r = conn_watch(c, UV_WRITABLE); break;
+    case PGRES_POLLING_READING: r = lasync__pg_watch(c, UV_READABLE); break;
+    case PGRES_POLLING_WRITING: r = lasync__pg_watch(c, UV_WRITABLE); break;
     case PGRES_POLLING_OK: conn_connected(c); return;
     default:
       lasync__pg_ioerror(L, c, PQerrorMessage(c->pg));
@@ -304,7 +312,7 @@ static void conn_connect_step(PgConn *c) {
   if (r != 0) {
     lasync__push_ioerror(L, r, "pg.connect", "address", c->where);
     lasync_wake_error(L, &c->connect);
-    conn_end(c, PG_BROKEN, uv_strerror(r));
+    lasync__pg_end(c, PG_BROKEN, uv_strerror(r));
   }
 }
 
@@ -316,10 +324,11 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   }
   if (c->state == PG_CONNECTING) conn_connect_step(c);
   else if (c->state == PG_READY) conn_io(c, events);
+  else if (c->state == PG_COPY) lasync__pg_copy_io(c, events);
 }
 
 static void connect_cancel(lasync_Wait *w) {
-  conn_end(container_of(w, PgConn, connect), PG_CLOSED, NULL);
+  lasync__pg_end(container_of(w, PgConn, connect), PG_CLOSED, NULL);
 }
 
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
@@ -328,8 +337,16 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* Notices (WARNING, NOTICE) go nowhere rather than to stderr. */
-static void ignore_notice(void *arg, const char *msg) { (void)arg; (void)msg; }
+/* Notices (WARNING, NOTICE) go nowhere rather than to stderr. A FATAL
+** that arrives between statements (the server ends the session: shutdown,
+** pg_terminate_backend) comes here too: noted, and the connection ends
+** after libpq returns (not inside libpq). */
+static void on_notice(void *arg, const PGresult *res) {
+  PgConn *c = (PgConn *)arg;
+  const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0) && !c->fatal)
+    c->fatal = strdup(PQresultErrorMessage(res));
+}
 
 /* connect(conninfo, config): a ready connection, or an IOError with
 ** libpq's message (which never holds the password). */
@@ -354,13 +371,13 @@ static int l_connect(lua_State *L) {
   c->cfgref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (PQstatus(c->pg) == CONNECTION_BAD) {
     lasync__pg_ioerror(L, c, PQerrorMessage(c->pg));
-    conn_end(c, PG_CLOSED, NULL);
+    lasync__pg_end(c, PG_CLOSED, NULL);
     return lua_error(L);
   }
   PQsetnonblocking(c->pg, 1);
-  PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
-  if ((r = conn_watch(c, UV_WRITABLE)) != 0) {
-    conn_end(c, PG_CLOSED, NULL);
+  PQsetNoticeReceiver(c->pg, on_notice, c);
+  if ((r = lasync__pg_watch(c, UV_WRITABLE)) != 0) {
+    lasync__pg_end(c, PG_CLOSED, NULL);
     return lasync__ioerror(L, r, "pg.connect", NULL, NULL);
   }
   c->connect.what = "pg.connect";
@@ -380,7 +397,8 @@ PgConn *lasync__pg_check(lua_State *L, int idx) {
     lasync__pg_ioerror(L, c, c->error ? c->error : "connection lost");
     return (lua_error(L), NULL);
   }
-  luaL_error(L, "pg connection is %s", c->state == PG_CLOSED ? "closed" : "not ready");
+  luaL_error(L, "pg connection is %s", c->state == PG_CLOSED ? "closed" :
+             c->state == PG_COPY ? "busy with a COPY" : "not ready");
   return NULL;
 }
 
@@ -397,7 +415,7 @@ int lasync__pg_wait_req(lua_State *L, PgConn *c, PgReq *q, int kind, const char 
   if (!PQpipelineSync(c->pg)) conn_broken(c);     /* frees q */
   else lasync__pg_after_send(c);
   if (c->state != PG_READY) {
-    conn_push_gone(L, c);
+    lasync__pg_push_gone(L, c);
     return lua_error(L);
   }
   return lasync_wait(L, &q->wait, lasync__pg_req_cancel, NULL, 0);
@@ -414,7 +432,7 @@ int lasync__pg_send_failed(lua_State *L, PgConn *c, PgReq *q) {
 /* close(): ends the connection; waiting tasks get an ECANCELED IOError. */
 static int l_close(lua_State *L) {
   PgConn *c = conn_box(L);
-  conn_end(c, PG_CLOSED, NULL);
+  lasync__pg_end(c, PG_CLOSED, NULL);
   c->state = PG_CLOSED;
   return 0;
 }
@@ -423,16 +441,18 @@ static int l_gc(lua_State *L) {
   PgConn *c = conn_box(L);
   l_close(L);
   free(c->error);
-  c->error = NULL;
+  free(c->fatal);
+  c->error = c->fatal = NULL;
   if (c->cfgref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->cfgref);
   c->cfgref = LUA_NOREF;
   return 0;
 }
 
-/* status(): "ok", "connecting", "broken" or "closed". */
+const char *const lasync__pg_states[] = {"connecting", "ok", "broken", "closed", "copy"};
+
+/* status(): "ok", "connecting", "broken", "closed" or "copy". */
 static int l_status(lua_State *L) {
-  static const char *const names[] = {"connecting", "ok", "broken", "closed"};
-  lua_pushstring(L, names[conn_box(L)->state]);
+  lua_pushstring(L, lasync__pg_states[conn_box(L)->state]);
   return 1;
 }
 
@@ -504,8 +524,7 @@ static int l_next_notification(lua_State *L) {
 
 static int l_tostring(lua_State *L) {
   PgConn *c = conn_box(L);
-  static const char *const names[] = {"connecting", "ok", "broken", "closed"};
-  lua_pushfstring(L, "PgConnection<%s %s>", c->where, names[c->state]);
+  lua_pushfstring(L, "PgConnection<%s %s>", c->where, lasync__pg_states[c->state]);
   return 1;
 }
 
@@ -521,6 +540,7 @@ int lasync__luaopen_pg(lua_State *L) {
   lasync__class(L, PG_CONN_MT, meta, conn_methods);
   lua_getfield(L, -1, "__index");
   lasync__pg_query_methods(L);           /* adds query, exec, prepare... */
+  lasync__pg_copy_methods(L);
   lua_newtable(L);
   lua_pushcfunction(L, l_connect);
   lua_setfield(L, -2, "connect");

@@ -15,7 +15,7 @@
 #define PG_CONN_MT "lasync.PgConnection"
 #define PG_ERROR_MT "lasync.PgError"
 
-enum { PG_CONNECTING, PG_READY, PG_BROKEN, PG_CLOSED };
+enum { PG_CONNECTING, PG_READY, PG_BROKEN, PG_CLOSED, PG_COPY };
 enum { REQ_ROWS, REQ_COUNT, REQ_PREPARE };
 
 /* One statement sent in the pipeline: its Sync follows it, so an error
@@ -45,8 +45,14 @@ typedef struct PgConn {
   PgReq *head, *tail;         /* sent, in the order results come */
   int pending;                /* how many: the pool's load measure */
   lasync_Wait notify;         /* a task waiting for a notification */
+  lasync_Wait drain;          /* a task waiting for pending to reach 0 */
+  lasync_Wait copy;           /* the task in a COPY (PG_COPY), on I/O */
+  PGresult *copyres;          /* the COPY's error, or else its last result */
   PGnotify *nhead, *ntail;    /* notifications not yet taken */
   char *error;                /* why it broke (libpq's message) */
+  char *fatal;                /* a FATAL the server sent while idle (it is
+                                 closing the session), seen by the notice
+                                 receiver; the connection then ends */
   char where[128];            /* "host:port" or the socket dir, for errors */
   unsigned cancels;           /* cancel requests sent */
   char discarded[6];          /* SQLSTATE of the last error dropped with a
@@ -60,6 +66,14 @@ int lasync__pg_wait_req(lua_State *L, PgConn *c, PgReq *q, int kind, const char 
 int lasync__pg_send_failed(lua_State *L, PgConn *c, PgReq *q);
 int lasync__pg_ioerror(lua_State *L, PgConn *c, const char *msg);
 void lasync__pg_req_cancel(lasync_Wait *w);
+int lasync__pg_watch(PgConn *c, int events);        /* poll libpq's socket */
+void lasync__pg_end(PgConn *c, int state, const char *why);
+void lasync__pg_push_gone(lua_State *L, PgConn *c); /* the error once not usable */
+extern const char *const lasync__pg_states[];
+
+/* pg_copy.c */
+void lasync__pg_copy_io(PgConn *c, int events);     /* poll events in PG_COPY */
+int lasync__pg_copy_methods(lua_State *L);          /* adds them to the top table */
 int lasync__luaopen_pg(lua_State *L);
 
 /* pg_query.c: adds query, exec... to the table on the top of the stack. */

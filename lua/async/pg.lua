@@ -194,7 +194,7 @@ function Tx:commit() tx_end(self, "commit") end
 function Tx:rollback() tx_end(self, "rollback") end
 function Tx:begin(mode) return self.conn:begin(mode) end
 for _, name in ipairs{"query", "exec", "query_one", "query_value", "prepare", "query_prepared",
-                      "exec_prepared"} do
+                      "exec_prepared", "copy_in", "copy_out"} do
   Tx[name] = function(tx, ...) return tx.conn[name](tx.conn, ...) end
 end
 
@@ -236,6 +236,53 @@ function Conn:notifications(...)
       if set[n.channel] then return n end
     end
   end, nil, nil, closer
+end
+
+-- ------------------------------------------------------------ COPY
+
+-- conn:copy_in(sql, source): runs COPY ... FROM STDIN, sending the chunks
+-- source gives (a function called until it returns nil, or a list of
+-- strings) in COPY's format; returns the row count. An error raised by
+-- source aborts the COPY (the server keeps none of it) and is re-raised.
+function Conn:copy_in(sql, source)
+  local st = type(source)
+  if st == "table" then
+    local i, list = 0, source
+    source = function() i = i + 1; return list[i] end
+  elseif st ~= "function" then
+    error(format("bad argument #2 to 'copy_in' (function or table expected, got %s)", st), 2)
+  end
+  if self:copy_start(sql) ~= "in" then
+    while self:copy_get() ~= nil do end
+    error("copy_in: the statement is a COPY TO, not a COPY FROM STDIN", 2)
+  end
+  local ok, err = pcall(function()
+    for chunk in source do
+      if type(chunk) ~= "string" then error("copy_in: source gave a " .. type(chunk) .. ", not a string", 0) end
+      self:copy_put(chunk)
+    end
+  end)
+  if not ok then
+    if self:status() == "copy" then pcall(self.copy_end, self, "aborted: " .. tostring(err)) end
+    error(err, 0)
+  end
+  return self:copy_end()
+end
+
+-- for chunk in conn:copy_out(sql) do: runs COPY ... TO STDOUT and yields
+-- its data chunk by chunk (one row each, in COPY's format), read as the
+-- loop asks for it. Leaving the loop early ends the connection (the rest
+-- of the COPY cannot be skipped): read to the end to keep it.
+function Conn:copy_out(sql)
+  if self:copy_start(sql) ~= "out" then
+    pcall(self.copy_end, self, "not a COPY TO")
+    error("copy_out: the statement is a COPY FROM, not a COPY TO STDOUT", 2)
+  end
+  local conn = self
+  local closer = setmetatable({}, {__close = function()
+    if conn:status() == "copy" then conn:close() end
+  end})
+  return function() return (conn:copy_get()) end, nil, nil, closer
 end
 
 -- ------------------------------------------------------------ pool

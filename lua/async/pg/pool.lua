@@ -25,6 +25,7 @@ return function(pg, Conn, Tx)
   end
   for _, name in ipairs{"query", "exec", "query_one", "query_value", "prepare", "query_prepared",
                         "exec_prepared", "begin", "notifications", "info", "status", "pending",
+                        "copy_in", "copy_out",
                         "next_notification"} do
     Lease[name] = function(l, ...) local c = lease_conn(l); return c[name](c, ...) end
   end
