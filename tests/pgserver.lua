@@ -25,8 +25,13 @@ end
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- The newest installed server's bin directory, or nil.
+-- The newest installed server's bin directory, or nil. LASYNC_PG_BINDIR
+-- names another (a directory without initdb: the skip path, tested).
 function M.bindir()
+  local forced = os.getenv("LASYNC_PG_BINDIR")
+  if forced then
+    return sh("test -x " .. quote(forced .. "/initdb")) and forced or nil
+  end
   local p = io.popen("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1")
   local d = p:read("l")
   p:close()

@@ -10,7 +10,7 @@ local type, error, pcall, select, setmetatable, getmetatable = type, error, pcal
   setmetatable, getmetatable
 local unpack, concat, format = table.unpack, table.concat, string.format
 
-local pg = {PgError = types.PgError, is_error = types.is_error}
+local pg = {PgError = types.PgError, is_error = types.is_error, Connection = Conn}
 
 -- NULL, both ways: a row's NULL field reads as pg.null (a table cannot hold
 -- nil); nil or pg.null as a parameter is sent as NULL.
