@@ -148,7 +148,8 @@ static void push_value(lua_State *L, const char *v, size_t len, Oid oid, int cfg
 
 /* ------------------------------------------------------------ results */
 
-/* rows: {row, ..., columns = {names}, count = n, command = "SELECT 3"} */
+/* rows: {row, ..., columns = {names}, count = n, command = "SELECT 3"}.
+** The column names sit on the stack: a push each, no lookup. */
 static void push_rows(lua_State *L, PGresult *res, int cfg) {
   int nrows = PQntuples(res), ncols = PQnfields(res), r, f;
   int names, null, rows;
@@ -156,18 +157,14 @@ static void push_rows(lua_State *L, PGresult *res, int cfg) {
   luaL_checkstack(L, ncols + 8, "pg rows");
   lua_createtable(L, nrows, 3);
   rows = lua_gettop(L);
-  lua_createtable(L, ncols, 0);
-  names = lua_gettop(L);
-  for (f = 0; f < ncols; f++) {
-    lua_pushstring(L, PQfname(res, f));
-    lua_rawseti(L, names, f + 1);
-  }
   lua_getfield(L, cfg, "null");
   null = lua_gettop(L);
+  names = null + 1;
+  for (f = 0; f < ncols; f++) lua_pushstring(L, PQfname(res, f));
   for (r = 0; r < nrows; r++) {
     lua_createtable(L, 0, ncols);
     for (f = 0; f < ncols; f++) {
-      lua_rawgeti(L, names, f + 1);
+      lua_pushvalue(L, names + f);
       if (PQgetisnull(res, r, f)) lua_pushvalue(L, null);
       else push_value(L, PQgetvalue(res, r, f), (size_t)PQgetlength(res, r, f),
                       PQftype(res, f), cfg);
@@ -175,8 +172,13 @@ static void push_rows(lua_State *L, PGresult *res, int cfg) {
     }
     lua_rawseti(L, rows, r + 1);
   }
-  lua_pop(L, 1);
+  lua_createtable(L, ncols, 0);
+  for (f = 0; f < ncols; f++) {
+    lua_pushvalue(L, names + f);
+    lua_rawseti(L, -2, f + 1);
+  }
   lua_setfield(L, rows, "columns");
+  lua_settop(L, rows);
   lua_pushinteger(L, tuples[0] ? (lua_Integer)strtoll(tuples, NULL, 10) : nrows);
   lua_setfield(L, rows, "count");
   lua_pushstring(L, PQcmdStatus(res));
