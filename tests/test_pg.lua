@@ -422,6 +422,17 @@ function TestPgCancel:test_cancel_in_the_middle_of_pg_sleep()
   lu.assertEquals(activity(watch, pid).state, "idle")
 end
 
+function TestPgCancel:test_waiting_statement_shows_in_the_task_list()
+  local c <close> = connect()
+  local t = async.spawn(function() return c:query("select pg_sleep(10)") end)
+  async.sleep(0)
+  lu.assertEquals(t:info().waiting, "pg.query")
+  lu.assertStrContains(async.dump(false), "pg.query")
+  t:cancel()
+  lu.assertFalse(pcall(t.await, t))
+  lu.assertEquals(value(c, "select 1"), 1)
+end
+
 function TestPgCancel:test_query_timeout()
   local c <close> = connect()
   local ok, e = pcall(c.query, c, {"select pg_sleep(10)", timeout = 0.05})
