@@ -237,6 +237,16 @@ function TestPgTx:test_error_rolls_back()
   lu.assertEquals(bal(c, 1), 100)
 end
 
+function TestPgTx:test_commit_of_a_failed_transaction_raises()
+  local c = self.c
+  local tx <close> = c:begin()
+  tx:exec("update acct set bal = 0 where id = 1")
+  lu.assertFalse(pcall(tx.exec, tx, "select 1 / 0"))  -- caught: the tx is aborted
+  lu.assertErrorMsgContains("rolled back", tx.commit, tx)
+  lu.assertEquals(bal(c, 1), 100)
+  lu.assertEquals(c:info().transaction, "idle")
+end
+
 function TestPgTx:test_cancel_rolls_back()
   local c = self.c
   local inside = async.event()

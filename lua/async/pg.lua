@@ -185,7 +185,13 @@ local function tx_end(tx, how)
   if st.depth ~= tx.depth then error("an inner transaction is still open", 3) end
   tx.done = how == "commit" and "committed" or "rolled back"
   st.depth = tx.depth - 1
-  if tx.depth == 1 then tx.conn:exec(how == "commit" and "COMMIT" or "ROLLBACK")
+  if tx.depth == 1 and how == "commit" then
+    -- COMMIT of a transaction an error aborted rolls back and says so
+    -- only in its tag: make that an error, not a silent loss.
+    if tx.conn:query("COMMIT").command == "ROLLBACK" then
+      error("commit: the transaction had failed and was rolled back", 3)
+    end
+  elseif tx.depth == 1 then tx.conn:exec("ROLLBACK")
   elseif how == "commit" then tx.conn:exec("RELEASE SAVEPOINT lasync_" .. tx.depth)
   else tx.conn:exec("ROLLBACK TO SAVEPOINT lasync_" .. tx.depth) end
 end
