@@ -76,7 +76,8 @@ int lasync__pg_ioerror(lua_State *L, PgConn *c, const char *msg) {
   luaL_buffinit(L, &b);                  /* libpq's lines as one line */
   for (size_t i = 0; i < n; i++) luaL_addchar(&b, msg[i] == '\n' || msg[i] == '\t' ? ' ' : msg[i]);
   luaL_pushresult(&b);
-  lasync__push_ioerror_msg(L, code, lua_tostring(L, -1), "pg", "address", c->where);
+  lasync__push_ioerror_msg(L, code, lua_tostring(L, -1), "pg", c->where[0] ? "address" : NULL,
+                           c->where);
   lua_remove(L, -2);
   return 0;
 }
@@ -84,7 +85,8 @@ int lasync__pg_ioerror(lua_State *L, PgConn *c, const char *msg) {
 /* Pushes the error a request or waiter gets once c is not usable. */
 void lasync__pg_push_gone(lua_State *L, PgConn *c) {
   if (c->state == PG_BROKEN && c->error) lasync__pg_ioerror(L, c, c->error);
-  else lasync__push_ioerror_msg(L, "ECANCELED", "connection closed", "pg", "address", c->where);
+  else lasync__push_ioerror_msg(L, "ECANCELED", "connection closed", "pg",
+                                c->where[0] ? "address" : NULL, c->where);
 }
 
 static void req_free(PgReq *q) {
@@ -281,10 +283,17 @@ void lasync__pg_after_send(PgConn *c) {
 
 /* ------------------------------------------------------------ connect */
 
-static void conn_connected(PgConn *c) {
+/* The server's address for errors: "host:port" or the socket directory
+** (never the conninfo, which may hold a password). */
+static void conn_where(PgConn *c) {
   const char *host = PQhost(c->pg), *port = PQport(c->pg);
   if (host && host[0] == '/') snprintf(c->where, sizeof c->where, "%s", host);
-  else snprintf(c->where, sizeof c->where, "%s:%s", host ? host : "?", port ? port : "?");
+  else snprintf(c->where, sizeof c->where, "%s:%s", host && *host ? host : "localhost",
+                port && *port ? port : "5432");
+}
+
+static void conn_connected(PgConn *c) {
+  conn_where(c);
   if (!PQenterPipelineMode(c->pg) || lasync__pg_watch(c, UV_READABLE) != 0) {
     lua_State *L = lasync_state(c->H);
     lasync__pg_ioerror(L, c, "could not enter pipeline mode");
@@ -364,16 +373,16 @@ static int l_connect(lua_State *L) {
   c->state = PG_CLOSED;
   c->H = lasync_host(L);
   luaL_setmetatable(L, PG_CONN_MT);
-  snprintf(c->where, sizeof c->where, "(connecting)");
   if ((c->pg = PQconnectStart(conninfo)) == NULL) return luaL_error(L, "not enough memory");
   c->state = PG_CONNECTING;
   lua_pushvalue(L, 2);
   c->cfgref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (PQstatus(c->pg) == CONNECTION_BAD) {
+  if (PQstatus(c->pg) == CONNECTION_BAD) {       /* conninfo refused */
     lasync__pg_ioerror(L, c, PQerrorMessage(c->pg));
     lasync__pg_end(c, PG_CLOSED, NULL);
     return lua_error(L);
   }
+  conn_where(c);
   PQsetnonblocking(c->pg, 1);
   PQsetNoticeReceiver(c->pg, on_notice, c);
   if ((r = lasync__pg_watch(c, UV_WRITABLE)) != 0) {
