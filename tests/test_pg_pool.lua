@@ -79,23 +79,25 @@ function TestPgPool:test_single_statements_share_connections_in_pipelines()
   local app = "shared_test"
   local pool <close> = pg.pool{conninfo = url(app), max = 3}
   local watch <close> = pg.connect(srv.url)
-  local held, peak_pending, running = nil, 0, true
-  local sampler = async.spawn(function()
-    while running do
-      for _, e in ipairs(pool.idle) do peak_pending = math.max(peak_pending, e.conn:pending()) end
-      async.sleep(0)
-    end
-  end)
-  local jobs = {}
+  do                                      -- three connections open and idle
+    local a, b, c = pool:acquire(), pool:acquire(), pool:acquire()
+    a:release(); b:release(); c:release()
+  end
+  local held
+  local tasks = {}
   for i = 1, 150 do
-    jobs[i] = function()
+    tasks[i] = async.spawn(function()
       if i == 75 then held = pool:acquire() end  -- a lease in the middle
       return pool:query_value("select $1::int", i)
-    end
+    end)
   end
-  local r = async.gather(jobs)
-  running = false
-  sampler:await()
+  -- All 150 ran once (each sent its statement) before this task resumes.
+  async.sleep(0)
+  local peak_pending = 0
+  for _, e in ipairs(pool.idle) do
+    peak_pending = math.max(peak_pending, e.conn:pending())
+  end
+  local r = async.gather(tasks)
   for i = 1, 150 do lu.assertEquals(r[i], i) end
   lu.assertTrue(peak_pending > 1, "statements were pipelined on a shared connection")
   lu.assertTrue(backends(watch, app) <= 3)
