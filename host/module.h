@@ -2,12 +2,15 @@
 ** module.h: what a native module may use beyond lasync.h. Modules include
 ** lasync.h, this header and the headers of the layers below them (io/io.h
 ** for streams and IOError), never core/core.h: the core's structs stay the
-** core's. Not installed. docs/internals.md has the layers.
+** core's, and what a module needs of a host or a task it asks for here.
+** Not installed. docs/internals.md has the layers; host/tools/layers.py
+** checks them.
 */
 #ifndef LASYNC_MODULE_H
 #define LASYNC_MODULE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <lauxlib.h>
 #include "lasync.h"
 
@@ -26,5 +29,55 @@ void lasync__error_class(lua_State *L, const char *name);
 ** per-host state, finalized when the host's state closes. */
 void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
                              lua_CFunction gc);
+
+/* ------------------------------------------------------------ the host */
+
+/* Whether lasync_free has begun: no new work, no new handles. */
+int lasync__host_closing(lasync_Host *H);
+/* The report hook set with lasync_set_report (NULL: stderr), and its ud. */
+lasync_ReportFn lasync__get_report(lasync_Host *H, void **ud);
+/* Reports msg through the host's report hook (or on stderr). */
+void lasync__report(lasync_Host *H, const char *msg);
+/* lua_pcall with a traceback handler; the error (with its traceback) is
+** left on the stack as lua_pcall leaves it. */
+int lasync__pcall(lua_State *L, int nargs, int nres);
+
+/* --------------------------------------------------------------- tasks */
+
+/* The task running L, or NULL (no check, no cancellation delivered: see
+** lasync_checktask for that). */
+lasync_Task *lasync__task_of(lua_State *L);
+/* The task's id (async.dump, t:info()), unique in its host. */
+uint32_t lasync__task_id(lasync_Task *t);
+/* Whether a cancellation of t is pending (it raises at t's next wait). */
+int lasync__task_cancelling(lasync_Task *t);
+/* lasync_spawn on host H, without keeping the results for C: a task
+** nobody in C reads (a signal handler's) lets go of them like a task
+** spawned from Lua. Pops the function and nargs arguments; pushes the Task. */
+lasync_Task *lasync__spawn_on(lua_State *L, lasync_Host *H, int nargs);
+/* Records, for the running task, that the error at err_idx comes from
+** `from` (a task's name, "a worker thread") whose traceback was tb: when
+** the task fails with that same error, its traceback ends with tb. */
+void lasync__task_set_cause(lua_State *L, int err_idx, const char *from, const char *tb);
+/* The awaiters of the pending task or future at idx, or NULL when it is
+** done (then *failed tells whether it ended in error). */
+lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed);
+
+/* -------------------------------------------------------------- errors */
+
+/* Pushes an async.Cancelled error with msg (NULL: the default). */
+void lasync__push_cancelled(lua_State *L, const char *msg);
+/* Whether the value at idx is an async.Cancelled error. */
+int lasync__is_cancelled(lua_State *L, int idx);
+
+/* lasync_new as the host H was made (the same modules preloaded). A module
+** that makes hosts (async.thread) gets it here rather than naming the
+** composition root that preloads the module itself. */
+typedef lasync_Host *(*lasync_NewFn)(uv_loop_t *loop);
+lasync_NewFn lasync__host_maker(lasync_Host *H);
+
+/* The entry points of the data and network modules (host.c preloads them). */
+int lasync__luaopen_json(lua_State *L);      /* data/json.c: async.core.json */
+int lasync__luaopen_pg(lua_State *L);        /* db/pg.c: async.pg.core */
 
 #endif

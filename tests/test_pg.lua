@@ -138,6 +138,12 @@ function TestPgTypes:test_json_and_jsonb()
       lu.assertEquals(v.s, "x")
       lu.assertEquals(value(c, "select ($1::jsonb)->>'k'", {k = "v"}), "v")
       lu.assertEquals(value(c, "select ($1::json)->>1", pg.json({"p", "q"})), "q")
+      local json = async.json
+      lu.assertIs(value(c, "select $1::jsonb", json.null), pg.null)          -- NULL
+      lu.assertEquals(value(c, "select $1::jsonb", json.array{1, 2})[2], 2)   -- JSON, not an array
+      lu.assertEquals(value(c, "select $1::jsonb->'b'", {b = json.null}), json.null)
+      local round = value(c, "select $1::jsonb", v)                          -- decoded, sent back
+      lu.assertEquals(round.a[3].b, json.null)
     else
       lu.assertEquals(type(v), "string")
       lu.assertStrContains(v, '"s": "x"')

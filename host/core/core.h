@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include "module.h"
 
-/* The value a task yields to the scheduler (STYLE 10): any other yield at
+/* The value a task yields to the scheduler (rule 10): any other yield at
 ** task level is refused, and coroutine.resume forwards this one outward. */
 extern char lasync__tag;
 #define LASYNC_TAG ((void *)&lasync__tag)
@@ -80,6 +80,7 @@ struct lasync_Host {
   lua_State *L;
   uv_loop_t *loop;
   uv_loop_t own_loop;
+  lasync_NewFn make;            /* what made it: lasync_new (host.c) */
   uv_idle_t idle;               /* keeps the loop polling while work is ready */
   uv_check_t check;             /* drains the ready queue after I/O */
   uv_timer_t uvtimer;           /* the one timer behind the heap */
@@ -122,17 +123,13 @@ struct lasync_Host {
 void lasync__sched_init(lasync_Host *H);
 void lasync__ready_wakeup(lasync_Host *H);
 extern const char lasync__hostkey;
-lasync_Task *lasync__task_of(lua_State *L);
 void lasync__ready_push(lasync_Host *H, lasync_Runnable *r);
 int lasync__yield(lua_State *L, lasync_Task *t);
 void lasync__stage(lasync_Task *t, int status, lua_State *from, int n);
-void lasync__report(lasync_Host *H, const char *msg);
-int lasync__pcall(lua_State *L, int nargs, int nres);
 int lasync__list_remove(lua_State *L, int idx, int v);
 
 /* task.c: a task's life; task_api.c: what Lua sees of it */
 #define TASK_MT "lasync.Task"
-lasync_Task *lasync__spawn_on(lua_State *L, lasync_Host *H, int nargs);
 int lasync__task_extras(lua_State *L, int idx, int make);
 void lasync__task_pushname(lua_State *L, int idx, lasync_Task *t);
 void lasync__task_observe(lua_State *L, lasync_Task *t);
@@ -144,8 +141,7 @@ int lasync__open_task(lua_State *L);
 void lasync__task_step(lasync_Host *H, lasync_Task *t);
 int lasync__cancel(lua_State *L, lasync_Task *t, int depth);
 void lasync__take_cancel(lua_State *L, lasync_Task *t);
-extern const char lasync__what_sleep[], lasync__what_task[];
-void lasync__task_set_cause(lua_State *L, int err_idx, const char *from, const char *tb);
+extern const char lasync__what_task[];
 lasync_Task *lasync__checktask_arg(lua_State *L, int i);
 lasync_Task *lasync__totask(lua_State *L, int i);
 void lasync__report_unobserved(lasync_Host *H);
@@ -153,6 +149,7 @@ void lasync__push_tasks(lua_State *L, lasync_Host *H);
 void lasync__push_task(lua_State *L, lasync_Task *t);
 
 /* timer.c */
+extern const char lasync__what_sleep[];
 uint64_t lasync__now(lasync_Host *H);
 void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due, int kind);
 void lasync__timer_stop(lasync_Host *H, lasync_Timer *tm);
@@ -162,13 +159,17 @@ void lasync__timer_init(lasync_Host *H);
 void lasync__timer_jump(lasync_Host *H);
 int lasync__open_timer(lua_State *L);
 
-/* future.c */
+/* future.c (its struct is here for watch.c's awaiter helpers) */
+#define FUTURE_MT "lasync.Future"
+typedef struct Future {
+  lasync_WaitList awaiters;
+  unsigned char state;            /* LASYNC_PENDING, _DONE, _FAILED, _CANCELLED */
+} Future;
 int lasync__open_future(lua_State *L);
 
-/* watch.c */
+/* watch.c: waiting on many, and what awaiting a task or future needs */
 int lasync__notify(lasync_Wait *w, int failed);
 int lasync__open_watch(lua_State *L);
-lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed);
 int lasync__push_first(lua_State *L, int idx);
 
 /* watchdog.c */
@@ -182,28 +183,8 @@ int lasync__open_watchdog(lua_State *L);
 /* coro.c */
 int lasync__open_coro(lua_State *L);
 
-/* queue.c, sync.c (with barrier.c): native modules "async.queue", "async.sync" */
-int lasync__luaopen_queue(lua_State *L);
-int lasync__luaopen_sync(lua_State *L);
-void lasync__open_barrier(lua_State *L);
-
-/* stream.c, net.c, udp.c, dns.c, fs.c, process.c, signal.c: the native I/O
-** modules (their shared internals are in io.h) */
-int lasync__luaopen_stream(lua_State *L);
-int lasync__luaopen_net(lua_State *L);
-int lasync__luaopen_udp(lua_State *L);
-int lasync__luaopen_dns(lua_State *L);
-int lasync__luaopen_fs(lua_State *L);
-int lasync__luaopen_process(lua_State *L);
-int lasync__luaopen_signal(lua_State *L);
-int lasync__luaopen_pg(lua_State *L);
-
-/* executor.c, thread.c: "async.executor_core" and "async.thread" */
-int lasync__luaopen_executor(lua_State *L);
-int lasync__luaopen_thread(lua_State *L);
-
-/* repl.c: "async.repl.apidoc", the text of docs/API.md for help */
-int lasync__luaopen_apidoc(lua_State *L);
+/* The native modules' entry points are in their layers' headers
+** (sync/sync.h, io/io.h, thread/worker.h, repl/repl.h): host.c names them. */
 
 /* embed.c */
 void lasync__shutdown(lasync_Host *H);
@@ -212,7 +193,5 @@ void lasync__remote_close(lasync_Host *H);
 /* errors: classes live in the registry under these names */
 #define LASYNC_CANCELLED_MT "lasync.Cancelled"
 #define LASYNC_TIMEOUT_MT "lasync.Timeout"
-void lasync__push_cancelled(lua_State *L, const char *msg);
-int lasync__is_cancelled(lua_State *L, int idx);
 
 #endif

@@ -29,6 +29,14 @@ lasync_Host *lasync_host(lua_State *L) {
   return H;
 }
 
+lua_State *lasync_state(lasync_Host *H) { return H->L; }
+uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
+lasync_NewFn lasync__host_maker(lasync_Host *H) { return H->make; }
+int lasync__host_closing(lasync_Host *H) { return H->closing; }
+uint32_t lasync__task_id(lasync_Task *t) { return t->id; }
+int lasync__task_cancelling(lasync_Task *t) { return (t->flags & TF_CANCELREQ) != 0; }
+lasync_Wait *lasync_task_wait(lasync_Task *t) { return &t->self; }
+
 /* ------------------------------------------------------------- ready queue */
 
 static void sched_drain(lasync_Host *H) {
@@ -76,18 +84,6 @@ void lasync__sched_init(lasync_Host *H) {
   H->idle.data = H->check.data = H;
   uv_check_start(&H->check, sched_check_cb);
   uv_unref((uv_handle_t *)&H->check);
-}
-
-/* Runs the loop until t is done, or until nothing is left when t is NULL.
-** Returns 1 when the loop ran out of work first. */
-int lasync_run_until(lasync_Host *H, lasync_Task *t) {
-  for (;;) {
-    if (t ? task_done(t) : H->live == 0) return 0;
-    if (uv_run(H->loop, UV_RUN_ONCE) == 0 && H->ready_head == NULL) {
-      if (t ? task_done(t) : H->live == 0) return 0;
-      return 1;
-    }
-  }
 }
 
 /* ----------------------------------------------------------- wait and wake */
@@ -235,6 +231,11 @@ int lasync__list_remove(lua_State *L, int idx, int v) {
 void lasync_set_report(lasync_Host *H, lasync_ReportFn fn, void *ud) {
   H->report = fn;
   H->report_ud = ud;
+}
+
+lasync_ReportFn lasync__get_report(lasync_Host *H, void **ud) {
+  *ud = H->report_ud;
+  return H->report;
 }
 
 void lasync__report(lasync_Host *H, const char *msg) {

@@ -163,6 +163,10 @@ void lasync__timer_init(lasync_Host *H) {
 
 /* ------------------------------------------------------------- sleeping */
 
+/* A sleeping task's wait says so; task_api.c tells it apart by address to
+** add the time left. */
+const char lasync__what_sleep[] = "sleep";
+
 static void sleep_cancel(lasync_Wait *w) {
   lasync_Task *t = container_of(w, lasync_Task, self);
   lasync__timer_stop(t->H, &t->timer);

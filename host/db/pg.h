@@ -74,7 +74,6 @@ extern const char *const lasync__pg_states[];
 /* pg_copy.c */
 void lasync__pg_copy_io(PgConn *c, int events);     /* poll events in PG_COPY */
 int lasync__pg_copy_methods(lua_State *L);          /* adds them to the top table */
-int lasync__luaopen_pg(lua_State *L);
 
 /* pg_query.c: adds query, exec... to the table on the top of the stack. */
 int lasync__pg_query_methods(lua_State *L);

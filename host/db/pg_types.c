@@ -302,7 +302,8 @@ static void param_one(lua_State *L, int idx, int argn, int cfg, PgParams *p, int
       if (lua_getfield(L, cfg, "encode") != LUA_TFUNCTION) break;
       lua_pushvalue(L, idx);
       lua_pushinteger(L, argn);
-      lua_call(L, 2, 3);                 /* text, oid, format */
+      lua_call(L, 2, 3);                 /* text, oid, format; nil: NULL */
+      if (lua_isnil(L, -3)) { lua_pop(L, 3); return; }
       p->types[i] = (Oid)lua_tointeger(L, -2);
       p->formats[i] = (int)lua_tointeger(L, -1);
       lua_pop(L, 2);

@@ -7,7 +7,7 @@
 #define LASYNC_IO_H
 
 #include <stddef.h>
-#include "core/core.h"
+#include "module.h"
 
 /* ----------------------------------------------------------- errors */
 
@@ -90,5 +90,18 @@ void lasync__stream_describe(lasync_Stream *s, const char *what);
 
 /* The stream module (metatable, stdio). */
 int lasync__open_stream(lua_State *L);
+
+/* ------------------------------------------------- modules (host.c) */
+
+/* stream.c, net.c, udp.c, dns.c, fs.c, process.c, signal.c: "async.stream",
+** "async.core.net", "async.core.udp", "async.dns", "async.core.fs",
+** "async.core.process", "async.core.signal" */
+int lasync__luaopen_stream(lua_State *L);
+int lasync__luaopen_net(lua_State *L);
+int lasync__luaopen_udp(lua_State *L);
+int lasync__luaopen_dns(lua_State *L);
+int lasync__luaopen_fs(lua_State *L);
+int lasync__luaopen_process(lua_State *L);
+int lasync__luaopen_signal(lua_State *L);
 
 #endif

@@ -1,6 +1,6 @@
 /*
 ** ioerror.c: the one place where a libuv failure becomes a Lua value
-** (STYLE 12). Operational failures of every I/O module are raised as an
+** (rule 12). Operational failures of every I/O module are raised as an
 ** IOError table: code (libuv's name, "ECONNREFUSED"), message, op, and
 ** path or address where there is one; tostring gives one readable line.
 ** Also the socket address helpers the I/O modules share.

@@ -78,8 +78,8 @@ static void on_connect(uv_connect_t *req, int status) {
   lasync_Stream *s = (lasync_Stream *)req->handle;
   if (status < 0) lasync__stream_close(s, 1);
   if (c->wait.task) {
-    lua_pushinteger(c->H->L, status);
-    lasync_wake_values(c->H->L, &c->wait, 1);
+    lua_pushinteger(lasync_state(c->H), status);
+    lasync_wake_values(lasync_state(c->H), &c->wait, 1);
   }
   free(c);
 }
@@ -109,8 +109,8 @@ static ConnectReq *connect_begin(lua_State *L, lasync_Stream **sp, int kind,
   lua_replace(L, 1);
   lua_settop(L, 1);
   *sp = lasync__stream_alloc(L, kind);
-  if (kind == STREAM_TCP) uv_tcp_init(lasync_host(L)->loop, &(*sp)->h.tcp);
-  else uv_pipe_init(lasync_host(L)->loop, &(*sp)->h.pipe, 0);
+  if (kind == STREAM_TCP) uv_tcp_init(lasync_loop(lasync_host(L)), &(*sp)->h.tcp);
+  else uv_pipe_init(lasync_loop(lasync_host(L)), &(*sp)->h.pipe, 0);
   lasync__stream_describe(*sp, what);
   lasync__stream_push(L, *sp);
   if ((c = (ConnectReq *)calloc(1, sizeof *c)) == NULL) {
@@ -177,8 +177,8 @@ static void listener_take(Listener *l) {
   lasync_Stream *s = lasync__stream_new(l->H, l->root, l->kind);
   int r;
   if (s == NULL) { l->err = UV_ENOMEM; return; }
-  if (l->kind == STREAM_TCP) uv_tcp_init(l->H->loop, &s->h.tcp);
-  else uv_pipe_init(l->H->loop, &s->h.pipe, 0);
+  if (l->kind == STREAM_TCP) uv_tcp_init(lasync_loop(l->H), &s->h.tcp);
+  else uv_pipe_init(lasync_loop(l->H), &s->h.pipe, 0);
   if ((r = uv_accept(&l->h.stream, &s->h.stream)) != 0) {
     lasync__stream_uvclose(s);
     l->err = r;
@@ -330,7 +330,7 @@ static int l_tcp_listen(lua_State *L) {
   Listener *l;
   check_addr(L, 1, &ss);
   l = listener_new(L, STREAM_TCP, lasync__addr_format((struct sockaddr *)&ss, what, sizeof what));
-  r = uv_tcp_init_ex(l->H->loop, &l->h.tcp, ss.ss_family);
+  r = uv_tcp_init_ex(lasync_loop(l->H), &l->h.tcp, ss.ss_family);
   if (r) {                                /* nothing to close yet */
     *l->box = NULL;
     free(l->desc);
@@ -356,7 +356,7 @@ static int l_pipe_listen(lua_State *L) {
   int backlog = check_backlog(L, 2), r;
   struct stat st;
   Listener *l = listener_new(L, STREAM_PIPE, path);
-  uv_pipe_init(l->H->loop, &l->h.pipe, 0);
+  uv_pipe_init(lasync_loop(l->H), &l->h.pipe, 0);
   if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sa;

@@ -102,11 +102,12 @@ static int wait_step(lua_State *L, int first) {
   }
   if (p->exited) return push_exit(L, p);
   t = lasync_checktask(L, "wait");
-  t->self.data = p;
-  lasync_waitlist_push(&p->waiters, &t->self);
+  lasync_Wait *self = lasync_task_wait(t);
+  self->data = p;
+  lasync_waitlist_push(&p->waiters, self);
   lua_settop(L, 1);
-  t->self.what = "process wait";
-  return lasync_wait(L, &t->self, list_cancel, wait_k, 0);
+  self->what = "process wait";
+  return lasync_wait(L, self, list_cancel, wait_k, 0);
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
@@ -239,7 +240,7 @@ static void spawn_stdio(lua_State *L, int opts, int i, uv_stdio_container_t *c,
   else if (k[0] == 'i') c->flags = UV_IGNORE;
   else {
     lasync_Stream *s = lasync__stream_alloc(L, STREAM_PIPE);
-    uv_pipe_init(lasync_host(L)->loop, (uv_pipe_t *)lasync__stream_handle(s), 0);
+    uv_pipe_init(lasync_loop(lasync_host(L)), (uv_pipe_t *)lasync__stream_handle(s), 0);
     lasync__stream_describe(s, stdio_names[i]);
     lasync__stream_push(L, s);            /* its object closes it if spawn fails */
     c->flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
@@ -298,7 +299,7 @@ static int l_spawn(lua_State *L) {
   luaL_setmetatable(L, PROC_MT);
   if ((p = (Proc *)calloc(1, sizeof *p)) == NULL) return luaL_error(L, "not enough memory");
   lasync_waitlist_init(&p->waiters);
-  if ((r = uv_spawn(lasync_host(L)->loop, &p->h, &o)) != 0) {
+  if ((r = uv_spawn(lasync_loop(lasync_host(L)), &p->h, &o)) != 0) {
     uv_close((uv_handle_t *)&p->h, proc_freed);  /* initialized even on failure */
     for (i = 0; i < 3; i++) if (pipes[i]) lasync__stream_close(pipes[i], 1);
     return lasync__ioerror(L, r, "spawn", "path", o.file);

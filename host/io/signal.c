@@ -87,7 +87,7 @@ static int l_wait(lua_State *L) {
   SigWait *sw;
   lasync_checktask(L, "signal.wait");
   if ((sw = (SigWait *)calloc(1, sizeof *sw)) == NULL) return luaL_error(L, "not enough memory");
-  uv_signal_init(lasync_host(L)->loop, &sw->h);
+  uv_signal_init(lasync_loop(lasync_host(L)), &sw->h);
   if ((r = uv_signal_start_oneshot(&sw->h, on_wait_signal, sig)) != 0) {
     uv_close((uv_handle_t *)&sw->h, freed);
     return lasync__ioerror(L, r, "signal.wait", "address", lua_tostring(L, 1));
@@ -119,7 +119,7 @@ static int handler_spawn(lua_State *L) {
 
 static void on_handler_signal(uv_signal_t *h, int signum) {
   SigHandler *sh = (SigHandler *)h;
-  lua_State *L = sh->H->L;
+  lua_State *L = lasync_state(sh->H);
   (void)signum;
   lua_pushcfunction(L, handler_spawn);
   lua_pushlightuserdata(L, sh);
@@ -177,7 +177,7 @@ static int l_on(lua_State *L) {
   if ((sh = (SigHandler *)calloc(1, sizeof *sh)) == NULL) return luaL_error(L, "not enough memory");
   sh->H = lasync_host(L);
   sh->signum = sig;
-  uv_signal_init(sh->H->loop, &sh->h);
+  uv_signal_init(lasync_loop(sh->H), &sh->h);
   if ((r = uv_signal_start(&sh->h, on_handler_signal, sig)) != 0) {
     uv_close((uv_handle_t *)&sh->h, freed);
     return lasync__ioerror(L, r, "signal.on", "address", lua_tostring(L, 1));

@@ -4,7 +4,7 @@
 ** and reading. Writing is in stream_write.c.
 **
 ** Memory: the Lua object is a box holding a pointer to a lasync_Stream
-** malloc'd apart (STYLE 5), so the handle can outlive the object until
+** malloc'd apart (rule 5), so the handle can outlive the object until
 ** libuv's close callback frees it. Every stream not yet handed to uv_close
 ** is on its host's list (a registry userdata, the Root), whose finalizer
 ** closes what is left when the Lua state closes.
@@ -152,7 +152,7 @@ void lasync__stream_close(lasync_Stream *s, int abort) {
     lasync__stream_drop(s);
     return;
   }
-  if (!abort && s->root && !s->H->closing && lasync__stream_linger(s)) return;
+  if (!abort && s->root && !lasync__host_closing(s->H) && lasync__stream_linger(s)) return;
   if (abort && s->kind == STREAM_TCP && !(s->flags & F_UVCLOSED) &&
       uv_tcp_close_reset(&s->h.tcp, stream_closed) == 0) {
     s->flags |= F_UVCLOSED;                /* RST instead of FIN */

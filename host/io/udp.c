@@ -174,7 +174,7 @@ static int udp_recv(lua_State *L) { return recv_step(L, 0, 1); }
 static void on_send(uv_udp_send_t *req, int status) {
   SendReq *q = (SendReq *)req;
   if (q->wait.task) {
-    lua_State *L = q->H->L;
+    lua_State *L = lasync_state(q->H);
     lua_pushinteger(L, status);
     lasync_wake_values(L, &q->wait, 1);
   }
@@ -308,7 +308,7 @@ static int l_udp_bind(lua_State *L) {
   if ((u = (Udp *)calloc(1, sizeof *u)) == NULL) return luaL_error(L, "not enough memory");
   u->H = lasync_host(L);
   lasync__addr_format((struct sockaddr *)&ss, u->desc, sizeof u->desc);
-  if ((r = uv_udp_init_ex(u->H->loop, &u->h, ss.ss_family)) != 0) {
+  if ((r = uv_udp_init_ex(lasync_loop(u->H), &u->h, ss.ss_family)) != 0) {
     free(u);
     return lasync__ioerror(L, r, "bind", "address", lua_tostring(L, 1));
   }

@@ -6,7 +6,7 @@
 #ifndef LASYNC_REPL_H
 #define LASYNC_REPL_H
 
-#include "core/core.h"
+#include "module.h"
 
 enum { IN_EDIT, IN_STREAM, IN_FILE };
 
@@ -68,5 +68,8 @@ void lasync__repl_edit_redraw(lasync_Repl *R);
 void lasync__repl_edit_clear(lasync_Repl *R);
 void lasync__repl_edit_stop(lasync_Repl *R);
 void lasync__repl_hide(lasync_Repl *R);
+
+/* repl.c: "async.repl.apidoc", the text of docs/API.md for help (host.c) */
+int lasync__luaopen_apidoc(lua_State *L);
 
 #endif

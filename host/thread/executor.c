@@ -228,7 +228,7 @@ static int future_settle(lua_State *L) {
 static void future_finish(lasync_Job *j) {
   lasync_waitlist_remove(&j->wait);
   if (lasync__pool_live(j->pool)) {
-    lua_State *L = lasync__pool_host(j->pool)->L;
+    lua_State *L = lasync_state(lasync__pool_host(j->pool));
     if (!j->settled) {
       lua_pushcfunction(L, future_settle);
       lua_pushlightuserdata(L, j);
@@ -389,7 +389,7 @@ int lasync_work(lua_State *L, lasync_WorkFn work, lasync_AfterWorkFn after, void
   lasync_Pool *p = NULL;
   lasync_Job *j = NULL;
   int rc = -1;
-  if (t != NULL && lua_isyieldable(L) && !(t->flags & TF_CANCELREQ)) {
+  if (t != NULL && lua_isyieldable(L) && !lasync__task_cancelling(t)) {
     lua_pushcfunction(L, work_prepare);
     if (lua_pcall(L, 0, 1, 0) == LUA_OK) p = (lasync_Pool *)lua_touserdata(L, -1);
     lua_pop(L, 1);

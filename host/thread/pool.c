@@ -167,8 +167,8 @@ static void pool_settle(lasync_Pool *p) {
   if (!busy && p->refd) uv_unref((uv_handle_t *)&p->async);
   p->refd = (unsigned char)busy;
   if (p->inflight == 0 && p->anchored && !p->dead) {
-    lua_pushnil(p->H->L);
-    lua_rawsetp(p->H->L, LUA_REGISTRYINDEX, p);
+    lua_pushnil(lasync_state(p->H));
+    lua_rawsetp(lasync_state(p->H), LUA_REGISTRYINDEX, p);
     p->anchored = 0;
   }
 }

@@ -74,11 +74,14 @@ end
 
 -- The C side calls encode(v, argn) for a table or userdata parameter; it
 -- returns the value's text (or bytes), its type OID (0: let the server
--- infer it) and its format (1: binary).
+-- infer it) and its format (1: binary); nil for NULL (json.null). A table
+-- json.array marked goes as JSON, another sequence as an array.
 local function encode(v, argn)
   local mt = getmetatable(v)
   local ok, s = true, nil
   if mt == Bytea then return v[1], 17, 1 end
+  if json and v == json.null then return nil end           -- NULL
+  if json and type(v) == "table" and json.is_array(v) then return json.encode(v), 0, 0 end
   if mt == Json then
     if not json then error(format("bad argument #%d (pg.json needs async.json)", argn), 0) end
     return json.encode(v[1]), 0, 0
