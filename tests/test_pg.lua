@@ -82,6 +82,15 @@ function TestPgTypes:test_floats_keep_every_bit()
     local nan = value(c, "select $1::float8", 0 / 0)
     lu.assertTrue(nan ~= nan)
     lu.assertEquals(value(c, "select 1.5::float4"), 1.5)
+    -- Every float read back equals what strtod (tonumber) makes of its text.
+    local rows = c:query([[select f, f::text as t from (
+      select (random() * 10 ^ (g % 30 - 12))::float8 * (case when g % 2 = 0 then 1 else -1 end) as f
+      from generate_series(1, 2000) g
+      union all select unnest('{0, -0, 123456.789, 999999999999999, 0.000001, 1e-7, 12345678901234567890}'::float8[])) s]])
+    for _, r in ipairs(rows) do lu.assertEquals(r.f, tonumber(r.t), r.t) end
+    for _, r in ipairs(c:query("select g::int8 * 7919 * (case when g % 2 = 0 then 1 else -1 end) as i, (g::int8 * 7919)::text as t from generate_series(1, 2000) g")) do
+      lu.assertEquals(math.abs(r.i), math.tointeger(r.t))
+    end
     lu.assertEquals(math.type(value(c, "select 2::float8")), "float")
   end)
 end

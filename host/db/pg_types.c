@@ -71,6 +71,40 @@ static void push_bytea(lua_State *L, const char *v, size_t len) {
   luaL_pushresult(&b);
 }
 
+/* The integer in v ("-123"): digits by hand, strtoll only past 18 of them
+** (its locale handling costs more than the conversion). */
+static lua_Integer parse_int(const char *v) {
+  const char *p = v + (*v == '-');
+  lua_Integer n = 0;
+  int i;
+  for (i = 0; i < 18 && p[i] >= '0' && p[i] <= '9'; i++) n = n * 10 + (p[i] - '0');
+  if (p[i] != '\0') return (lua_Integer)strtoll(v, NULL, 10);
+  return *v == '-' ? -n : n;
+}
+
+/* The float in v. Clinger's fast path: a decimal with at most 15 digits
+** and a scale of at most 22 is exact as digits / 10^scale, one correctly
+** rounded division; anything else (exponents, NaN, more digits) goes to
+** strtod. */
+static lua_Number parse_float(const char *v) {
+  static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+    1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  const char *p = v + (*v == '-');
+  long long m = 0;
+  int digits = 0, scale = 0, dot = 0;
+  for (; *p; p++) {
+    if (*p >= '0' && *p <= '9') {
+      if (++digits > 15) return (lua_Number)strtod(v, NULL);
+      m = m * 10 + (*p - '0');
+      scale += dot;
+    }
+    else if (*p == '.' && !dot) dot = 1;
+    else return (lua_Number)strtod(v, NULL);
+  }
+  if (digits == 0 || scale > 22) return (lua_Number)strtod(v, NULL);
+  return (lua_Number)((*v == '-' ? -(double)m : (double)m) / pow10[scale]);
+}
+
 /* Pushes the value of one field in text format v (NUL-terminated, len
 ** bytes) of type oid. cfg: the config table's index. */
 static void push_value(lua_State *L, const char *v, size_t len, Oid oid, int cfg);
@@ -120,9 +154,9 @@ static void push_value(lua_State *L, const char *v, size_t len, Oid oid, int cfg
   switch (oid) {
     case BOOLOID: lua_pushboolean(L, v[0] == 't'); return;
     case INT2OID: case INT4OID: case INT8OID: case OIDOID:
-      lua_pushinteger(L, (lua_Integer)strtoll(v, NULL, 10));
+      lua_pushinteger(L, parse_int(v));
       return;
-    case FLOAT4OID: case FLOAT8OID: lua_pushnumber(L, (lua_Number)strtod(v, NULL)); return;
+    case FLOAT4OID: case FLOAT8OID: lua_pushnumber(L, parse_float(v)); return;
     case BYTEAOID: push_bytea(L, v, len); return;
     case JSONOID: case JSONBOID:
       if (lua_getfield(L, cfg, "json_decode") == LUA_TFUNCTION) {
