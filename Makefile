@@ -8,6 +8,8 @@
 #                   `make asan test` is the shorthand
 #   make SANITIZE=thread test    the same under ThreadSanitizer (in build-tsan/);
 #                   `make tsan test` is the shorthand
+#   make DEBUG=1    unoptimized, with lasync_assert on (in build-debug/; the
+#                   sanitizer builds have the asserts on too)
 #   make WERROR=1   warnings are errors (CI and development; off for users whose
 #                   newer compiler may warn about what ours does not)
 #   make bench      run bench/ against the peers (make bench-deps first)
@@ -32,6 +34,10 @@ endif
 ifneq ($(filter tsan,$(MAKECMDGOALS)),)
 SANITIZE ?= thread
 endif
+# lasync_assert (host/module.h) is on in the sanitizer builds and with DEBUG=1.
+ifneq ($(DEBUG)$(SANITIZE),)
+DEFS     = -DLASYNC_DEBUG
+endif
 ifeq ($(SANITIZE),address)
 BUILD   ?= build-asan
 OPT      = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -42,6 +48,9 @@ OPT      = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 LDSAN    = -fsanitize=thread
 else ifneq ($(SANITIZE),)
 $(error SANITIZE=$(SANITIZE): use address or thread)
+else ifneq ($(DEBUG),)
+BUILD   ?= build-debug
+OPT      = -O0 -g
 endif
 BUILD   ?= build
 
@@ -53,7 +62,7 @@ ALL_PC     = $(LUA_PC) libuv libedit $(NET_PC)
 NOPC_HDRS  = http_parser.h wslay/wslay.h
 PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libuv libedit $(NET_PC))
 PKG_LIBS   = $(shell pkg-config --libs $(LUA_PC) libuv $(NET_PC)) -lhttp_parser -lwslay -lm
-CFLAGS_ALL = -std=c99 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) $(PKG_CFLAGS) -Ihost $(CFLAGS)
+CFLAGS_ALL = -std=c99 -D_GNU_SOURCE $(DEFS) -fPIC $(OPT) $(WARN) $(PKG_CFLAGS) -Ihost $(CFLAGS)
 
 # host/<layer>/*.c is library code, but the CLI: a new native module needs no edit
 # here (docs/internals.md has the layers). host/tools and host/example are not library.
@@ -194,4 +203,4 @@ bench: all
 	LASYNC=$(CURDIR)/$(BUILD)/lasync bench/run $(W)
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-debug

@@ -16,11 +16,36 @@
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
+/* lasync_assert(cond): an invariant the design states (a wait has one
+** owner, a link is in one list, a wake matches the wait's generation).
+** Checked when LASYNC_DEBUG is defined (make DEBUG=1 and the sanitizer
+** builds), compiled out otherwise. A failure reports the condition and
+** where, and aborts: the state is already wrong, going on would hide it. */
+void lasync__assert_fail(const char *cond, const char *file, int line);
+#ifdef LASYNC_DEBUG
+#define lasync_assert(c) ((c) ? (void)0 : lasync__assert_fail(#c, __FILE__, __LINE__))
+#else
+#define lasync_assert(c) ((void)0)
+#endif
+
 /* Makes (once) the metatable `name` of a type: the metamethods in `meta`
 ** (may be NULL) and, when `methods` is not NULL, __index a table of them.
 ** Leaves it on the stack. Every native type is made this way. */
 void lasync__class(lua_State *L, const char *name, const luaL_Reg *meta,
                    const luaL_Reg *methods);
+/* The fast type check of a native type on a hot path: luaL_checkudata
+** without its by-name registry lookup (a string hash and strcmp per call).
+** The type's struct starts with `const char *tag`, set to the address of
+** its metatable name (static const char X_MT[]); the userdata at i is one
+** when its size is `size` (a light userdata has none, so only a block that
+** large is read) and its tag is `mt`. Anything else goes to
+** luaL_checkudata, which raises its usual error. Inline: it is on the
+** path of every lock, semaphore and queue call. */
+static inline void *lasync__checkudata(lua_State *L, int i, const char *mt, size_t size) {
+  const char **tag = (const char **)lua_touserdata(L, i);
+  if (tag != NULL && lua_rawlen(L, i) == size && *tag == mt) return tag;
+  return luaL_checkudata(L, i, mt);      /* raises */
+}
 /* Makes (once) an error class: a metatable whose objects ({kind, message})
 ** print as "Kind: message"; leaves it on the stack. */
 void lasync__error_class(lua_State *L, const char *name);
@@ -78,6 +103,6 @@ lasync_NewFn lasync__host_maker(lasync_Host *H);
 
 /* The entry points of the data and network modules (host.c preloads them). */
 int lasync__luaopen_json(lua_State *L);      /* data/json.c: async.core.json */
-int lasync__luaopen_pg(lua_State *L);        /* db/pg.c: async.pg.core */
+int lasync__luaopen_pg(lua_State *L);        /* db/pg.c: async.core.pg */
 
 #endif

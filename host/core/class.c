@@ -3,9 +3,19 @@
 ** types and of error classes, per-host singletons, and the Cancelled error.
 ** A leaf: it calls nothing else of the host's.
 */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
 #include "core/core.h"
+
+/* lasync_assert's failure (module.h): defined in every build, so a file
+** built with asserts links against a library built without. */
+void lasync__assert_fail(const char *cond, const char *file, int line) {
+  fprintf(stderr, "lasync: assertion failed: %s (%s:%d)\n", cond, file, line);
+  fflush(stderr);
+  abort();
+}
 
 /* ---------------------------------------------------------- errors */
 

@@ -1,6 +1,7 @@
 /*
-** core.h: what the host's C files share. Not installed; embedders and
-** native modules use lasync.h.
+** core.h: the core's structs (host, task, timer) and what the files of
+** host/core and host/embed share. Not installed; embedders use lasync.h,
+** native modules lasync.h and module.h (docs/internals.md).
 */
 #ifndef LASYNC_CORE_H
 #define LASYNC_CORE_H
@@ -77,14 +78,21 @@ struct lasync_Task {
 };
 
 struct lasync_Host {
+  /* host.c: what lasync_new makes */
   lua_State *L;
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  lasync_NewFn make;            /* what made it: lasync_new (host.c) */
+  unsigned char own;            /* loop is own_loop */
+  lasync_NewFn make;            /* what made it: lasync_new */
+  unsigned char warn_on, warn_cont; /* lua_warning state: off until "@on" */
+  /* sched.c: the ready queue and reports */
   uv_idle_t idle;               /* keeps the loop polling while work is ready */
   uv_check_t check;             /* drains the ready queue after I/O */
-  uv_timer_t uvtimer;           /* the one timer behind the heap */
   lasync_Runnable *ready_head, *ready_tail;
+  lasync_ReportFn report;
+  void *report_ud;
+  /* timer.c: the clock and the deadline heap */
+  uv_timer_t uvtimer;           /* the one timer behind the heap */
   lasync_Timer **heap;          /* min-heap of deadlines */
   uint32_t heap_len, heap_cap, timer_seq;
   int64_t clock_offset;         /* ns added to uv_hrtime (keeps time monotonic
@@ -92,12 +100,8 @@ struct lasync_Host {
   uint64_t vnow;                /* the virtual clock's time, when virtual */
   uint64_t autojump;            /* real ns of idleness before it jumps */
   unsigned char virtual_clock;
+  /* task.c: the tasks */
   unsigned char debug;
-  struct lasync_Watchdog *wd;   /* NULL when off; see watchdog.c */
-  lasync_Task *wd_task;         /* being resumed (shared with the watchdog) */
-  lua_State *wd_co;             /* the innermost coroutine it runs now */
-  uint64_t wd_start, wd_seq;
-  int wd_busy;
   int tasks_ref;                /* table: slot -> Task, the strong anchors */
   int task_mt_ref;              /* the Task metatable, by integer key */
   int task_mt_gc_ref;           /* the same with __gc, for unseen failures */
@@ -107,15 +111,18 @@ struct lasync_Host {
   int live;                     /* tasks not yet done */
   uint32_t next_id;
   lasync_Task *current;         /* task being resumed, or NULL */
-  lasync_Task *main;
   char unobserved;              /* key of the weak table of failed tasks nobody awaited */
-  lasync_ReportFn report;
-  void *report_ud;
+  /* watchdog.c */
+  struct lasync_Watchdog *wd;   /* NULL when off */
+  lasync_Task *wd_task;         /* being resumed (shared with the watchdog) */
+  lua_State *wd_co;             /* the innermost coroutine it runs now */
+  uint64_t wd_start, wd_seq;
+  int wd_busy;
+  /* embed.c: wakers and freeing */
+  struct lasync_Remote *remote; /* wakers, made on first use */
   int closing;                  /* lasync_free has begun */
   int closed;                   /* handles whose close callback ran */
-  unsigned char own;            /* loop is own_loop */
-  struct lasync_Remote *remote; /* embed.c: wakers, made on first use */
-  unsigned char warn_on, warn_cont; /* lua_warning state: off until "@on" */
+  /* alloc.c */
   lasync_Alloc alloc;           /* outlives L: lua_close frees through it */
 };
 

@@ -69,6 +69,7 @@ void lasync__ready_wakeup(lasync_Host *H) {
 }
 
 void lasync__ready_push(lasync_Host *H, lasync_Runnable *r) {
+  lasync_assert(r != H->ready_tail);     /* queued once: not the tail already */
   r->next = NULL;
   if (H->ready_tail) H->ready_tail->next = r;
   else {
@@ -89,6 +90,7 @@ void lasync__sched_init(lasync_Host *H) {
 /* ----------------------------------------------------------- wait and wake */
 
 void lasync__stage(lasync_Task *t, int status, lua_State *from, int n) {
+  lasync_assert(t->state == T_WAITING);  /* only a wait's end stages a task */
   if (n > 0) lua_xmove(from, t->co, n);
   t->status = (unsigned char)status;
   t->nargs = n;
@@ -105,6 +107,7 @@ static int wake_aux(lua_State *L, lasync_Wait *w, int status, int n) {
   }
   w->task = NULL;
   w->what = NULL;                        /* the next wait says its own */
+  lasync_assert(t->state == T_WAITING);
   if (n > 0 && !lua_checkstack(t->co, n)) {
     lua_pop(L, n);
     lua_pushliteral(L, "lasync: too many values to wake a task with");
@@ -151,6 +154,8 @@ int lasync_wait(lua_State *L, lasync_Wait *w, lasync_CancelFn cancel,
                 lua_KFunction k, lua_KContext ctx) {
   lasync_Task *t = lasync__task_of(L);
   int base = lua_gettop(L);
+  lasync_assert(t != NULL && t->wait == NULL);  /* after lasync_checktask */
+  lasync_assert(w->task == NULL);        /* a wait has one owner at a time */
   w->task = t;
   w->cancel = cancel;
   w->gen = ++t->gen;
@@ -182,6 +187,7 @@ int lasync_waitlist_empty(const lasync_WaitList *l) { return l->next == l; }
 
 void lasync_waitlist_push(lasync_WaitList *l, lasync_Wait *w) {
   struct lasync_Link *n = &w->link;
+  lasync_assert(n->next == NULL);        /* in one list at a time */
   n->prev = l->prev;
   n->next = l;
   l->prev->next = n;

@@ -130,6 +130,7 @@ static void timer_arm(lasync_Host *H) {
 }
 
 void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due, int kind) {
+  lasync_assert(tm->idx == 0);           /* in the heap once */
   if (H->heap_len == H->heap_cap) {
     uint32_t cap = H->heap_cap ? H->heap_cap * 2 : 64;
     lasync_Timer **heap = (lasync_Timer **)realloc(H->heap, cap * sizeof *heap);
@@ -364,7 +365,7 @@ typedef struct Alarm {
 
 #define ALARM_MT "lasync.Alarm"
 
-static void alarm_closed(uv_handle_t *h) { free(h->data); }
+static void alarm_close_cb(uv_handle_t *h) { free(h->data); }
 
 static void alarm_cb(uv_timer_t *h) {
   Alarm *a = (Alarm *)h->data;
@@ -381,7 +382,7 @@ static int alarm_close(lua_State *L) {
   if (a == NULL) return 0;
   *box = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
-  uv_close((uv_handle_t *)&a->timer, alarm_closed);
+  uv_close((uv_handle_t *)&a->timer, alarm_close_cb);
   return 0;
 }
 

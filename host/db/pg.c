@@ -1,5 +1,5 @@
 /*
-** pg.c: require "async.pg.core", a PostgreSQL connection (libpq) driven by
+** pg.c: require "async.core.pg", a PostgreSQL connection (libpq) driven by
 ** the loop: libpq in non-blocking pipeline mode, a uv_poll on PQsocket,
 ** and tasks that wait on a request with a wait record like any other
 ** (docs/pg.md). Statements are sent by pg_query.c; values are converted by

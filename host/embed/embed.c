@@ -267,7 +267,7 @@ void lasync_waker_send(lasync_Waker *k) {
   uv_mutex_unlock(&R->lock);
 }
 
-static void remote_closed(uv_handle_t *h) {
+static void remote_close_cb(uv_handle_t *h) {
   Remote *R = (Remote *)h->data;
   uv_mutex_destroy(&R->lock);
   free(R);
@@ -278,7 +278,7 @@ static void remote_closed(uv_handle_t *h) {
 void lasync__remote_close(lasync_Host *H) {
   if (H->remote == NULL) return;
   while (H->remote->pending > 0) uv_run(H->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&H->remote->async, remote_closed);
+  uv_close((uv_handle_t *)&H->remote->async, remote_close_cb);
   H->remote = NULL;
 }
 
@@ -301,7 +301,7 @@ void lasync__shutdown(lasync_Host *H) {
 
 /* On the application's loop, lasync_free does not run the loop: the host
 ** outlives it until the last of its three handles has closed. */
-static void host_closed(uv_handle_t *h) {
+static void host_close_cb(uv_handle_t *h) {
   lasync_Host *H = (lasync_Host *)h->data;
   if (++H->closed == 3 && !H->own) free(H);
 }
@@ -327,9 +327,9 @@ void lasync_free(lasync_Host *H) {
   lasync__alloc_close(&H->alloc);
   free(H->heap);
   free(H->anchor_free);
-  uv_close((uv_handle_t *)&H->idle, host_closed);
-  uv_close((uv_handle_t *)&H->check, host_closed);
-  uv_close((uv_handle_t *)&H->uvtimer, host_closed);
+  uv_close((uv_handle_t *)&H->idle, host_close_cb);
+  uv_close((uv_handle_t *)&H->check, host_close_cb);
+  uv_close((uv_handle_t *)&H->uvtimer, host_close_cb);
   if (H->own) {                          /* our loop: finish it here */
     uv_walk(H->loop, host_walk_close, NULL);
     uv_run(H->loop, UV_RUN_DEFAULT);

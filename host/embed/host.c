@@ -118,10 +118,10 @@ static const luaL_Reg natives[] = {
   {"async.core.fs", lasync__luaopen_fs},
   {"async.core.process", lasync__luaopen_process},
   {"async.core.signal", lasync__luaopen_signal},
-  {"async.pg.core", lasync__luaopen_pg},
-  {"async.executor_core", lasync__luaopen_executor},
+  {"async.core.pg", lasync__luaopen_pg},
+  {"async.core.executor", lasync__luaopen_executor},
   {"async.thread", lasync__luaopen_thread},
-  {"async.repl.apidoc", lasync__luaopen_apidoc},
+  {"async.core.apidoc", lasync__luaopen_apidoc},
   {"async.core.json", lasync__luaopen_json},
   {NULL, NULL}
 };

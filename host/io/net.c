@@ -51,16 +51,6 @@ typedef struct ConnectReq {
 
 /* ------------------------------------------------------------ addresses */
 
-/* Fills ss from an IP literal and port; raises a clear argument error. */
-static void check_addr(lua_State *L, int iarg, struct sockaddr_storage *ss) {
-  const char *ip = luaL_checkstring(L, iarg);
-  lua_Integer port = luaL_checkinteger(L, iarg + 1);
-  luaL_argcheck(L, port >= 0 && port <= 65535, iarg + 1, "port must be 0..65535");
-  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)ss) != 0 &&
-      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)ss) != 0)
-    luaL_argerror(L, iarg, lua_pushfstring(L, "'%s' is not an IP address", ip));
-}
-
 /* is_ip(s): 4 or 6 for an IPv4 or IPv6 literal, else nil. */
 static int l_is_ip(lua_State *L) {
   const char *s = luaL_checkstring(L, 1);
@@ -128,7 +118,7 @@ static int l_tcp_connect(lua_State *L) {
   lasync_Stream *s;
   ConnectReq *c;
   int r;
-  check_addr(L, 1, &ss);
+  lasync__addr_check(L, 1, &ss);
   lasync__addr_format((struct sockaddr *)&ss, what, sizeof what);
   c = connect_begin(L, &s, STREAM_TCP, what);
   if ((r = uv_tcp_connect(&c->req, &s->h.tcp, (struct sockaddr *)&ss, on_connect)) != 0) {
@@ -152,7 +142,7 @@ static int l_pipe_connect(lua_State *L) {
 
 /* ------------------------------------------------------------ listener */
 
-static void listener_freed(uv_handle_t *h) {
+static void listener_close_cb(uv_handle_t *h) {
   Listener *l = (Listener *)h;
   free(l->desc);
   free(l->unlink_path);
@@ -169,7 +159,7 @@ static void listener_close(Listener *l) {
   }
   if (l->wait.task) lasync_wake(&l->wait);  /* accept() finds it closed */
   if (l->unlink_path) unlink(l->unlink_path);
-  uv_close(&l->h.handle, listener_freed);
+  uv_close(&l->h.handle, listener_close_cb);
 }
 
 /* Takes the connection libuv holds into the queue. */
@@ -223,10 +213,8 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx);
 static int accept_step(lua_State *L, int first) {
   Listener *l = *listener_box(L);
   if (l == NULL) {
-    if (first) return luaL_error(L, "accept: the listener is closed");
-    lasync__push_ioerror_msg(L, "ECANCELED", "the listener was closed while waiting",
-                             "accept", NULL, NULL);
-    return lua_error(L);
+    if (first) return lasync__closed_error(L, "accept", "listener");
+    return lasync__closed_waiting_error(L, "accept", "listener");
   }
   if (l->qlen > 0) {
     listener_pop(L, l);
@@ -268,7 +256,7 @@ static int listener_address(lua_State *L) {
   Listener *l = *listener_box(L);
   struct sockaddr_storage ss;
   int len = (int)sizeof ss, r;
-  if (l == NULL) return luaL_error(L, "address: the listener is closed");
+  if (l == NULL) return lasync__closed_error(L, "address", "listener");
   if (l->kind == STREAM_PIPE) {
     lua_pushstring(L, l->desc);
     return 1;
@@ -328,7 +316,7 @@ static int l_tcp_listen(lua_State *L) {
   char what[80];
   int backlog = check_backlog(L, 3), reuse = lua_toboolean(L, 4), r;
   Listener *l;
-  check_addr(L, 1, &ss);
+  lasync__addr_check(L, 1, &ss);
   l = listener_new(L, STREAM_TCP, lasync__addr_format((struct sockaddr *)&ss, what, sizeof what));
   r = uv_tcp_init_ex(lasync_loop(l->H), &l->h.tcp, ss.ss_family);
   if (r) {                                /* nothing to close yet */

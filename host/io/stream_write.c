@@ -109,7 +109,7 @@ static lasync_Stream *write_stream(lua_State *L, int first, const char *op) {
   /* a continuation's slot 1 was checked by the first call */
   lasync_Stream *s = first ? *lasync__stream_box(L, 1) : *(lasync_Stream **)lua_touserdata(L, 1);
   if (s == NULL) {
-    if (first) luaL_error(L, "%s: attempt to use a closed stream", op);
+    if (first) lasync__closed_error(L, op, "stream");
     lasync__stream_closed_error(L, op);
   }
   return s;

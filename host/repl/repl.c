@@ -309,7 +309,7 @@ void lasync_repl_options_init(lasync_ReplOptions *o) {
   o->prompt = -1;
 }
 
-void lasync__repl_handle_closed(uv_handle_t *h) {
+void lasync__repl_close_cb(uv_handle_t *h) {
   lasync_Repl *R = (lasync_Repl *)h->data;
   if (--R->open == 0) {
     free(R->buf);
@@ -432,8 +432,8 @@ void lasync_repl_stop(lasync_Repl *R) {
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, R->box);
   }
-  uv_close(R->input, lasync__repl_handle_closed);
-  uv_close((uv_handle_t *)&R->tick, lasync__repl_handle_closed);
+  uv_close(R->input, lasync__repl_close_cb);
+  uv_close((uv_handle_t *)&R->tick, lasync__repl_close_cb);
 }
 
 /* ------------------------------------------------- the API reference */
@@ -441,7 +441,7 @@ void lasync_repl_stop(lasync_Repl *R) {
 /* $(BUILD)/apidoc.c, made from docs/API.md by the Makefile */
 extern const char lasync__apidoc[];
 
-/* require "async.repl.apidoc": the text of docs/API.md, for help. */
+/* require "async.core.apidoc": the text of docs/API.md, for help. */
 int lasync__luaopen_apidoc(lua_State *L) {
   lua_pushstring(L, lasync__apidoc);
   return 1;

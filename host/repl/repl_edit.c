@@ -291,7 +291,7 @@ void lasync__repl_edit_stop(lasync_Repl *R) {
   R->prompting = 0;
   if (R->history) ed.write_history(R->history);
   lasync_set_report(R->H, R->report, R->report_ud);
-  if (R->winch.data) uv_close((uv_handle_t *)&R->winch, lasync__repl_handle_closed);
+  if (R->winch.data) uv_close((uv_handle_t *)&R->winch, lasync__repl_close_cb);
   fflush(*ed.outstream);
   *ed.instream = *ed.outstream = NULL;    /* the next rl_initialize: stdin, stdout */
   if (R->in != stdin) fclose(R->in);

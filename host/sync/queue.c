@@ -59,15 +59,11 @@ typedef struct Queue {
 static const char iter_mark = 0;  /* `data` of a getter waiting in iter */
 #define ITER_MARK ((void *)&iter_mark)
 
-/* The methods know their queue by a tag in the struct, not by looking the
-** metatable up by name as luaL_checkudata does (a string hash and strcmp
-** per call: a third of the cost of a hand-off). The size is checked first
-** (a light userdata has none), so the tag is read only from a block that
-** large. */
+/* The methods know their queue by the tag in the struct (the fast type
+** check, lasync__checkudata): the by-name lookup of luaL_checkudata was a
+** third of the cost of a hand-off. */
 static Queue *queue_check(lua_State *L, int i) {
-  Queue *q = (Queue *)lua_touserdata(L, i);  /* full or light userdata */
-  if (q != NULL && lua_rawlen(L, i) == sizeof *q && q->tag == QUEUE_MT) return q;
-  return (Queue *)luaL_checkudata(L, i, QUEUE_MT);  /* raises */
+  return (Queue *)lasync__checkudata(L, i, QUEUE_MT, sizeof(Queue));
 }
 
 /* Pushes an error of class mt (a "lasync.<Kind>" name): {kind, message}. */

@@ -18,6 +18,7 @@
 ** use the task's built-in wait (t->self), except a condition wait, whose
 ** own node also records whether it was notified (see cond_cancel).
 */
+#include <string.h>
 #include <lauxlib.h>
 #include "sync/sync.h"
 
@@ -39,15 +40,9 @@ static int sync_count(const lasync_WaitList *l) {
   return c;
 }
 
-/* luaL_checkudata without its by-name registry lookup (a string hash and
-** strcmp per call, as much as the rest of an acquire and release): every
-** struct here starts with a pointer to its metatable name, checked once the
-** size shows the block is one of ours (a light userdata has size 0). */
-static void *sync_check(lua_State *L, int i, const char *mt, size_t size) {
-  const char **tag = (const char **)lua_touserdata(L, i);
-  if (tag != NULL && lua_rawlen(L, i) == size && *tag == mt) return tag;
-  return luaL_checkudata(L, i, mt);     /* raises */
-}
+/* Every struct here starts with a pointer to its metatable name, for the
+** fast type check (lasync__checkudata, module.h). */
+#define sync_check lasync__checkudata
 
 /* Returns the task running L, raising "<what>: not inside a task". */
 static lasync_Task *sync_task(lua_State *L, const char *what) {
@@ -299,9 +294,8 @@ static int cond_wait(lua_State *L) {
   lasync_checktask(L, "wait");           /* a pending cancel: raise, holding */
   lua_settop(L, 1);
   node = (CondWaiter *)lua_newuserdatauv(L, sizeof *node, 0);
-  node->w.link.next = node->w.link.prev = NULL;
+  memset(node, 0, sizeof *node);         /* a wait starts zeroed: no owner, no list */
   node->c = c;
-  node->notified = 0;
   lua_pushcfunction(L, cond_wait_inner);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);

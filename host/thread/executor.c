@@ -1,5 +1,5 @@
 /*
-** executor.c: the native module "async.executor_core": async.to_thread,
+** executor.c: the native module "async.core.executor": async.to_thread,
 ** executor objects (run, submit, close, stats) and lasync_work, the C side
 ** (lasync.h). The pool mechanism is pool.c; executor:map and the public
 ** module are lua/async/executor.lua.
@@ -371,7 +371,7 @@ static int l_executor(lua_State *L) {
   return 1;
 }
 
-/* executor_core.default(): the executor behind to_thread and lasync_work. */
+/* core.executor.default(): the executor behind to_thread and lasync_work. */
 static int l_default(lua_State *L) {
   ex_default(L);
   return 1;

@@ -123,7 +123,7 @@ static void end_settle(End *e) {
   else uv_unref((uv_handle_t *)&e->async);
 }
 
-static void end_closed_cb(uv_handle_t *h) {
+static void end_close_cb(uv_handle_t *h) {
   End *e = (End *)h->data;
   e->closed = 1;
   if (e->box == NULL) free(e);
@@ -133,7 +133,7 @@ static void end_closed_cb(uv_handle_t *h) {
 static void end_close_handle(End *e) {
   if (e->closing) return;
   e->closing = 1;
-  uv_close((uv_handle_t *)&e->async, end_closed_cb);
+  uv_close((uv_handle_t *)&e->async, end_close_cb);
 }
 
 static void end_join(End *e);

@@ -153,7 +153,7 @@ lasync_Pool *lasync__default_pool(lua_State *L);
 
 /* ------------------------------------------------- modules (host.c) */
 
-/* executor.c, thread.c: "async.executor_core" and "async.thread" */
+/* executor.c, thread.c: "async.core.executor" and "async.thread" */
 int lasync__luaopen_executor(lua_State *L);
 int lasync__luaopen_thread(lua_State *L);
 

@@ -12,7 +12,8 @@ Three checks, printed as TAP:
      the REPL), which are listed;
   2. every reference goes down the layers (or stays in a folder): no core
      file calls a module, no module calls one beside it or above it;
-  3. no file outside host/core and host/embed includes core/core.h.
+  3. no file outside host/core and host/embed includes core/core.h;
+  4. docs/internals.md has a line for every C file and header of the layers.
 -v also prints every reference, file to file, with the symbols.
 """
 import collections
@@ -127,6 +128,13 @@ def core_includes():
     return bad
 
 
+def undocumented():
+    with open("docs/internals.md") as fh:
+        doc = fh.read()
+    return [src for src in sorted(glob.glob("host/*/*.[ch]"))
+            if src.split("/")[1] in RANK and "`%s`" % src[len("host/"):] not in doc]
+
+
 def main():
     args = [a for a in sys.argv[1:] if a != "-v"]
     build = args[0] if args else "build"
@@ -160,6 +168,9 @@ def main():
     bad = core_includes()
     check(3, not bad, "only host/core and host/embed include core/core.h",
           ["includes core/core.h: " + b for b in bad])
+    bad = undocumented()
+    check(4, not bad, "docs/internals.md has a line for every file of the layers",
+          ["add a line for %s to docs/internals.md's file table" % b for b in bad])
     return 1 if failed else 0
 
 

@@ -3,7 +3,7 @@
 -- file holds the policy: timeouts, parameters that are tables,
 -- transactions, notifications and the pool.
 local async = require "async"
-local core = require "async.pg.core"
+local core = require "async.core.pg"
 
 local Conn, types = core.Connection, core.types
 local type, error, pcall, select, setmetatable, getmetatable = type, error, pcall, select,
