@@ -174,6 +174,18 @@ function TestPgPool:test_close_drains_leased_connections()
   lu.assertEquals(pool:stats().size, 0)
 end
 
+function TestPgPool:test_close_lets_shared_statements_finish()
+  local pool = pg.pool{conninfo = srv.url, max = 1}
+  pool:acquire():release()                  -- one connection open and idle
+  local t = async.spawn(function() return pool:query_value("select 8 from pg_sleep(0.02)") end)
+  async.sleep(0)
+  lu.assertEquals(pool.idle[1].conn:pending(), 1)
+  pool:close()
+  lu.assertEquals(t:await(), 8)
+  lu.assertEquals(pool:stats().size, 0)
+  lu.assertErrorMsgContains("closed", pool.query, pool, "select 1")
+end
+
 function TestPgPool:test_idle_timeout_and_min()
   local pool <close> = pg.pool{conninfo = srv.url, max = 3, min = 1, idle_timeout = 0}
   pool.filler:await()

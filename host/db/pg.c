@@ -471,6 +471,19 @@ static int l_pending(lua_State *L) {
   return 1;
 }
 
+static void drain_cancel(lasync_Wait *w) { (void)w; }
+
+/* wait_idle(): returns once no statement is in flight (the pool closing
+** a shared connection waits for its statements). One task at a time. */
+static int l_wait_idle(lua_State *L) {
+  PgConn *c = conn_box(L);
+  if (c->pending == 0 || c->state != PG_READY) return 0;
+  if (c->drain.task) return luaL_error(L, "another task waits for this connection to be idle");
+  lasync_checktask(L, "pg.wait_idle");
+  c->drain.what = "pg.wait_idle";
+  return lasync_wait(L, &c->drain, drain_cancel, NULL, 0);
+}
+
 /* info(): what tests and the debugger want to know. */
 static int l_info(lua_State *L) {
   PgConn *c = conn_box(L);
@@ -539,6 +552,7 @@ static int l_tostring(lua_State *L) {
 
 static const luaL_Reg conn_methods[] = {
   {"close", l_close}, {"status", l_status}, {"info", l_info}, {"pending", l_pending},
+  {"wait_idle", l_wait_idle},
   {"next_notification", l_next_notification}, {NULL, NULL}
 };
 

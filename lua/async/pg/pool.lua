@@ -243,16 +243,21 @@ return function(pg, Conn, Tx)
     return {size = self.size, idle = #self.idle, leased = self.leased, max = self.max}
   end
 
-  -- pool:close([timeout]): no new acquires; closes idle connections, waits
-  -- for the leased ones to come back (at most timeout seconds), closes them.
+  -- pool:close([timeout]): no new acquires or statements; closes the idle
+  -- connections once their shared statements are done, waits for the leased
+  -- ones to come back (each wait at most timeout seconds), closes them.
   function Pool:close(timeout)
     if self.closed then return end
     self.closed = true
     if self.filler then self.filler:cancel() end
     local idle = self.idle
     self.idle = {}
-    for _, e in ipairs(idle) do close_conn(self, e.conn) end
     changed(self)
+    for _, e in ipairs(idle) do      -- shared statements still in flight finish first
+      if timeout then pcall(async.wait_for, timeout, e.conn.wait_idle, e.conn)
+      else pcall(e.conn.wait_idle, e.conn) end
+      close_conn(self, e.conn)
+    end
     if self.leased > 0 then
       self.drained = async.future()
       if timeout then pcall(async.wait_for, timeout, self.drained)
