@@ -352,6 +352,17 @@ function TestPgNotify:test_notifications_in_order_then_unlisten()
   lu.assertNotNil(n)
 end
 
+function TestPgNotify:test_next_notification_with_timeout()
+  local c <close> = pg.connect(srv.url)
+  c:exec("listen t1")
+  local ok, e = pcall(c.next_notification, c, 0.01)
+  lu.assertTrue(async.is_timeout(e))
+  c:exec("notify t1, 'x'")                        -- to itself
+  lu.assertEquals(c:next_notification(5).payload, "x")
+  lu.assertErrorMsgContains("timeout", c.next_notification, c, -1)
+  lu.assertFalse(ok)
+end
+
 function TestPgNotify:test_for_loop_form_and_cancel()
   local listener <close> = pg.connect(srv.url)
   local sender <close> = pg.connect(srv.url)

@@ -217,6 +217,17 @@ end
 
 -- ------------------------------------------------------------ notifications
 
+-- conn:next_notification([timeout]): the next notification, waiting at
+-- most timeout seconds (async.Timeout) when given.
+local cnext = Conn.next_notification
+function Conn:next_notification(timeout)
+  if timeout ~= nil then
+    check_timeout(timeout, "pg.next_notification")
+    return async.timeout(timeout, cnext, self)
+  end
+  return cnext(self)
+end
+
 local function quote_ident(s)
   if type(s) ~= "string" or s == "" then error("channel name must be a non-empty string", 3) end
   return '"' .. s:gsub('"', '""') .. '"'
