@@ -123,6 +123,7 @@ static const luaL_Reg natives[] = {
   {"async.thread", lasync__luaopen_thread},
   {"async.core.apidoc", lasync__luaopen_apidoc},
   {"async.core.json", lasync__luaopen_json},
+  {"async.core.http", lasync__luaopen_http},
   {NULL, NULL}
 };
 
