@@ -431,4 +431,6 @@ function fs.temp_dir(prefix)
 end
 
 fs.File = File
+require("async.class").check_self(File)  -- a wrong self raises at once
+
 return fs
