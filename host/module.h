@@ -110,5 +110,6 @@ int lasync__luaopen_http(lua_State *L);      /* net/http_session.c: async.core.h
 int lasync__luaopen_http_parser(lua_State *L);  /* net/http_parser.c: async.core.http_parser */
 int lasync__luaopen_ws(lua_State *L);        /* net/ws.c: async.core.ws */
 int lasync__luaopen_tls(lua_State *L);       /* net/tls.c: async.core.tls */
+int lasync__luaopen_pg(lua_State *L);        /* db/pg.c: async.core.pg */
 
 #endif

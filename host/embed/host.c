@@ -122,6 +122,7 @@ static const luaL_Reg natives[] = {
   {"async.core.fs", lasync__luaopen_fs},
   {"async.core.process", lasync__luaopen_process},
   {"async.core.signal", lasync__luaopen_signal},
+  {"async.core.pg", lasync__luaopen_pg},
   {"async.core.executor", lasync__luaopen_executor},
   {"async.thread", lasync__luaopen_thread},
   {"async.core.apidoc", lasync__luaopen_apidoc},
