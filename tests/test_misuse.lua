@@ -18,6 +18,7 @@ package.path = "tests/?.lua;" .. package.path
 local lu = require "luaunit"
 local support = require "support"
 local misuse_net = require "misuse_net"
+local misuse_db = require "misuse_db"
 local core = require "async.core"
 
 local pack, unpack = table.pack, table.unpack
@@ -161,6 +162,7 @@ local CONSTRUCTORS = {
 -- METHODS[__name]: the methods of a type whose __index is a function.
 local METHODS = {}
 misuse_net.add(CONSTRUCTORS, METHODS, function() return tmp end)
+misuse_db.add(CONSTRUCTORS)
 
 -- The constructors of type ty: its __name's entry and its variants
 -- ("__name (what)") whose objects have ty's metatable.
@@ -373,6 +375,7 @@ end
 
 function Sweep:tearDown()
   misuse_net.stop()
+  misuse_db.stop()
   os.execute("rm -rf '" .. tmp .. "'")
 end
 
@@ -391,6 +394,7 @@ function Sweep:test_every_module_function()
   end
   cleanup()
   misuse_net.stop()
+  misuse_db.stop()
   async.sleep(0.01)                       -- what the calls spawned ends
   lu.assertTrue(n * (nparts or 1) > 100, "only " .. n .. " functions found")
   print(("# misuse: %d functions, %d calls"):format(n, calls))
@@ -412,6 +416,7 @@ function Sweep:test_every_method_and_metamethod()
   end
   cleanup()
   misuse_net.stop()
+  misuse_db.stop()
   async.sleep(0.01)
   lu.assertTrue(#tys > 20, "only " .. #tys .. " types found")
   print(("# misuse: %d types, %d methods and metamethods, %d calls"):format(#tys, n, calls))
@@ -454,6 +459,7 @@ else
     local names = {}
     for _, ty in ipairs(types(modules())) do names[ty.name] = true end
     misuse_net.stop()
+    misuse_db.stop()
     os.execute("rm -rf '" .. tmp .. "'")
     for _, want in ipairs{"lasync.Task", "lasync.Stream", "lasync.Executor", "lasync.Thread",
                           "lasync.File", "lasync.Scope", "lasync.Queue", "lasync.HttpRequest",
