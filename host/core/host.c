@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include "core/core.h"
+#include "db/redis.h"
 
 /* build/modules.c, generated from lua/ by host/tools/luaembed.c */
 typedef struct { const char *name; const unsigned char *code; size_t len; } EmbeddedModule;
@@ -186,6 +187,7 @@ static const luaL_Reg natives[] = {
   {"async.executor_core", lasync__luaopen_executor},
   {"async.thread", lasync__luaopen_thread},
   {"async.repl.apidoc", lasync__luaopen_apidoc},
+  {"async.core.redis", lasync__luaopen_redis},
   {NULL, NULL}
 };
 
