@@ -1,11 +1,20 @@
 # lasync: build, test, bench. `make demo` and `make test` do all set-up.
 #
-#   make            build build/lasync and build/liblasync.a
-#   make test       build and run every suite; ends with "N passed, N failed"
-#   make asan test  the same under AddressSanitizer + UBSan (in build-asan/)
-#   make tsan test  the same under ThreadSanitizer (in build-tsan/)
+#   make            build build/lasync and build/liblasync.a (libraries found with
+#                   pkg-config; it names any that is missing and installs nothing)
+#   make test       install missing Debian packages, build, run every suite; ends
+#                   with "N passed, N failed"
+#   make SANITIZE=address test   the same under AddressSanitizer + UBSan (in build-asan/);
+#                   `make asan test` is the shorthand
+#   make SANITIZE=thread test    the same under ThreadSanitizer (in build-tsan/);
+#                   `make tsan test` is the shorthand
+#   make DEBUG=1    unoptimized, with lasync_assert on (in build-debug/; the
+#                   sanitizer builds have the asserts on too)
+#   make WERROR=1   warnings are errors (CI and development; off for users whose
+#                   newer compiler may warn about what ours does not)
 #   make bench      run bench/ against the peers (make bench-deps first)
 #   make deps       install missing Debian packages (does nothing if present)
+#   make layers     print the references among the C files and check the layers
 #   make install PREFIX=/usr/local   lasync, lasync.h, liblasync.{a,so}, lasync.pc
 
 PKGS     = liblua5.4-dev libuv1-dev lua-unit pkg-config libedit-dev python3 curl \
@@ -15,27 +24,45 @@ PKGS     = liblua5.4-dev libuv1-dev lua-unit pkg-config libedit-dev python3 curl
 PKGS    += postgresql redis-server nghttp2-server python3-aiohttp python3-websockets openssl
 LUA_PC  ?= lua5.4
 CC      ?= cc
-WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Werror
+WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes $(if $(WERROR),-Werror)
 OPT     ?= -O2 -g
 
+# Sanitizer builds: SANITIZE=address|thread, each in a build directory of its own.
 ifneq ($(filter asan,$(MAKECMDGOALS)),)
+SANITIZE ?= address
+endif
+ifneq ($(filter tsan,$(MAKECMDGOALS)),)
+SANITIZE ?= thread
+endif
+# lasync_assert (host/module.h) is on in the sanitizer builds and with DEBUG=1.
+ifneq ($(DEBUG)$(SANITIZE),)
+DEFS     = -DLASYNC_DEBUG
+endif
+ifeq ($(SANITIZE),address)
 BUILD   ?= build-asan
 OPT      = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDSAN    = -fsanitize=address,undefined
-endif
-ifneq ($(filter tsan,$(MAKECMDGOALS)),)
+else ifeq ($(SANITIZE),thread)
 BUILD   ?= build-tsan
 OPT      = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 LDSAN    = -fsanitize=thread
+else ifneq ($(SANITIZE),)
+$(error SANITIZE=$(SANITIZE): use address or thread)
+else ifneq ($(DEBUG),)
+BUILD   ?= build-debug
+OPT      = -O0 -g
 endif
 BUILD   ?= build
 
 # Recursive (=) so pkg-config runs after `deps` has installed it. libedit: headers
 # only; the REPL loads it when it starts (host/repl/repl_edit.c).
 NET_PC     = libcurl openssl libpq hiredis $(LUA_PC)-cjson
+ALL_PC     = $(LUA_PC) libuv libedit $(NET_PC)
+# The libraries without a pkg-config file: a header each.
+NOPC_HDRS  = http_parser.h wslay/wslay.h
 PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libuv libedit $(NET_PC))
 PKG_LIBS   = $(shell pkg-config --libs $(LUA_PC) libuv $(NET_PC)) -lhttp_parser -lwslay -lm
-CFLAGS_ALL = -std=c99 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) $(PKG_CFLAGS) -Ihost $(CFLAGS)
+CFLAGS_ALL = -std=c99 -D_GNU_SOURCE $(DEFS) -fPIC $(OPT) $(WARN) $(PKG_CFLAGS) -Ihost $(CFLAGS)
 
 # host/<layer>/*.c is library code, but the CLI: a new native module needs no edit
 # here (docs/internals.md has the layers). host/tools and host/example are not library.
@@ -56,13 +83,24 @@ PC_SED    = -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@
 EXAMPLE   = $(BUILD)/example/app
 CTESTS    = $(patsubst tests/c/%.c,$(BUILD)/tests/c/%,$(wildcard tests/c/*.c))
 
-.PHONY: all deps demo test asan tsan bench bench-deps clean install uninstall
+.PHONY: all deps libs layers demo test asan tsan bench bench-deps clean install uninstall
 all: $(BUILD)/lasync $(BUILD)/liblasync.a $(BUILD)/liblasync.so $(BUILD)/lasync.pc $(EXAMPLE)
 asan: all
 tsan: all
 
+# Only the set-up commands (`make deps`, and the README's `make demo` and
+# `make test`) install packages; any other goal checks the libraries with
+# pkg-config and names the missing ones. Without dpkg/apt, deps only checks.
+ifneq ($(filter deps demo test,$(MAKECMDGOALS)),)
+libs: deps
+endif
+
 deps:
-	@missing=""; for p in $(PKGS); do \
+	@if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make deps: no dpkg-query/apt-get here; install the libraries yourself (see PKGS in the Makefile)"; \
+	  exit 0; \
+	fi; \
+	missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -71,7 +109,17 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(BUILD)/.dir: | deps
+libs:
+	@command -v pkg-config >/dev/null 2>&1 || { echo "lasync: pkg-config is missing (Debian: make deps)" >&2; exit 1; }; \
+	missing=""; for p in $(ALL_PC); do pkg-config --exists $$p || missing="$$missing $$p"; done; \
+	for h in $(NOPC_HDRS); do \
+	  echo "#include <$$h>" | $(CC) -E $(CPPFLAGS) $(CFLAGS) - >/dev/null 2>&1 || missing="$$missing <$$h>"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "lasync: missing libraries:$$missing (pkg-config names and headers; Debian: make deps)" >&2; exit 1; \
+	fi
+
+$(BUILD)/.dir: | libs
 	@mkdir -p $(BUILD)/obj && touch $@
 
 $(BUILD)/luaembed: host/tools/luaembed.c | $(BUILD)/.dir
@@ -84,9 +132,8 @@ $(BUILD)/obj/modules.o: $(BUILD)/modules.c
 	$(CC) -fPIC $(OPT) -c -o $@ $<
 
 # docs/API.md as a C string, for `help` at the REPL (host/repl/repl.c).
-$(BUILD)/apidoc.c: docs/API.md | $(BUILD)/.dir
-	{ echo 'const char lasync__apidoc[] = {'; od -An -v -tu1 $< | sed 's/[0-9][0-9]*/&,/g'; \
-	  echo '0};'; } >$@
+$(BUILD)/apidoc.c: docs/API.md $(BUILD)/luaembed
+	$(BUILD)/luaembed -t $@ lasync__apidoc $<
 
 $(BUILD)/obj/apidoc.o: $(BUILD)/apidoc.c
 	$(CC) -fPIC $(OPT) -c -o $@ $<
@@ -141,6 +188,11 @@ uninstall:
 demo: all
 	$(BUILD)/lasync scripts/demo.lua
 
+# The references among the C files against the layers (docs/internals.md);
+# make test runs it too (tests/c/layers.sh).
+layers: $(CORE_OBJS)
+	python3 host/tools/layers.py $(BUILD) -v
+
 test: all $(CTESTS)
 	@LASYNC=$(BUILD)/lasync BUILD=$(BUILD) sh tests/run.sh
 
@@ -151,4 +203,4 @@ bench: all
 	LASYNC=$(CURDIR)/$(BUILD)/lasync bench/run $(W)
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-debug

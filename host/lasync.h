@@ -257,6 +257,12 @@ int lasync_wake(lasync_Wait *w);
 int lasync_wake_values(lua_State *L, lasync_Wait *w, int n);
 int lasync_wake_error(lua_State *L, lasync_Wait *w);
 
+/* The task's own wait record. A task waits on one thing at a time, so a
+** primitive whose waits need no memory of their own (a lock, a queue)
+** can wait on it instead of embedding one: set its `data` and `what`,
+** push it on a list, lasync_wait on it. Like any wait, it is the
+** scheduler's once the wait is over; the next wait of the task reuses it. */
+lasync_Wait *lasync_task_wait(lasync_Task *t);
 /* A FIFO of waits, for primitives where several tasks wait on one thing.
 ** The list holds pointers only: a wait's cancel function must remove it
 ** (lasync_waitlist_remove) before its memory goes. */

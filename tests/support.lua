@@ -1,8 +1,8 @@
 -- tests/support.lua: what every suite shares. `support.suite(T)` wraps each
 -- test of T (async.testing.suite) so it fails if it leaves a task running or
--- a timer armed (STYLE 13: count what must happen, then check it happened),
--- or runs past its timeout, and cancels the leftovers so one test's leak
--- does not spill into the next.
+-- a timer armed (docs/internals.md, rule 13: count what must happen, then
+-- check it happened), or runs past its timeout, and cancels the leftovers
+-- so one test's leak does not spill into the next.
 local core = require "async.core"
 local M = {}
 

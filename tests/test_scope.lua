@@ -330,13 +330,15 @@ end
 
 function TestScope:test_nested_scopes()
   local log, add = support.log()
-  local r = async.scope(function(outer)
-    outer:spawn(function() async.sleep(0.002) add("outer child") end)
+  local inner_done = async.event()      -- order by event: sleeps of 1 and 2 ms
+  local r = async.scope(function(outer)  -- swapped places on a loaded machine
+    outer:spawn(function() inner_done:wait() add("outer child") end)
     local v = async.scope(function(inner)
       inner:spawn(function() async.sleep(0.001) add("inner child") end)
       return "inner"
     end)
     add("inner scope done")
+    inner_done:set()
     return v .. "+outer"
   end)
   lu.assertEquals(r, "inner+outer")
@@ -360,14 +362,18 @@ end
 
 function TestScope:test_nested_inner_failure_caught_outer_continues()
   local log, add = support.log()
+  -- The outer child waits for an event set after the catch, not for a
+  -- longer sleep: a loaded machine once ran the 3 ms sleep out first.
+  local caught = async.event()
   local r = async.scope(function(outer)
-    outer:spawn(function() async.sleep(0.003) add("outer child done") end)
+    outer:spawn(function() caught:wait() add("outer child done") end)
     local ok, err = pcall(async.scope, function(inner)
-      inner:spawn(function() async.sleep(0.001) error("inner failure", 0) end)
+      inner:spawn(function() async.sleep(0) error("inner failure", 0) end)
       async.sleep(10)
     end)
     add("caught " .. tostring(err))
-    async.sleep(0.001)                  -- the outer scope is not cancelled
+    caught:set()                        -- the outer scope is not cancelled
+    async.sleep(0)
     return "outer fine"
   end)
   lu.assertEquals(r, "outer fine")

@@ -1,6 +1,7 @@
 /*
-** core.h: what the host's C files share. Not installed; embedders and
-** native modules use lasync.h.
+** core.h: the core's structs (host, task, timer) and what the files of
+** host/core and host/embed share. Not installed; embedders use lasync.h,
+** native modules lasync.h and module.h (docs/internals.md).
 */
 #ifndef LASYNC_CORE_H
 #define LASYNC_CORE_H
@@ -9,7 +10,7 @@
 #include <stdint.h>
 #include "module.h"
 
-/* The value a task yields to the scheduler (STYLE 10): any other yield at
+/* The value a task yields to the scheduler (rule 10): any other yield at
 ** task level is refused, and coroutine.resume forwards this one outward. */
 extern char lasync__tag;
 #define LASYNC_TAG ((void *)&lasync__tag)
@@ -77,13 +78,21 @@ struct lasync_Task {
 };
 
 struct lasync_Host {
+  /* host.c: what lasync_new makes */
   lua_State *L;
   uv_loop_t *loop;
   uv_loop_t own_loop;
+  unsigned char own;            /* loop is own_loop */
+  lasync_NewFn make;            /* what made it: lasync_new */
+  unsigned char warn_on, warn_cont; /* lua_warning state: off until "@on" */
+  /* sched.c: the ready queue and reports */
   uv_idle_t idle;               /* keeps the loop polling while work is ready */
   uv_check_t check;             /* drains the ready queue after I/O */
-  uv_timer_t uvtimer;           /* the one timer behind the heap */
   lasync_Runnable *ready_head, *ready_tail;
+  lasync_ReportFn report;
+  void *report_ud;
+  /* timer.c: the clock and the deadline heap */
+  uv_timer_t uvtimer;           /* the one timer behind the heap */
   lasync_Timer **heap;          /* min-heap of deadlines */
   uint32_t heap_len, heap_cap, timer_seq;
   int64_t clock_offset;         /* ns added to uv_hrtime (keeps time monotonic
@@ -91,12 +100,8 @@ struct lasync_Host {
   uint64_t vnow;                /* the virtual clock's time, when virtual */
   uint64_t autojump;            /* real ns of idleness before it jumps */
   unsigned char virtual_clock;
+  /* task.c: the tasks */
   unsigned char debug;
-  struct lasync_Watchdog *wd;   /* NULL when off; see watchdog.c */
-  lasync_Task *wd_task;         /* being resumed (shared with the watchdog) */
-  lua_State *wd_co;             /* the innermost coroutine it runs now */
-  uint64_t wd_start, wd_seq;
-  int wd_busy;
   int tasks_ref;                /* table: slot -> Task, the strong anchors */
   int task_mt_ref;              /* the Task metatable, by integer key */
   int task_mt_gc_ref;           /* the same with __gc, for unseen failures */
@@ -106,15 +111,18 @@ struct lasync_Host {
   int live;                     /* tasks not yet done */
   uint32_t next_id;
   lasync_Task *current;         /* task being resumed, or NULL */
-  lasync_Task *main;
   char unobserved;              /* key of the weak table of failed tasks nobody awaited */
-  lasync_ReportFn report;
-  void *report_ud;
+  /* watchdog.c */
+  struct lasync_Watchdog *wd;   /* NULL when off */
+  lasync_Task *wd_task;         /* being resumed (shared with the watchdog) */
+  lua_State *wd_co;             /* the innermost coroutine it runs now */
+  uint64_t wd_start, wd_seq;
+  int wd_busy;
+  /* embed.c: wakers and freeing */
+  struct lasync_Remote *remote; /* wakers, made on first use */
   int closing;                  /* lasync_free has begun */
   int closed;                   /* handles whose close callback ran */
-  unsigned char own;            /* loop is own_loop */
-  struct lasync_Remote *remote; /* embed.c: wakers, made on first use */
-  unsigned char warn_on, warn_cont; /* lua_warning state: off until "@on" */
+  /* alloc.c */
   lasync_Alloc alloc;           /* outlives L: lua_close frees through it */
 };
 
@@ -122,17 +130,13 @@ struct lasync_Host {
 void lasync__sched_init(lasync_Host *H);
 void lasync__ready_wakeup(lasync_Host *H);
 extern const char lasync__hostkey;
-lasync_Task *lasync__task_of(lua_State *L);
 void lasync__ready_push(lasync_Host *H, lasync_Runnable *r);
 int lasync__yield(lua_State *L, lasync_Task *t);
 void lasync__stage(lasync_Task *t, int status, lua_State *from, int n);
-void lasync__report(lasync_Host *H, const char *msg);
-int lasync__pcall(lua_State *L, int nargs, int nres);
 int lasync__list_remove(lua_State *L, int idx, int v);
 
 /* task.c: a task's life; task_api.c: what Lua sees of it */
 #define TASK_MT "lasync.Task"
-lasync_Task *lasync__spawn_on(lua_State *L, lasync_Host *H, int nargs);
 int lasync__task_extras(lua_State *L, int idx, int make);
 void lasync__task_pushname(lua_State *L, int idx, lasync_Task *t);
 void lasync__task_observe(lua_State *L, lasync_Task *t);
@@ -144,8 +148,7 @@ int lasync__open_task(lua_State *L);
 void lasync__task_step(lasync_Host *H, lasync_Task *t);
 int lasync__cancel(lua_State *L, lasync_Task *t, int depth);
 void lasync__take_cancel(lua_State *L, lasync_Task *t);
-extern const char lasync__what_sleep[], lasync__what_task[];
-void lasync__task_set_cause(lua_State *L, int err_idx, const char *from, const char *tb);
+extern const char lasync__what_task[];
 lasync_Task *lasync__checktask_arg(lua_State *L, int i);
 lasync_Task *lasync__totask(lua_State *L, int i);
 void lasync__report_unobserved(lasync_Host *H);
@@ -153,6 +156,7 @@ void lasync__push_tasks(lua_State *L, lasync_Host *H);
 void lasync__push_task(lua_State *L, lasync_Task *t);
 
 /* timer.c */
+extern const char lasync__what_sleep[];
 uint64_t lasync__now(lasync_Host *H);
 void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due, int kind);
 void lasync__timer_stop(lasync_Host *H, lasync_Timer *tm);
@@ -162,13 +166,17 @@ void lasync__timer_init(lasync_Host *H);
 void lasync__timer_jump(lasync_Host *H);
 int lasync__open_timer(lua_State *L);
 
-/* future.c */
+/* future.c (its struct is here for watch.c's awaiter helpers) */
+#define FUTURE_MT "lasync.Future"
+typedef struct Future {
+  lasync_WaitList awaiters;
+  unsigned char state;            /* LASYNC_PENDING, _DONE, _FAILED, _CANCELLED */
+} Future;
 int lasync__open_future(lua_State *L);
 
-/* watch.c */
+/* watch.c: waiting on many, and what awaiting a task or future needs */
 int lasync__notify(lasync_Wait *w, int failed);
 int lasync__open_watch(lua_State *L);
-lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed);
 int lasync__push_first(lua_State *L, int idx);
 
 /* watchdog.c */
@@ -182,27 +190,8 @@ int lasync__open_watchdog(lua_State *L);
 /* coro.c */
 int lasync__open_coro(lua_State *L);
 
-/* queue.c, sync.c (with barrier.c): native modules "async.queue", "async.sync" */
-int lasync__luaopen_queue(lua_State *L);
-int lasync__luaopen_sync(lua_State *L);
-void lasync__open_barrier(lua_State *L);
-
-/* stream.c, net.c, udp.c, dns.c, fs.c, process.c, signal.c: the native I/O
-** modules (their shared internals are in io.h) */
-int lasync__luaopen_stream(lua_State *L);
-int lasync__luaopen_net(lua_State *L);
-int lasync__luaopen_udp(lua_State *L);
-int lasync__luaopen_dns(lua_State *L);
-int lasync__luaopen_fs(lua_State *L);
-int lasync__luaopen_process(lua_State *L);
-int lasync__luaopen_signal(lua_State *L);
-
-/* executor.c, thread.c: "async.executor_core" and "async.thread" */
-int lasync__luaopen_executor(lua_State *L);
-int lasync__luaopen_thread(lua_State *L);
-
-/* repl.c: "async.repl.apidoc", the text of docs/API.md for help */
-int lasync__luaopen_apidoc(lua_State *L);
+/* The native modules' entry points are in their layers' headers
+** (sync/sync.h, io/io.h, thread/worker.h, repl/repl.h): host.c names them. */
 
 /* embed.c */
 void lasync__shutdown(lasync_Host *H);
@@ -211,7 +200,5 @@ void lasync__remote_close(lasync_Host *H);
 /* errors: classes live in the registry under these names */
 #define LASYNC_CANCELLED_MT "lasync.Cancelled"
 #define LASYNC_TIMEOUT_MT "lasync.Timeout"
-void lasync__push_cancelled(lua_State *L, const char *msg);
-int lasync__is_cancelled(lua_State *L, int idx);
 
 #endif

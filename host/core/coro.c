@@ -1,6 +1,6 @@
 /*
 ** coro.c: coroutine.resume, coroutine.wrap and coroutine.yield as tasks
-** need them (STYLE 10). A plain coroutine (a generator, say) resumed from a
+** need them (rule 10). A plain coroutine (a generator, say) resumed from a
 ** task may itself wait: its wait yields the scheduler's tag, which resume
 ** passes outward so the whole task suspends; when the task is woken,
 ** resume hands the values back inward. A bare coroutine.yield at the top

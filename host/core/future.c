@@ -8,13 +8,6 @@
 #include <lauxlib.h>
 #include "core/core.h"
 
-#define FUTURE_MT "lasync.Future"
-
-typedef struct Future {
-  lasync_WaitList awaiters;
-  unsigned char state;            /* LASYNC_PENDING, _DONE, _FAILED, _CANCELLED */
-} Future;
-
 static Future *future_check(lua_State *L, int i) {
   return (Future *)luaL_checkudata(L, i, FUTURE_MT);
 }
@@ -201,35 +194,6 @@ static const luaL_Reg future_methods[] = {
   {"remove_done_callback", future_remove_done_callback},
   {NULL, NULL}
 };
-
-/* The awaiters of the pending task or future at idx, or NULL when it is
-** done (then *failed tells whether it ended in error). */
-lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed) {
-  lasync_Task *t = lasync__totask(L, idx);
-  Future *f;
-  if (t) {
-    *failed = t->state != LASYNC_DONE;
-    return task_done(t) ? NULL : &t->awaiters;
-  }
-  f = (Future *)luaL_testudata(L, idx, FUTURE_MT);
-  if (f == NULL) luaL_error(L, "a %s is not a task or future", luaL_typename(L, idx));
-  *failed = f->state != LASYNC_DONE;
-  return f->state != LASYNC_PENDING ? NULL : &f->awaiters;
-}
-
-/* Pushes the first result of the task or future at idx if it succeeded
-** (nil when it returned nothing) and returns 1; returns 0 otherwise. */
-int lasync__push_first(lua_State *L, int idx) {
-  lasync_Task *t = lasync__totask(L, idx);
-  Future *f;
-  if (t) return t->state == LASYNC_DONE ? lasync__task_first(L, idx, t) : 0;
-  f = (Future *)luaL_testudata(L, idx, FUTURE_MT);
-  if (f == NULL || f->state != LASYNC_DONE) return 0;
-  lua_getiuservalue(L, idx, 1);
-  lua_rawgeti(L, -1, 1);
-  lua_remove(L, -2);
-  return 1;
-}
 
 int lasync__open_future(lua_State *L) {
   static const luaL_Reg meta[] = {{"__tostring", future_tostring}, {NULL, NULL}};

@@ -29,6 +29,14 @@ lasync_Host *lasync_host(lua_State *L) {
   return H;
 }
 
+lua_State *lasync_state(lasync_Host *H) { return H->L; }
+uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
+lasync_NewFn lasync__host_maker(lasync_Host *H) { return H->make; }
+int lasync__host_closing(lasync_Host *H) { return H->closing; }
+uint32_t lasync__task_id(lasync_Task *t) { return t->id; }
+int lasync__task_cancelling(lasync_Task *t) { return (t->flags & TF_CANCELREQ) != 0; }
+lasync_Wait *lasync_task_wait(lasync_Task *t) { return &t->self; }
+
 /* ------------------------------------------------------------- ready queue */
 
 static void sched_drain(lasync_Host *H) {
@@ -61,6 +69,7 @@ void lasync__ready_wakeup(lasync_Host *H) {
 }
 
 void lasync__ready_push(lasync_Host *H, lasync_Runnable *r) {
+  lasync_assert(r != H->ready_tail);     /* queued once: not the tail already */
   r->next = NULL;
   if (H->ready_tail) H->ready_tail->next = r;
   else {
@@ -78,21 +87,10 @@ void lasync__sched_init(lasync_Host *H) {
   uv_unref((uv_handle_t *)&H->check);
 }
 
-/* Runs the loop until t is done, or until nothing is left when t is NULL.
-** Returns 1 when the loop ran out of work first. */
-int lasync_run_until(lasync_Host *H, lasync_Task *t) {
-  for (;;) {
-    if (t ? task_done(t) : H->live == 0) return 0;
-    if (uv_run(H->loop, UV_RUN_ONCE) == 0 && H->ready_head == NULL) {
-      if (t ? task_done(t) : H->live == 0) return 0;
-      return 1;
-    }
-  }
-}
-
 /* ----------------------------------------------------------- wait and wake */
 
 void lasync__stage(lasync_Task *t, int status, lua_State *from, int n) {
+  lasync_assert(t->state == T_WAITING);  /* only a wait's end stages a task */
   if (n > 0) lua_xmove(from, t->co, n);
   t->status = (unsigned char)status;
   t->nargs = n;
@@ -109,6 +107,7 @@ static int wake_aux(lua_State *L, lasync_Wait *w, int status, int n) {
   }
   w->task = NULL;
   w->what = NULL;                        /* the next wait says its own */
+  lasync_assert(t->state == T_WAITING);
   if (n > 0 && !lua_checkstack(t->co, n)) {
     lua_pop(L, n);
     lua_pushliteral(L, "lasync: too many values to wake a task with");
@@ -155,6 +154,8 @@ int lasync_wait(lua_State *L, lasync_Wait *w, lasync_CancelFn cancel,
                 lua_KFunction k, lua_KContext ctx) {
   lasync_Task *t = lasync__task_of(L);
   int base = lua_gettop(L);
+  lasync_assert(t != NULL && t->wait == NULL);  /* after lasync_checktask */
+  lasync_assert(w->task == NULL);        /* a wait has one owner at a time */
   w->task = t;
   w->cancel = cancel;
   w->gen = ++t->gen;
@@ -186,6 +187,7 @@ int lasync_waitlist_empty(const lasync_WaitList *l) { return l->next == l; }
 
 void lasync_waitlist_push(lasync_WaitList *l, lasync_Wait *w) {
   struct lasync_Link *n = &w->link;
+  lasync_assert(n->next == NULL);        /* in one list at a time */
   n->prev = l->prev;
   n->next = l;
   l->prev->next = n;
@@ -235,6 +237,11 @@ int lasync__list_remove(lua_State *L, int idx, int v) {
 void lasync_set_report(lasync_Host *H, lasync_ReportFn fn, void *ud) {
   H->report = fn;
   H->report_ud = ud;
+}
+
+lasync_ReportFn lasync__get_report(lasync_Host *H, void **ud) {
+  *ud = H->report_ud;
+  return H->report;
 }
 
 void lasync__report(lasync_Host *H, const char *msg) {

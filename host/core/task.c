@@ -326,6 +326,7 @@ static void task_finish(lasync_Host *H, lasync_Task *t) {
 void lasync__task_step(lasync_Host *H, lasync_Task *t) {
   lua_State *co = t->co;
   int nres, st, nargs = t->nargs;
+  lasync_assert((t->state == T_NEW || t->state == T_READY) && t->wait == NULL);
   H->current = t;
   t->state = T_RUNNING;
   t->nargs = 0;
@@ -336,6 +337,9 @@ void lasync__task_step(lasync_Host *H, lasync_Task *t) {
   if (st == LUA_YIELD) {
     if (nres == 1 && lua_touserdata(co, -1) == LASYNC_TAG) {
       lua_pop(co, 1);
+      /* parked: on a wait it owns (lasync_wait), or queued (lasync__yield) */
+      lasync_assert(t->state == T_READY ||
+                    (t->state == T_WAITING && t->wait && t->wait->task == t));
       return;
     }
     lua_resetthread(co);                  /* a foreign yield: end the task */
@@ -368,6 +372,7 @@ int lasync__cancel(lua_State *L, lasync_Task *t, int depth) {
   }
   if (t->state == T_WAITING) {
     lasync_Wait *w = t->wait;
+    lasync_assert(w != NULL && w->task == t && w->gen == t->gen);
     w->task = NULL;
     w->what = NULL;
     t->wait = NULL;

@@ -171,9 +171,9 @@ static int task_gc(lua_State *L) {
   return 0;
 }
 
-/* The descriptions of the built-in waits that carry details, told apart
-** by address (a module's description may start with the same letters). */
-const char lasync__what_sleep[] = "sleep";
+/* The descriptions of the built-in waits that carry details are told apart
+** by address (a module's description may start with the same letters):
+** lasync__what_sleep (timer.c) and this one. */
 const char lasync__what_task[] = "task";
 
 /* Pushes what the task waits on, in words, or nil. */

@@ -130,6 +130,7 @@ static void timer_arm(lasync_Host *H) {
 }
 
 void lasync__timer_start(lasync_Host *H, lasync_Timer *tm, uint64_t due, int kind) {
+  lasync_assert(tm->idx == 0);           /* in the heap once */
   if (H->heap_len == H->heap_cap) {
     uint32_t cap = H->heap_cap ? H->heap_cap * 2 : 64;
     lasync_Timer **heap = (lasync_Timer **)realloc(H->heap, cap * sizeof *heap);
@@ -162,6 +163,10 @@ void lasync__timer_init(lasync_Host *H) {
 }
 
 /* ------------------------------------------------------------- sleeping */
+
+/* A sleeping task's wait says so; task_api.c tells it apart by address to
+** add the time left. */
+const char lasync__what_sleep[] = "sleep";
 
 static void sleep_cancel(lasync_Wait *w) {
   lasync_Task *t = container_of(w, lasync_Task, self);
@@ -360,7 +365,7 @@ typedef struct Alarm {
 
 #define ALARM_MT "lasync.Alarm"
 
-static void alarm_closed(uv_handle_t *h) { free(h->data); }
+static void alarm_close_cb(uv_handle_t *h) { free(h->data); }
 
 static void alarm_cb(uv_timer_t *h) {
   Alarm *a = (Alarm *)h->data;
@@ -377,7 +382,7 @@ static int alarm_close(lua_State *L) {
   if (a == NULL) return 0;
   *box = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
-  uv_close((uv_handle_t *)&a->timer, alarm_closed);
+  uv_close((uv_handle_t *)&a->timer, alarm_close_cb);
   return 0;
 }
 

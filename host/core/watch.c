@@ -39,6 +39,39 @@ int lasync__notify(lasync_Wait *w, int failed) {
   return 0;
 }
 
+/* ----------------------------------------------- awaiting a task or future */
+
+/* The awaiters of the pending task or future at idx, or NULL when it is
+** done (then *failed tells whether it ended in error). */
+lasync_WaitList *lasync__awaiters(lua_State *L, int idx, int *failed) {
+  lasync_Task *t = lasync__totask(L, idx);
+  Future *f;
+  if (t) {
+    *failed = t->state != LASYNC_DONE;
+    return task_done(t) ? NULL : &t->awaiters;
+  }
+  f = (Future *)luaL_testudata(L, idx, FUTURE_MT);
+  if (f == NULL) luaL_error(L, "a %s is not a task or future", luaL_typename(L, idx));
+  *failed = f->state != LASYNC_DONE;
+  return f->state != LASYNC_PENDING ? NULL : &f->awaiters;
+}
+
+/* Pushes the first result of the task or future at idx if it succeeded
+** (nil when it returned nothing) and returns 1; returns 0 otherwise. */
+int lasync__push_first(lua_State *L, int idx) {
+  lasync_Task *t = lasync__totask(L, idx);
+  Future *f;
+  if (t) return t->state == LASYNC_DONE ? lasync__task_first(L, idx, t) : 0;
+  f = (Future *)luaL_testudata(L, idx, FUTURE_MT);
+  if (f == NULL || f->state != LASYNC_DONE) return 0;
+  lua_getiuservalue(L, idx, 1);
+  lua_rawgeti(L, -1, 1);
+  lua_remove(L, -2);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ watch */
+
 static void watch_detach(Watch *wt) {
   int i;
   for (i = 0; i < wt->n; i++) lasync_waitlist_remove(&wt->nodes[i].w);

@@ -29,7 +29,8 @@
 #include "lasync.h"
 #include "module.h"
 #include "io/io.h"
-#include "db/redis.h"
+
+#define LASYNC_REDISERROR_MT "lasync.RedisError"
 
 #define CONN_MT "lasync.RedisConn"
 

@@ -1,8 +1,9 @@
 /*
 ** embed.c: what an application embedding lasync needs beyond the core:
 ** running files and strings as tasks, C callbacks when a task is done,
-** driving the loop one turn at a time, cancelling everything, and wakers,
-** the one door into a host from other threads.
+** driving the loop (to the end, or one turn at a time), cancelling
+** everything, wakers, the one door into a host from other threads, and
+** freeing the host (host.c makes it).
 **
 ** Wakers: each host has (once the first waker is made) one uv_async_t and
 ** a mutex-protected queue of sent wakers. A thread sends by queueing the
@@ -165,6 +166,18 @@ int lasync_dostring(lasync_Host *H, const char *code) {
 
 /* ----------------------------------------------------- driving the loop */
 
+/* Runs the loop until t is done, or until nothing is left when t is NULL.
+** Returns 1 when the loop ran out of work first. */
+int lasync_run_until(lasync_Host *H, lasync_Task *t) {
+  for (;;) {
+    if (t ? task_done(t) : H->live == 0) return 0;
+    if (uv_run(H->loop, UV_RUN_ONCE) == 0 && H->ready_head == NULL) {
+      if (t ? task_done(t) : H->live == 0) return 0;
+      return 1;
+    }
+  }
+}
+
 int lasync_run_once(lasync_Host *H) {
   uv_run(H->loop, UV_RUN_NOWAIT);
   return H->live;
@@ -254,7 +267,7 @@ void lasync_waker_send(lasync_Waker *k) {
   uv_mutex_unlock(&R->lock);
 }
 
-static void remote_closed(uv_handle_t *h) {
+static void remote_close_cb(uv_handle_t *h) {
   Remote *R = (Remote *)h->data;
   uv_mutex_destroy(&R->lock);
   free(R);
@@ -265,7 +278,7 @@ static void remote_closed(uv_handle_t *h) {
 void lasync__remote_close(lasync_Host *H) {
   if (H->remote == NULL) return;
   while (H->remote->pending > 0) uv_run(H->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&H->remote->async, remote_closed);
+  uv_close((uv_handle_t *)&H->remote->async, remote_close_cb);
   H->remote = NULL;
 }
 
@@ -281,5 +294,46 @@ void lasync__shutdown(lasync_Host *H) {
     }
     if (H->remote == NULL || H->remote->pending == 0) return;
     while (H->remote->pending > 0) uv_run(H->loop, UV_RUN_ONCE);
+  }
+}
+
+/* --------------------------------------------------------------- free */
+
+/* On the application's loop, lasync_free does not run the loop: the host
+** outlives it until the last of its three handles has closed. */
+static void host_close_cb(uv_handle_t *h) {
+  lasync_Host *H = (lasync_Host *)h->data;
+  if (++H->closed == 3 && !H->own) free(H);
+}
+
+static void host_walk_close(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void lasync_free(lasync_Host *H) {
+  if (H == NULL) return;
+  lasync__shutdown(H);                   /* tasks end, wakers run: may run the loop */
+  lasync__watchdog_stop(H);
+  lasync__report_unobserved(H);
+  H->closing = 1;
+  lasync__remote_close(H);
+  uv_timer_stop(&H->uvtimer);
+  uv_idle_stop(&H->idle);
+  H->ready_head = H->ready_tail = NULL;
+  H->heap_len = 0;
+  lasync__alloc_closing(&H->alloc);
+  lua_close(H->L);                       /* finalizers close module handles */
+  lasync__alloc_close(&H->alloc);
+  free(H->heap);
+  free(H->anchor_free);
+  uv_close((uv_handle_t *)&H->idle, host_close_cb);
+  uv_close((uv_handle_t *)&H->check, host_close_cb);
+  uv_close((uv_handle_t *)&H->uvtimer, host_close_cb);
+  if (H->own) {                          /* our loop: finish it here */
+    uv_walk(H->loop, host_walk_close, NULL);
+    uv_run(H->loop, UV_RUN_DEFAULT);
+    uv_loop_close(H->loop);
+    free(H);
   }
 }

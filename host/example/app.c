@@ -92,13 +92,13 @@ typedef struct Query {
   char key[32];
 } Query;
 
-static void query_free(uv_handle_t *h) {
+static void query_close_cb(uv_handle_t *h) {
   free(h->data);
 }
 
 static void query_end(Query *q) {
   q->app->inflight--;
-  uv_close((uv_handle_t *)&q->timer, query_free);
+  uv_close((uv_handle_t *)&q->timer, query_close_cb);
 }
 
 /* The application's timer fired: answer from the state. */
@@ -238,7 +238,7 @@ static void conn_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   *buf = uv_buf_init(c->buf, sizeof c->buf);
 }
 
-static void conn_closed(uv_handle_t *h) {
+static void conn_close_cb(uv_handle_t *h) {
   free(h->data);
 }
 
@@ -263,7 +263,7 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   if (n > 0) conn_feed(c, buf->base, (size_t)n);
   else if (n < 0) {                      /* EOF: the feed is in */
     App *app = c->app;
-    uv_close((uv_handle_t *)s, conn_closed);
+    uv_close((uv_handle_t *)s, conn_close_cb);
     if (n != UV_EOF) fprintf(stderr, "app: feed: %s\n", uv_strerror((int)n));
     feed_done(app);
   }
@@ -278,7 +278,7 @@ static void server_conn(uv_stream_t *server, int status) {
   uv_tcp_init(&app->loop, &c->tcp);
   if (uv_accept(server, (uv_stream_t *)&c->tcp) == 0)
     uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
-  else uv_close((uv_handle_t *)&c->tcp, conn_closed);
+  else uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
 }
 
 static void client_written(uv_write_t *req, int status) {

@@ -58,7 +58,7 @@ static int dns_error(lua_State *L) {
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   Resolve *r = (Resolve *)req;
   if (r->wait.task) {
-    lua_State *L = r->H->L;               /* building values may fail: protected */
+    lua_State *L = lasync_state(r->H);               /* building values may fail: protected */
     lua_pushcfunction(L, status < 0 ? dns_error : dns_list);
     if (status < 0) lua_pushinteger(L, status);
     else lua_pushlightuserdata(L, res);
@@ -106,7 +106,7 @@ static int l_resolve(lua_State *L) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = family;
   hints.ai_socktype = SOCK_STREAM;        /* one entry per address */
-  if ((rc = uv_getaddrinfo(H->loop, &r->req, on_resolved, host, NULL, &hints)) != 0) {
+  if ((rc = uv_getaddrinfo(lasync_loop(H), &r->req, on_resolved, host, NULL, &hints)) != 0) {
     free(r);
     return lasync__ioerror(L, rc, "resolve", "address", lua_tostring(L, 1));
   }

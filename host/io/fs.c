@@ -127,7 +127,7 @@ static void fs_abandon(FsReq *r) {
 static void on_fs(uv_fs_t *req) {
   FsReq *r = (FsReq *)req;
   if (r->wait.task) {
-    lua_State *L = r->H->L;
+    lua_State *L = lasync_state(r->H);
     lua_pushcfunction(L, fs_result);
     lua_pushlightuserdata(L, r);
     if (lua_pcall(L, 1, 1, 0) == LUA_OK && req->result >= 0) {
@@ -173,7 +173,7 @@ static int fs_wait(lua_State *L, FsReq *r, int err) {
   return lasync_wait(L, &r->wait, fs_cancel, NULL, 0);
 }
 
-#define LOOP(r) ((r)->H->loop)
+#define LOOP(r) (lasync_loop((r)->H))
 
 static const char *check_path(lua_State *L, int arg) {
   size_t len;

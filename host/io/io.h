@@ -7,7 +7,7 @@
 #define LASYNC_IO_H
 
 #include <stddef.h>
-#include "core/core.h"
+#include "module.h"
 
 /* ----------------------------------------------------------- errors */
 
@@ -28,7 +28,18 @@ int lasync__ioerror(lua_State *L, int err, const char *op,
                     const char *where_key, const char *where);
 /* Makes the metatable (once) and pushes it. */
 void lasync__ioerror_class(lua_State *L);
+/* The two errors of a closed object, one wording for every I/O type
+** (`what`: "stream", "UDP socket", "listener", "process handle"). Misuse
+** after close raises "<op>: attempt to use a closed <what>" (Lua's liolib
+** says it so of files; no "<op>: " when op is NULL). A call whose object
+** was closed while its task waited raises the IOError ECANCELED "the
+** <what> was closed while waiting". Both return lua_error's result. */
+int lasync__closed_error(lua_State *L, const char *op, const char *what);
+int lasync__closed_waiting_error(lua_State *L, const char *op, const char *what);
 
+/* Fills ss from the IP literal at iarg and the port at iarg + 1 (net.c,
+** udp.c); raises a clear argument error for either. */
+void lasync__addr_check(lua_State *L, int iarg, struct sockaddr_storage *ss);
 /* Formats the socket address sa as "ip:port" ("[ip]:port" for IPv6) in
 ** buf (at least 64 bytes); returns buf. */
 char *lasync__addr_format(const struct sockaddr *sa, char *buf, size_t len);
@@ -90,5 +101,18 @@ void lasync__stream_describe(lasync_Stream *s, const char *what);
 
 /* The stream module (metatable, stdio). */
 int lasync__open_stream(lua_State *L);
+
+/* ------------------------------------------------- modules (host.c) */
+
+/* stream.c, net.c, udp.c, dns.c, fs.c, process.c, signal.c: "async.stream",
+** "async.core.net", "async.core.udp", "async.dns", "async.core.fs",
+** "async.core.process", "async.core.signal" */
+int lasync__luaopen_stream(lua_State *L);
+int lasync__luaopen_net(lua_State *L);
+int lasync__luaopen_udp(lua_State *L);
+int lasync__luaopen_dns(lua_State *L);
+int lasync__luaopen_fs(lua_State *L);
+int lasync__luaopen_process(lua_State *L);
+int lasync__luaopen_signal(lua_State *L);
 
 #endif

@@ -1,6 +1,6 @@
 /*
 ** ioerror.c: the one place where a libuv failure becomes a Lua value
-** (STYLE 12). Operational failures of every I/O module are raised as an
+** (rule 12). Operational failures of every I/O module are raised as an
 ** IOError table: code (libuv's name, "ECONNREFUSED"), message, op, and
 ** path or address where there is one; tostring gives one readable line.
 ** Also the socket address helpers the I/O modules share.
@@ -69,6 +69,17 @@ void lasync__push_ioerror(lua_State *L, int err, const char *op,
                            where_key, where);
 }
 
+int lasync__closed_error(lua_State *L, const char *op, const char *what) {
+  if (op == NULL) return luaL_error(L, "attempt to use a closed %s", what);
+  return luaL_error(L, "%s: attempt to use a closed %s", op, what);
+}
+
+int lasync__closed_waiting_error(lua_State *L, const char *op, const char *what) {
+  lua_pushfstring(L, "the %s was closed while waiting", what);
+  lasync__push_ioerror_msg(L, "ECANCELED", lua_tostring(L, -1), op, NULL, NULL);
+  return lua_error(L);
+}
+
 int lasync__ioerror(lua_State *L, int err, const char *op,
                     const char *where_key, const char *where) {
   lasync__push_ioerror(L, err, op, where_key, where);
@@ -76,6 +87,15 @@ int lasync__ioerror(lua_State *L, int err, const char *op,
 }
 
 /* --------------------------------------------------------- addresses */
+
+void lasync__addr_check(lua_State *L, int iarg, struct sockaddr_storage *ss) {
+  const char *ip = luaL_checkstring(L, iarg);
+  lua_Integer port = luaL_checkinteger(L, iarg + 1);
+  luaL_argcheck(L, port >= 0 && port <= 65535, iarg + 1, "port must be 0..65535");
+  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)ss) != 0 &&
+      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)ss) != 0)
+    luaL_argerror(L, iarg, lua_pushfstring(L, "'%s' is not an IP address", ip));
+}
 
 char *lasync__addr_format(const struct sockaddr *sa, char *buf, size_t len) {
   char ip[INET6_ADDRSTRLEN] = "?";

@@ -51,16 +51,6 @@ typedef struct ConnectReq {
 
 /* ------------------------------------------------------------ addresses */
 
-/* Fills ss from an IP literal and port; raises a clear argument error. */
-static void check_addr(lua_State *L, int iarg, struct sockaddr_storage *ss) {
-  const char *ip = luaL_checkstring(L, iarg);
-  lua_Integer port = luaL_checkinteger(L, iarg + 1);
-  luaL_argcheck(L, port >= 0 && port <= 65535, iarg + 1, "port must be 0..65535");
-  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)ss) != 0 &&
-      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)ss) != 0)
-    luaL_argerror(L, iarg, lua_pushfstring(L, "'%s' is not an IP address", ip));
-}
-
 /* is_ip(s): 4 or 6 for an IPv4 or IPv6 literal, else nil. */
 static int l_is_ip(lua_State *L) {
   const char *s = luaL_checkstring(L, 1);
@@ -78,8 +68,8 @@ static void on_connect(uv_connect_t *req, int status) {
   lasync_Stream *s = (lasync_Stream *)req->handle;
   if (status < 0) lasync__stream_close(s, 1);
   if (c->wait.task) {
-    lua_pushinteger(c->H->L, status);
-    lasync_wake_values(c->H->L, &c->wait, 1);
+    lua_pushinteger(lasync_state(c->H), status);
+    lasync_wake_values(lasync_state(c->H), &c->wait, 1);
   }
   free(c);
 }
@@ -109,8 +99,8 @@ static ConnectReq *connect_begin(lua_State *L, lasync_Stream **sp, int kind,
   lua_replace(L, 1);
   lua_settop(L, 1);
   *sp = lasync__stream_alloc(L, kind);
-  if (kind == STREAM_TCP) uv_tcp_init(lasync_host(L)->loop, &(*sp)->h.tcp);
-  else uv_pipe_init(lasync_host(L)->loop, &(*sp)->h.pipe, 0);
+  if (kind == STREAM_TCP) uv_tcp_init(lasync_loop(lasync_host(L)), &(*sp)->h.tcp);
+  else uv_pipe_init(lasync_loop(lasync_host(L)), &(*sp)->h.pipe, 0);
   lasync__stream_describe(*sp, what);
   lasync__stream_push(L, *sp);
   if ((c = (ConnectReq *)calloc(1, sizeof *c)) == NULL) {
@@ -128,7 +118,7 @@ static int l_tcp_connect(lua_State *L) {
   lasync_Stream *s;
   ConnectReq *c;
   int r;
-  check_addr(L, 1, &ss);
+  lasync__addr_check(L, 1, &ss);
   lasync__addr_format((struct sockaddr *)&ss, what, sizeof what);
   c = connect_begin(L, &s, STREAM_TCP, what);
   if ((r = uv_tcp_connect(&c->req, &s->h.tcp, (struct sockaddr *)&ss, on_connect)) != 0) {
@@ -152,7 +142,7 @@ static int l_pipe_connect(lua_State *L) {
 
 /* ------------------------------------------------------------ listener */
 
-static void listener_freed(uv_handle_t *h) {
+static void listener_close_cb(uv_handle_t *h) {
   Listener *l = (Listener *)h;
   free(l->desc);
   free(l->unlink_path);
@@ -169,7 +159,7 @@ static void listener_close(Listener *l) {
   }
   if (l->wait.task) lasync_wake(&l->wait);  /* accept() finds it closed */
   if (l->unlink_path) unlink(l->unlink_path);
-  uv_close(&l->h.handle, listener_freed);
+  uv_close(&l->h.handle, listener_close_cb);
 }
 
 /* Takes the connection libuv holds into the queue. */
@@ -177,8 +167,8 @@ static void listener_take(Listener *l) {
   lasync_Stream *s = lasync__stream_new(l->H, l->root, l->kind);
   int r;
   if (s == NULL) { l->err = UV_ENOMEM; return; }
-  if (l->kind == STREAM_TCP) uv_tcp_init(l->H->loop, &s->h.tcp);
-  else uv_pipe_init(l->H->loop, &s->h.pipe, 0);
+  if (l->kind == STREAM_TCP) uv_tcp_init(lasync_loop(l->H), &s->h.tcp);
+  else uv_pipe_init(lasync_loop(l->H), &s->h.pipe, 0);
   if ((r = uv_accept(&l->h.stream, &s->h.stream)) != 0) {
     lasync__stream_uvclose(s);
     l->err = r;
@@ -223,10 +213,8 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx);
 static int accept_step(lua_State *L, int first) {
   Listener *l = *listener_box(L);
   if (l == NULL) {
-    if (first) return luaL_error(L, "accept: the listener is closed");
-    lasync__push_ioerror_msg(L, "ECANCELED", "the listener was closed while waiting",
-                             "accept", NULL, NULL);
-    return lua_error(L);
+    if (first) return lasync__closed_error(L, "accept", "listener");
+    return lasync__closed_waiting_error(L, "accept", "listener");
   }
   if (l->qlen > 0) {
     listener_pop(L, l);
@@ -268,7 +256,7 @@ static int listener_address(lua_State *L) {
   Listener *l = *listener_box(L);
   struct sockaddr_storage ss;
   int len = (int)sizeof ss, r;
-  if (l == NULL) return luaL_error(L, "address: the listener is closed");
+  if (l == NULL) return lasync__closed_error(L, "address", "listener");
   if (l->kind == STREAM_PIPE) {
     lua_pushstring(L, l->desc);
     return 1;
@@ -328,9 +316,9 @@ static int l_tcp_listen(lua_State *L) {
   char what[80];
   int backlog = check_backlog(L, 3), reuse = lua_toboolean(L, 4), r;
   Listener *l;
-  check_addr(L, 1, &ss);
+  lasync__addr_check(L, 1, &ss);
   l = listener_new(L, STREAM_TCP, lasync__addr_format((struct sockaddr *)&ss, what, sizeof what));
-  r = uv_tcp_init_ex(l->H->loop, &l->h.tcp, ss.ss_family);
+  r = uv_tcp_init_ex(lasync_loop(l->H), &l->h.tcp, ss.ss_family);
   if (r) {                                /* nothing to close yet */
     *l->box = NULL;
     free(l->desc);
@@ -356,7 +344,7 @@ static int l_pipe_listen(lua_State *L) {
   int backlog = check_backlog(L, 2), r;
   struct stat st;
   Listener *l = listener_new(L, STREAM_PIPE, path);
-  uv_pipe_init(l->H->loop, &l->h.pipe, 0);
+  uv_pipe_init(lasync_loop(l->H), &l->h.pipe, 0);
   if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sa;

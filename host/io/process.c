@@ -43,7 +43,7 @@ static void list_unlink(ProcList *pl, Proc *p) {
   p->next = p->prev = NULL;
 }
 
-static void proc_freed(uv_handle_t *h) { free(h); }
+static void proc_close_cb(uv_handle_t *h) { free(h); }
 
 /* At lua_close: close the handles of children still running. */
 static int list_gc(lua_State *L) {
@@ -52,7 +52,7 @@ static int list_gc(lua_State *L) {
     Proc *p = pl->head;
     list_unlink(pl, p);
     if (p->box) *p->box = NULL;
-    uv_close((uv_handle_t *)&p->h, proc_freed);
+    uv_close((uv_handle_t *)&p->h, proc_close_cb);
   }
   return 0;
 }
@@ -71,7 +71,7 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int termsig) {
   p->termsig = termsig;
   list_unlink((ProcList *)h->data, p);
   while ((w = lasync_waitlist_pop(&p->waiters)) != NULL) lasync_wake(w);
-  if (p->box == NULL) uv_close((uv_handle_t *)h, proc_freed);  /* detached */
+  if (p->box == NULL) uv_close((uv_handle_t *)h, proc_close_cb);  /* detached */
 }
 
 static Proc **proc_box(lua_State *L) { return (Proc **)luaL_checkudata(L, 1, PROC_MT); }
@@ -95,18 +95,17 @@ static int wait_step(lua_State *L, int first) {
   Proc *p = *proc_box(L);
   lasync_Task *t;
   if (p == NULL) {
-    if (first) return luaL_error(L, "wait: the process handle is closed");
-    lasync__push_ioerror_msg(L, "ECANCELED", "the process handle was closed while waiting",
-                             "wait", NULL, NULL);
-    return lua_error(L);
+    if (first) return lasync__closed_error(L, "wait", "process handle");
+    return lasync__closed_waiting_error(L, "wait", "process handle");
   }
   if (p->exited) return push_exit(L, p);
   t = lasync_checktask(L, "wait");
-  t->self.data = p;
-  lasync_waitlist_push(&p->waiters, &t->self);
+  lasync_Wait *self = lasync_task_wait(t);
+  self->data = p;
+  lasync_waitlist_push(&p->waiters, self);
   lua_settop(L, 1);
-  t->self.what = "process wait";
-  return lasync_wait(L, &t->self, list_cancel, wait_k, 0);
+  self->what = "process wait";
+  return lasync_wait(L, self, list_cancel, wait_k, 0);
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
@@ -127,7 +126,7 @@ static int proc_status(lua_State *L) {
 static int proc_kill(lua_State *L) {
   Proc *p = *proc_box(L);
   int sig = lua_isnoneornil(L, 2) ? SIGTERM : lasync__checksignal(L, 2), r;
-  if (p == NULL) return luaL_error(L, "kill: the process handle is closed");
+  if (p == NULL) return lasync__closed_error(L, "kill", "process handle");
   if (p->exited) {
     lua_pushboolean(L, 0);
     return 1;
@@ -149,7 +148,7 @@ static int proc_close(lua_State *L) {
   *p->box = NULL;
   p->box = NULL;
   while ((w = lasync_waitlist_pop(&p->waiters)) != NULL) lasync_wake(w);
-  if (p->exited) uv_close((uv_handle_t *)&p->h, proc_freed);
+  if (p->exited) uv_close((uv_handle_t *)&p->h, proc_close_cb);
   return 0;
 }
 
@@ -239,7 +238,7 @@ static void spawn_stdio(lua_State *L, int opts, int i, uv_stdio_container_t *c,
   else if (k[0] == 'i') c->flags = UV_IGNORE;
   else {
     lasync_Stream *s = lasync__stream_alloc(L, STREAM_PIPE);
-    uv_pipe_init(lasync_host(L)->loop, (uv_pipe_t *)lasync__stream_handle(s), 0);
+    uv_pipe_init(lasync_loop(lasync_host(L)), (uv_pipe_t *)lasync__stream_handle(s), 0);
     lasync__stream_describe(s, stdio_names[i]);
     lasync__stream_push(L, s);            /* its object closes it if spawn fails */
     c->flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
@@ -298,8 +297,8 @@ static int l_spawn(lua_State *L) {
   luaL_setmetatable(L, PROC_MT);
   if ((p = (Proc *)calloc(1, sizeof *p)) == NULL) return luaL_error(L, "not enough memory");
   lasync_waitlist_init(&p->waiters);
-  if ((r = uv_spawn(lasync_host(L)->loop, &p->h, &o)) != 0) {
-    uv_close((uv_handle_t *)&p->h, proc_freed);  /* initialized even on failure */
+  if ((r = uv_spawn(lasync_loop(lasync_host(L)), &p->h, &o)) != 0) {
+    uv_close((uv_handle_t *)&p->h, proc_close_cb);  /* initialized even on failure */
     for (i = 0; i < 3; i++) if (pipes[i]) lasync__stream_close(pipes[i], 1);
     return lasync__ioerror(L, r, "spawn", "path", o.file);
   }

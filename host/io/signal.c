@@ -55,7 +55,7 @@ static void push_signame(lua_State *L, int signum) {
   else lua_pushinteger(L, signum);
 }
 
-static void freed(uv_handle_t *h) { free(h); }
+static void signal_close_cb(uv_handle_t *h) { free(h); }
 
 /* ---------------------------------------------------------------- wait */
 
@@ -68,11 +68,11 @@ static void on_wait_signal(uv_signal_t *h, int signum) {
   SigWait *sw = (SigWait *)h;
   (void)signum;
   lasync_wake(&sw->wait);
-  uv_close((uv_handle_t *)h, freed);
+  uv_close((uv_handle_t *)h, signal_close_cb);
 }
 
 static void wait_cancel(lasync_Wait *w) {
-  uv_close((uv_handle_t *)&container_of(w, SigWait, wait)->h, freed);
+  uv_close((uv_handle_t *)&container_of(w, SigWait, wait)->h, signal_close_cb);
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext signum) {
@@ -87,9 +87,9 @@ static int l_wait(lua_State *L) {
   SigWait *sw;
   lasync_checktask(L, "signal.wait");
   if ((sw = (SigWait *)calloc(1, sizeof *sw)) == NULL) return luaL_error(L, "not enough memory");
-  uv_signal_init(lasync_host(L)->loop, &sw->h);
+  uv_signal_init(lasync_loop(lasync_host(L)), &sw->h);
   if ((r = uv_signal_start_oneshot(&sw->h, on_wait_signal, sig)) != 0) {
-    uv_close((uv_handle_t *)&sw->h, freed);
+    uv_close((uv_handle_t *)&sw->h, signal_close_cb);
     return lasync__ioerror(L, r, "signal.wait", "address", lua_tostring(L, 1));
   }
   lua_settop(L, 0);
@@ -119,7 +119,7 @@ static int handler_spawn(lua_State *L) {
 
 static void on_handler_signal(uv_signal_t *h, int signum) {
   SigHandler *sh = (SigHandler *)h;
-  lua_State *L = sh->H->L;
+  lua_State *L = lasync_state(sh->H);
   (void)signum;
   lua_pushcfunction(L, handler_spawn);
   lua_pushlightuserdata(L, sh);
@@ -141,7 +141,7 @@ static int handler_remove(lua_State *L) {
   *box = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, sh->fnref);
   luaL_unref(L, LUA_REGISTRYINDEX, sh->selfref);
-  uv_close((uv_handle_t *)&sh->h, freed);
+  uv_close((uv_handle_t *)&sh->h, signal_close_cb);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -177,9 +177,9 @@ static int l_on(lua_State *L) {
   if ((sh = (SigHandler *)calloc(1, sizeof *sh)) == NULL) return luaL_error(L, "not enough memory");
   sh->H = lasync_host(L);
   sh->signum = sig;
-  uv_signal_init(sh->H->loop, &sh->h);
+  uv_signal_init(lasync_loop(sh->H), &sh->h);
   if ((r = uv_signal_start(&sh->h, on_handler_signal, sig)) != 0) {
-    uv_close((uv_handle_t *)&sh->h, freed);
+    uv_close((uv_handle_t *)&sh->h, signal_close_cb);
     return lasync__ioerror(L, r, "signal.on", "address", lua_tostring(L, 1));
   }
   lua_pushvalue(L, 2);

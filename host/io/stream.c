@@ -4,7 +4,7 @@
 ** and reading. Writing is in stream_write.c.
 **
 ** Memory: the Lua object is a box holding a pointer to a lasync_Stream
-** malloc'd apart (STYLE 5), so the handle can outlive the object until
+** malloc'd apart (rule 5), so the handle can outlive the object until
 ** libuv's close callback frees it. Every stream not yet handed to uv_close
 ** is on its host's list (a registry userdata, the Root), whose finalizer
 ** closes what is left when the Lua state closes.
@@ -108,20 +108,20 @@ void lasync__stream_drop(lasync_Stream *s) {
   free(s);
 }
 
-static void stream_closed(uv_handle_t *h) {
+static void stream_close_cb(uv_handle_t *h) {
   lasync_Stream *s = (lasync_Stream *)h;
   free(s->buf);
   free(s->desc);
   free(s);
 }
 
-/* Hands the handle to uv_close, once; stream_closed frees it after every
+/* Hands the handle to uv_close, once; stream_close_cb frees it after every
 ** request on it has called back. */
 void lasync__stream_uvclose(lasync_Stream *s) {
   if (s->flags & F_UVCLOSED) return;
   s->flags |= F_UVCLOSED;
   root_unlink(s);
-  uv_close(&s->h.handle, stream_closed);
+  uv_close(&s->h.handle, stream_close_cb);
 }
 
 /* Wakes every task waiting on s; each continuation finds the stream
@@ -152,9 +152,9 @@ void lasync__stream_close(lasync_Stream *s, int abort) {
     lasync__stream_drop(s);
     return;
   }
-  if (!abort && s->root && !s->H->closing && lasync__stream_linger(s)) return;
+  if (!abort && s->root && !lasync__host_closing(s->H) && lasync__stream_linger(s)) return;
   if (abort && s->kind == STREAM_TCP && !(s->flags & F_UVCLOSED) &&
-      uv_tcp_close_reset(&s->h.tcp, stream_closed) == 0) {
+      uv_tcp_close_reset(&s->h.tcp, stream_close_cb) == 0) {
     s->flags |= F_UVCLOSED;                /* RST instead of FIN */
     root_unlink(s);
     return;
@@ -200,7 +200,7 @@ void lasync__stream_push(lua_State *L, lasync_Stream *s) {
 
 lasync_Stream *lasync__stream_check(lua_State *L, int idx) {
   lasync_Stream *s = *box_check(L, idx);
-  if (s == NULL) luaL_error(L, "attempt to use a closed stream");
+  if (s == NULL) lasync__closed_error(L, NULL, "stream");
   return s;
 }
 
@@ -213,9 +213,7 @@ void lasync__stream_describe(lasync_Stream *s, const char *what) {
 
 /* Raised by a call that was waiting when the stream was closed. */
 int lasync__stream_closed_error(lua_State *L, const char *op) {
-  lasync__push_ioerror_msg(L, "ECANCELED", "the stream was closed while waiting",
-                           op, NULL, NULL);
-  return lua_error(L);
+  return lasync__closed_waiting_error(L, op, "stream");
 }
 
 static int stream_close_m(lua_State *L) {
@@ -498,7 +496,7 @@ static int read_step(lua_State *L, int op, int first, int nargs) {
   lasync_Stream *s = first ? *box_check(L, 1) : *(lasync_Stream **)lua_touserdata(L, 1);
   int n;
   if (s == NULL) {
-    if (first) return luaL_error(L, "%s: attempt to use a closed stream", op_names[op]);
+    if (first) return lasync__closed_error(L, op_names[op], "stream");
     return lasync__stream_closed_error(L, op_names[op]);
   }
   if (first) {

@@ -71,7 +71,7 @@ static int stream_kind(lua_State *L) {
 static int l_stdio(lua_State *L) {
   static const char *const names[] = {"stdin", "stdout", "stderr"};
   lua_Integer fd = luaL_checkinteger(L, 1);
-  uv_loop_t *loop = lasync_host(L)->loop;
+  uv_loop_t *loop = lasync_loop(lasync_host(L));
   uv_handle_type type;
   lasync_Stream *s;
   int r;

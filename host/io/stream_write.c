@@ -109,7 +109,7 @@ static lasync_Stream *write_stream(lua_State *L, int first, const char *op) {
   /* a continuation's slot 1 was checked by the first call */
   lasync_Stream *s = first ? *lasync__stream_box(L, 1) : *(lasync_Stream **)lua_touserdata(L, 1);
   if (s == NULL) {
-    if (first) luaL_error(L, "%s: attempt to use a closed stream", op);
+    if (first) lasync__closed_error(L, op, "stream");
     lasync__stream_closed_error(L, op);
   }
   return s;
@@ -136,11 +136,12 @@ static int write_step(lua_State *L, int first) {
   if (first && len > 0 &&
       (s->wqueued >= s->whigh || !lasync_waitlist_empty(&s->writers))) {
     lasync_Task *t = lasync_checktask(L, "write");
-    t->self.data = s;
-    lasync_waitlist_push(&s->writers, &t->self);
+    lasync_Wait *self = lasync_task_wait(t);
+    self->data = s;
+    lasync_waitlist_push(&s->writers, self);
     lua_settop(L, 2);
-    t->self.what = "stream write";
-    return lasync_wait(L, &t->self, list_cancel, write_k, 0);
+    self->what = "stream write";
+    return lasync_wait(L, self, list_cancel, write_k, 0);
   }
   if (len > 0 && (r = enqueue(s, p, len)) != 0) {
     s->werr = r;
@@ -174,11 +175,12 @@ static int drain_step(lua_State *L, int first) {
     return 1;
   }
   t = lasync_checktask(L, "drain");
-  t->self.data = s;
-  lasync_waitlist_push(&s->drainers, &t->self);
+  lasync_Wait *self = lasync_task_wait(t);
+  self->data = s;
+  lasync_waitlist_push(&s->drainers, self);
   lua_settop(L, 1);
-  t->self.what = "stream drain";
-  return lasync_wait(L, &t->self, list_cancel, drain_k, 0);
+  self->what = "stream drain";
+  return lasync_wait(L, self, list_cancel, drain_k, 0);
 }
 
 static int drain_k(lua_State *L, int status, lua_KContext ctx) {

@@ -50,17 +50,8 @@ static Udp **udp_box(lua_State *L) { return (Udp **)luaL_checkudata(L, 1, UDP_MT
 
 static Udp *udp_check(lua_State *L, const char *op) {
   Udp *u = *udp_box(L);
-  if (u == NULL) luaL_error(L, "%s: attempt to use a closed UDP socket", op);
+  if (u == NULL) lasync__closed_error(L, op, "UDP socket");
   return u;
-}
-
-static void check_addr(lua_State *L, int iarg, struct sockaddr_storage *ss) {
-  const char *ip = luaL_checkstring(L, iarg);
-  lua_Integer port = luaL_checkinteger(L, iarg + 1);
-  luaL_argcheck(L, port >= 0 && port <= 65535, iarg + 1, "port must be 0..65535");
-  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)ss) != 0 &&
-      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)ss) != 0)
-    luaL_argerror(L, iarg, lua_pushfstring(L, "'%s' is not an IP address", ip));
 }
 
 /* ------------------------------------------------------------ receiving */
@@ -132,9 +123,8 @@ static int recv_step(lua_State *L, int from, int first) {
   Udp *u = *udp_box(L);
   Datagram *d;
   if (u == NULL) {
-    if (first) return luaL_error(L, "%s: attempt to use a closed UDP socket", op);
-    lasync__push_ioerror_msg(L, "ECANCELED", "the socket was closed while waiting", op, NULL, NULL);
-    return lua_error(L);
+    if (first) return lasync__closed_error(L, op, "UDP socket");
+    return lasync__closed_waiting_error(L, op, "UDP socket");
   }
   if ((d = u->head) != NULL) {
     int n = 1;
@@ -174,7 +164,7 @@ static int udp_recv(lua_State *L) { return recv_step(L, 0, 1); }
 static void on_send(uv_udp_send_t *req, int status) {
   SendReq *q = (SendReq *)req;
   if (q->wait.task) {
-    lua_State *L = q->H->L;
+    lua_State *L = lasync_state(q->H);
     lua_pushinteger(L, status);
     lasync_wake_values(L, &q->wait, 1);
   }
@@ -216,7 +206,7 @@ static int udp_send_aux(lua_State *L, Udp *u, const struct sockaddr *addr, const
 static int udp_send_to(lua_State *L) {
   Udp *u = udp_check(L, "send_to");
   struct sockaddr_storage ss;
-  check_addr(L, 3, &ss);
+  lasync__addr_check(L, 3, &ss);
   return udp_send_aux(L, u, (struct sockaddr *)&ss, "send_to");
 }
 
@@ -230,7 +220,7 @@ static int udp_connect(lua_State *L) {
   Udp *u = udp_check(L, "connect");
   struct sockaddr_storage ss;
   int r;
-  check_addr(L, 2, &ss);
+  lasync__addr_check(L, 2, &ss);
   if ((r = uv_udp_connect(&u->h, (struct sockaddr *)&ss)) != 0)
     return lasync__ioerror(L, r, "connect", "address", lasync__addr_format((struct sockaddr *)&ss, u->desc, sizeof u->desc));
   return 0;
@@ -258,7 +248,7 @@ static int udp_set_broadcast(lua_State *L) {
   return 0;
 }
 
-static void udp_freed(uv_handle_t *h) {
+static void udp_close_cb(uv_handle_t *h) {
   Udp *u = (Udp *)h;
   while (u->head) {
     Datagram *d = u->head;
@@ -275,7 +265,7 @@ static void udp_shut(Udp *u) {
     u->waiting = 0;
     lasync_wake(&u->rwait);               /* recv finds it closed */
   }
-  uv_close((uv_handle_t *)&u->h, udp_freed);
+  uv_close((uv_handle_t *)&u->h, udp_close_cb);
 }
 
 static int udp_close(lua_State *L) {
@@ -301,14 +291,14 @@ static int l_udp_bind(lua_State *L) {
   struct sockaddr_storage ss;
   Udp **box, *u;
   int r;
-  check_addr(L, 1, &ss);
+  lasync__addr_check(L, 1, &ss);
   box = (Udp **)lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   luaL_setmetatable(L, UDP_MT);
   if ((u = (Udp *)calloc(1, sizeof *u)) == NULL) return luaL_error(L, "not enough memory");
   u->H = lasync_host(L);
   lasync__addr_format((struct sockaddr *)&ss, u->desc, sizeof u->desc);
-  if ((r = uv_udp_init_ex(u->H->loop, &u->h, ss.ss_family)) != 0) {
+  if ((r = uv_udp_init_ex(lasync_loop(u->H), &u->h, ss.ss_family)) != 0) {
     free(u);
     return lasync__ioerror(L, r, "bind", "address", lua_tostring(L, 1));
   }

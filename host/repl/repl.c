@@ -60,7 +60,7 @@ static void repl_puts(lasync_Repl *R, const char *s) {
 ** host's gate; leaves `nres` results. Returns the lua_pcall status (on an
 ** error nothing is left: it was reported). */
 int lasync__repl_call(lasync_Repl *R, const char *method, int nargs, int nres) {
-  lua_State *L = R->H->L;
+  lua_State *L = lasync_state(R->H);
   lua_rawgeti(L, LUA_REGISTRYINDEX, R->session);
   lua_insert(L, -(nargs + 1));            /* session below the arguments */
   lua_getfield(L, -(nargs + 1), method);
@@ -79,7 +79,7 @@ static void repl_line_done(lua_State *L, lasync_Task *t, void *ud) {
   free(w);
   if (R == NULL) return;
   R->watch = NULL;
-  luaL_unref(R->H->L, LUA_REGISTRYINDEX, R->taskref);
+  luaL_unref(lasync_state(R->H), LUA_REGISTRYINDEX, R->taskref);
   R->taskref = LUA_NOREF;
   lasync__repl_want_input(R);
 }
@@ -87,7 +87,7 @@ static void repl_line_done(lua_State *L, lasync_Task *t, void *ud) {
 /* Feeds one line (without its newline) to the session: it runs as a task,
 ** or it is part of a chunk, or it was a command. */
 void lasync__repl_feed(lasync_Repl *R, const char *line, size_t n) {
-  lua_State *L = R->H->L;
+  lua_State *L = lasync_state(R->H);
   lua_pushlstring(L, line, n);
   if (lasync__repl_call(R, "feed", 1, 1) != LUA_OK) return;
   if (lua_isuserdata(L, -1)) {            /* the chunk's Task: wait for it */
@@ -271,7 +271,7 @@ static void repl_closure(lua_State *L, lua_CFunction f, const char *name) {
 
 /* Makes the Lua session: async.repl.new{out, err, hide, shown, ...}. */
 static int repl_session(lasync_Repl *R) {
-  lua_State *L = R->H->L;
+  lua_State *L = lasync_state(R->H);
   lasync_Repl **box;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "async.repl");
@@ -309,7 +309,7 @@ void lasync_repl_options_init(lasync_ReplOptions *o) {
   o->prompt = -1;
 }
 
-void lasync__repl_handle_closed(uv_handle_t *h) {
+void lasync__repl_close_cb(uv_handle_t *h) {
   lasync_Repl *R = (lasync_Repl *)h->data;
   if (--R->open == 0) {
     free(R->buf);
@@ -352,7 +352,7 @@ lasync_Repl *lasync_repl_start(lasync_Host *H, const lasync_ReplOptions *opts) {
   lasync_ReplOptions o;
   lasync_Repl *R;
   if (opts) o = *opts; else lasync_repl_options_init(&o);
-  if (H->closing || (R = (lasync_Repl *)calloc(1, sizeof *R)) == NULL) return NULL;
+  if (lasync__host_closing(H) || (R = (lasync_Repl *)calloc(1, sizeof *R)) == NULL) return NULL;
   R->H = H;
   R->o = o;
   R->taskref = R->session = R->box = LUA_NOREF;
@@ -377,7 +377,7 @@ lasync_Repl *lasync_repl_start(lasync_Host *H, const lasync_ReplOptions *opts) {
 }
 
 void lasync_repl_interrupt(lasync_Repl *R) {
-  lua_State *L = R->H->L;
+  lua_State *L = lasync_state(R->H);
   if (R->stopped) return;
   if (R->taskref == LUA_NOREF) {          /* at the prompt: drop the line */
     R->more = 0;
@@ -410,7 +410,7 @@ void lasync_repl_interrupt(lasync_Repl *R) {
 /* Stops reading, puts the terminal back, cancels the line that runs and
 ** lets go of the session; R is freed once its handles have closed. */
 void lasync_repl_stop(lasync_Repl *R) {
-  lua_State *L = R->H->L;
+  lua_State *L = lasync_state(R->H);
   if (R->stopped) return;
   R->stopped = 1;
   repl_input_stop(R);
@@ -432,8 +432,8 @@ void lasync_repl_stop(lasync_Repl *R) {
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, R->box);
   }
-  uv_close(R->input, lasync__repl_handle_closed);
-  uv_close((uv_handle_t *)&R->tick, lasync__repl_handle_closed);
+  uv_close(R->input, lasync__repl_close_cb);
+  uv_close((uv_handle_t *)&R->tick, lasync__repl_close_cb);
 }
 
 /* ------------------------------------------------- the API reference */
@@ -441,7 +441,7 @@ void lasync_repl_stop(lasync_Repl *R) {
 /* $(BUILD)/apidoc.c, made from docs/API.md by the Makefile */
 extern const char lasync__apidoc[];
 
-/* require "async.repl.apidoc": the text of docs/API.md, for help. */
+/* require "async.core.apidoc": the text of docs/API.md, for help. */
 int lasync__luaopen_apidoc(lua_State *L) {
   lua_pushstring(L, lasync__apidoc);
   return 1;

@@ -6,7 +6,7 @@
 #ifndef LASYNC_REPL_H
 #define LASYNC_REPL_H
 
-#include "core/core.h"
+#include "module.h"
 
 enum { IN_EDIT, IN_STREAM, IN_FILE };
 
@@ -57,7 +57,7 @@ void lasync__repl_feed(lasync_Repl *R, const char *line, size_t n);
 void lasync__repl_want_input(lasync_Repl *R);
 void lasync__repl_end(lasync_Repl *R);
 int lasync__repl_busy(lasync_Repl *R);
-void lasync__repl_handle_closed(uv_handle_t *h);
+void lasync__repl_close_cb(uv_handle_t *h);
 
 /* repl_edit.c */
 int lasync__repl_edit_free(void);
@@ -68,5 +68,8 @@ void lasync__repl_edit_redraw(lasync_Repl *R);
 void lasync__repl_edit_clear(lasync_Repl *R);
 void lasync__repl_edit_stop(lasync_Repl *R);
 void lasync__repl_hide(lasync_Repl *R);
+
+/* repl.c: "async.core.apidoc", the text of docs/API.md for help (host.c) */
+int lasync__luaopen_apidoc(lua_State *L);
 
 #endif

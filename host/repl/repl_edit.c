@@ -216,7 +216,7 @@ static char **edit_complete(const char *text, int start, int end) {
   *ed.completion_over = 1;     /* no file names as a fallback */
   edit_free_matches();
   if (R == NULL || R->stopped) return NULL;
-  L = R->H->L;
+  L = lasync_state(R->H);
   lua_pushstring(L, text);
   if (lasync__repl_call(R, "complete", 1, 1) != LUA_OK) return NULL;
   n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
@@ -276,8 +276,7 @@ int lasync__repl_edit_start(lasync_Repl *R) {
   *ed.append_character = '\0';
   ed.stifle_history(HISTORY_MAX);
   if (R->history) ed.read_history(R->history);
-  R->report = R->H->report;
-  R->report_ud = R->H->report_ud;
+  R->report = lasync__get_report(R->H, &R->report_ud);
   lasync_set_report(R->H, edit_report, R);
   return 0;
 }
@@ -292,7 +291,7 @@ void lasync__repl_edit_stop(lasync_Repl *R) {
   R->prompting = 0;
   if (R->history) ed.write_history(R->history);
   lasync_set_report(R->H, R->report, R->report_ud);
-  if (R->winch.data) uv_close((uv_handle_t *)&R->winch, lasync__repl_handle_closed);
+  if (R->winch.data) uv_close((uv_handle_t *)&R->winch, lasync__repl_close_cb);
   fflush(*ed.outstream);
   *ed.instream = *ed.outstream = NULL;    /* the next rl_initialize: stdin, stdout */
   if (R->in != stdin) fclose(R->in);

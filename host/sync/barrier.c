@@ -8,7 +8,7 @@
 ** BrokenBarrier error, and so does every wait until reset().
 */
 #include <lauxlib.h>
-#include "core/core.h"
+#include "sync/sync.h"
 
 #define BARRIER_MT "lasync.Barrier"
 #define BROKEN_MT "lasync.BrokenBarrier"
@@ -77,10 +77,11 @@ static int barrier_wait(lua_State *L) {
     while ((w = lasync_waitlist_pop(&b->waiters)) != NULL) lasync_wake(w);
     return 1;
   }
-  t->self.data = b;
-  lasync_waitlist_push(&b->waiters, &t->self);
-  t->self.what = "barrier";
-  return lasync_wait(L, &t->self, barrier_cancel, barrier_wait_k, 0);
+  lasync_Wait *self = lasync_task_wait(t);
+  self->data = b;
+  lasync_waitlist_push(&b->waiters, self);
+  self->what = "barrier";
+  return lasync_wait(L, self, barrier_cancel, barrier_wait_k, 0);
 }
 
 static int barrier_abort(lua_State *L) {

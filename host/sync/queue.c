@@ -24,7 +24,7 @@
 ** in the order they were put. User value 2 is the priority `less` function.
 */
 #include <lauxlib.h>
-#include "core/core.h"
+#include "sync/sync.h"
 
 static const char QUEUE_MT[] = "lasync.Queue";  /* its address tags a Queue */
 #define FULL_MT "lasync.QueueFull"
@@ -59,15 +59,11 @@ typedef struct Queue {
 static const char iter_mark = 0;  /* `data` of a getter waiting in iter */
 #define ITER_MARK ((void *)&iter_mark)
 
-/* The methods know their queue by a tag in the struct, not by looking the
-** metatable up by name as luaL_checkudata does (a string hash and strcmp
-** per call: a third of the cost of a hand-off). The size is checked first
-** (a light userdata has none), so the tag is read only from a block that
-** large. */
+/* The methods know their queue by the tag in the struct (the fast type
+** check, lasync__checkudata): the by-name lookup of luaL_checkudata was a
+** third of the cost of a hand-off. */
 static Queue *queue_check(lua_State *L, int i) {
-  Queue *q = (Queue *)lua_touserdata(L, i);  /* full or light userdata */
-  if (q != NULL && lua_rawlen(L, i) == sizeof *q && q->tag == QUEUE_MT) return q;
-  return (Queue *)luaL_checkudata(L, i, QUEUE_MT);  /* raises */
+  return (Queue *)lasync__checkudata(L, i, QUEUE_MT, sizeof(Queue));
 }
 
 /* Pushes an error of class mt (a "lasync.<Kind>" name): {kind, message}. */
@@ -348,10 +344,11 @@ static int queue_put(lua_State *L) {
   if (queue_offer(L, q)) return 0;
   t = lasync_checktask(L, "put");
   lua_settop(L, 2);
-  t->self.data = L;                      /* the item stays at 2 of L */
-  lasync_waitlist_push(&q->putters, &t->self);
-  t->self.what = "queue";
-  return lasync_wait(L, &t->self, queue_unlist, NULL, 0);
+  lasync_Wait *self = lasync_task_wait(t);
+  self->data = L;                        /* the item stays at 2 of L */
+  lasync_waitlist_push(&q->putters, self);
+  self->what = "queue";
+  return lasync_wait(L, self, queue_unlist, NULL, 0);
 }
 
 static int queue_put_nowait(lua_State *L) {
@@ -377,10 +374,11 @@ static int queue_get_aux(lua_State *L, int iter) {
   }
   t = lasync_checktask(L, iter ? "iter" : "get");
   lua_settop(L, 1);
-  t->self.data = iter ? ITER_MARK : NULL;
-  lasync_waitlist_push(&q->getters, &t->self);
-  t->self.what = "queue";
-  return lasync_wait(L, &t->self, queue_unlist, NULL, 0);
+  lasync_Wait *self = lasync_task_wait(t);
+  self->data = iter ? ITER_MARK : NULL;
+  lasync_waitlist_push(&q->getters, self);
+  self->what = "queue";
+  return lasync_wait(L, self, queue_unlist, NULL, 0);
 }
 
 static int queue_get(lua_State *L) { return queue_get_aux(L, 0); }
@@ -442,9 +440,10 @@ static int queue_join(lua_State *L) {
   if (q->unfinished == 0) return 0;
   t = lasync_checktask(L, "join");
   lua_settop(L, 1);
-  lasync_waitlist_push(&q->joiners, &t->self);
-  t->self.what = "queue";
-  return lasync_wait(L, &t->self, queue_unlist, NULL, 0);
+  lasync_Wait *self = lasync_task_wait(t);
+  lasync_waitlist_push(&q->joiners, self);
+  self->what = "queue";
+  return lasync_wait(L, self, queue_unlist, NULL, 0);
 }
 
 /* ----------------------------------------------------------- the rest */

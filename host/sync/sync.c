@@ -18,8 +18,9 @@
 ** use the task's built-in wait (t->self), except a condition wait, whose
 ** own node also records whether it was notified (see cond_cancel).
 */
+#include <string.h>
 #include <lauxlib.h>
-#include "core/core.h"
+#include "sync/sync.h"
 
 /* Metatable names; their addresses also tag the structs (sync_check). */
 static const char LOCK_MT[] = "lasync.Lock";
@@ -39,15 +40,9 @@ static int sync_count(const lasync_WaitList *l) {
   return c;
 }
 
-/* luaL_checkudata without its by-name registry lookup (a string hash and
-** strcmp per call, as much as the rest of an acquire and release): every
-** struct here starts with a pointer to its metatable name, checked once the
-** size shows the block is one of ours (a light userdata has size 0). */
-static void *sync_check(lua_State *L, int i, const char *mt, size_t size) {
-  const char **tag = (const char **)lua_touserdata(L, i);
-  if (tag != NULL && lua_rawlen(L, i) == size && *tag == mt) return tag;
-  return luaL_checkudata(L, i, mt);     /* raises */
-}
+/* Every struct here starts with a pointer to its metatable name, for the
+** fast type check (lasync__checkudata, module.h). */
+#define sync_check lasync__checkudata
 
 /* Returns the task running L, raising "<what>: not inside a task". */
 static lasync_Task *sync_task(lua_State *L, const char *what) {
@@ -90,7 +85,7 @@ static void lock_handoff(Lock *k) {
     k->owner = 0;
     return;
   }
-  k->owner = w->task->id;
+  k->owner = lasync__task_id(w->task);
   lasync_wake(w);
 }
 
@@ -99,21 +94,22 @@ static int lock_acquire_aux(lua_State *L, Lock *k) {
   lasync_Task *t = sync_task(L, "acquire");
   lua_settop(L, 1);
   if (k->owner == 0) {
-    k->owner = t->id;
+    k->owner = lasync__task_id(t);
     return 1;
   }
-  if (k->owner == t->id)
+  if (k->owner == lasync__task_id(t))
     return luaL_error(L, "acquire: this task already holds the lock (locks are not re-entrant)");
   lasync_checktask(L, "acquire");
-  lasync_waitlist_push(&k->waiters, &t->self);
-  t->self.what = "lock";
-  return lasync_wait(L, &t->self, sync_unlist, sync_return_self, 0);
+  lasync_Wait *self = lasync_task_wait(t);
+  lasync_waitlist_push(&k->waiters, self);
+  self->what = "lock";
+  return lasync_wait(L, self, sync_unlist, sync_return_self, 0);
 }
 
 static int lock_release_aux(lua_State *L, Lock *k, const char *what) {
   lasync_Task *t = lasync__task_of(L);
   if (k->owner == 0) return luaL_error(L, "%s: the lock is not locked", what);
-  if (t == NULL || t->id != k->owner)
+  if (t == NULL || lasync__task_id(t) != k->owner)
     return luaL_error(L, "%s: the lock is held by another task", what);
   lock_handoff(k);
   return 0;
@@ -192,9 +188,10 @@ static int event_wait(lua_State *L) {
   lasync_Task *t;
   if (e->set) return sync_return_true(L, LUA_OK, 0);
   t = lasync_checktask(L, "wait");
-  lasync_waitlist_push(&e->waiters, &t->self);
-  t->self.what = "event";
-  return lasync_wait(L, &t->self, sync_unlist, sync_return_true, 0);
+  lasync_Wait *self = lasync_task_wait(t);
+  lasync_waitlist_push(&e->waiters, self);
+  self->what = "event";
+  return lasync_wait(L, self, sync_unlist, sync_return_true, 0);
 }
 
 static int event_tostring(lua_State *L) {
@@ -234,7 +231,7 @@ static Cond *cond_check(lua_State *L, int i) {
 
 static void cond_checkheld(lua_State *L, Cond *c, const char *what) {
   lasync_Task *t = sync_task(L, what);
-  if (c->lock->owner != t->id)
+  if (c->lock->owner != lasync__task_id(t))
     luaL_error(L, "%s: the condition's lock is not held by this task", what);
 }
 
@@ -282,7 +279,7 @@ static int cond_wait_k(lua_State *L, int status, lua_KContext ctx) {
   if (!lasync__is_cancelled(L, -1)) return lua_error(L);
   if (lua_gettop(L) > 3) lua_replace(L, 3);  /* the latest cancellation wins */
   lua_settop(L, 3);
-  if (c->lock->owner == t->id) return lua_error(L);
+  if (c->lock->owner == lasync__task_id(t)) return lua_error(L);
   /* Take the lock back before raising, as a normal return would; a new
   ** cancellation meanwhile interrupts only this attempt. */
   lua_pushcfunction(L, lock_acquire);
@@ -297,9 +294,8 @@ static int cond_wait(lua_State *L) {
   lasync_checktask(L, "wait");           /* a pending cancel: raise, holding */
   lua_settop(L, 1);
   node = (CondWaiter *)lua_newuserdatauv(L, sizeof *node, 0);
-  node->w.link.next = node->w.link.prev = NULL;
+  memset(node, 0, sizeof *node);         /* a wait starts zeroed: no owner, no list */
   node->c = c;
-  node->notified = 0;
   lua_pushcfunction(L, cond_wait_inner);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
@@ -409,9 +405,10 @@ static int sem_acquire(lua_State *L) {
     return 1;
   }
   t = lasync_checktask(L, "acquire");
-  lasync_waitlist_push(&s->waiters, &t->self);
-  t->self.what = "semaphore";
-  return lasync_wait(L, &t->self, sync_unlist, sync_return_self, 0);
+  lasync_Wait *self = lasync_task_wait(t);
+  lasync_waitlist_push(&s->waiters, self);
+  self->what = "semaphore";
+  return lasync_wait(L, self, sync_unlist, sync_return_self, 0);
 }
 
 /* A release hands the permit to the first waiter, if any. */

@@ -1,5 +1,5 @@
 /*
-** executor.c: the native module "async.executor_core": async.to_thread,
+** executor.c: the native module "async.core.executor": async.to_thread,
 ** executor objects (run, submit, close, stats) and lasync_work, the C side
 ** (lasync.h). The pool mechanism is pool.c; executor:map and the public
 ** module are lua/async/executor.lua.
@@ -228,7 +228,7 @@ static int future_settle(lua_State *L) {
 static void future_finish(lasync_Job *j) {
   lasync_waitlist_remove(&j->wait);
   if (lasync__pool_live(j->pool)) {
-    lua_State *L = lasync__pool_host(j->pool)->L;
+    lua_State *L = lasync_state(lasync__pool_host(j->pool));
     if (!j->settled) {
       lua_pushcfunction(L, future_settle);
       lua_pushlightuserdata(L, j);
@@ -371,7 +371,7 @@ static int l_executor(lua_State *L) {
   return 1;
 }
 
-/* executor_core.default(): the executor behind to_thread and lasync_work. */
+/* core.executor.default(): the executor behind to_thread and lasync_work. */
 static int l_default(lua_State *L) {
   ex_default(L);
   return 1;
@@ -389,7 +389,7 @@ int lasync_work(lua_State *L, lasync_WorkFn work, lasync_AfterWorkFn after, void
   lasync_Pool *p = NULL;
   lasync_Job *j = NULL;
   int rc = -1;
-  if (t != NULL && lua_isyieldable(L) && !(t->flags & TF_CANCELREQ)) {
+  if (t != NULL && lua_isyieldable(L) && !lasync__task_cancelling(t)) {
     lua_pushcfunction(L, work_prepare);
     if (lua_pcall(L, 0, 1, 0) == LUA_OK) p = (lasync_Pool *)lua_touserdata(L, -1);
     lua_pop(L, 1);

@@ -145,7 +145,7 @@ static int pool_all_joined(lasync_Pool *p) {
   return p->closing && p->joined == p->started;
 }
 
-static void pool_closed_cb(uv_handle_t *h) {
+static void pool_close_cb(uv_handle_t *h) {
   lasync_Pool *p = (lasync_Pool *)h->data;
   p->handle_closed = 1;
   if (p->destroyed) {
@@ -167,8 +167,8 @@ static void pool_settle(lasync_Pool *p) {
   if (!busy && p->refd) uv_unref((uv_handle_t *)&p->async);
   p->refd = (unsigned char)busy;
   if (p->inflight == 0 && p->anchored && !p->dead) {
-    lua_pushnil(p->H->L);
-    lua_rawsetp(p->H->L, LUA_REGISTRYINDEX, p);
+    lua_pushnil(lasync_state(p->H));
+    lua_rawsetp(lasync_state(p->H), LUA_REGISTRYINDEX, p);
     p->anchored = 0;
   }
 }
@@ -219,7 +219,7 @@ static void pool_async_cb(uv_async_t *h) {
     while ((w = lasync_waitlist_pop(&p->closeq)) != NULL) lasync_wake(w);
     if (p->inflight == 0 && !p->handle_closing) {
       p->handle_closing = 1;
-      uv_close((uv_handle_t *)&p->async, pool_closed_cb);
+      uv_close((uv_handle_t *)&p->async, pool_close_cb);
       return;
     }
   }
@@ -390,9 +390,9 @@ void lasync__pool_destroy(lasync_Pool *p) {
   p->destroyed = 1;
   if (!p->handle_closing) {
     p->handle_closing = 1;
-    uv_close((uv_handle_t *)&p->async, pool_closed_cb);
+    uv_close((uv_handle_t *)&p->async, pool_close_cb);
   }
-  else if (p->handle_closed) pool_closed_cb((uv_handle_t *)&p->async);  /* frees */
+  else if (p->handle_closed) pool_close_cb((uv_handle_t *)&p->async);  /* frees */
 }
 
 int lasync__pool_live(lasync_Pool *p) { return !p->dead; }

@@ -45,6 +45,7 @@ typedef struct Shared {
   unsigned char gone[2];          /* side i's end is gone (takes no more) */
   unsigned char finished, cancel;
   uv_thread_t tid;
+  lasync_NewFn make;              /* makes the thread's host (lasync_new) */
   lasync_Proto *proto;            /* the thread's function and arguments */
   lasync_Buf args;
   int status;                     /* its outcome: JR_*, the values or error, */
@@ -122,7 +123,7 @@ static void end_settle(End *e) {
   else uv_unref((uv_handle_t *)&e->async);
 }
 
-static void end_closed_cb(uv_handle_t *h) {
+static void end_close_cb(uv_handle_t *h) {
   End *e = (End *)h->data;
   e->closed = 1;
   if (e->box == NULL) free(e);
@@ -132,7 +133,7 @@ static void end_closed_cb(uv_handle_t *h) {
 static void end_close_handle(End *e) {
   if (e->closing) return;
   e->closing = 1;
-  uv_close((uv_handle_t *)&e->async, end_closed_cb);
+  uv_close((uv_handle_t *)&e->async, end_close_cb);
 }
 
 static void end_join(End *e);
@@ -159,7 +160,7 @@ static void end_async_cb(uv_async_t *h) {
   uv_mutex_unlock(&sh->mu);
   if (s == 0 && finished) end_join(e);
   if (s == 1 && cancel && e->main) {
-    lasync_cancel(e->H->L, e->main, "the thread was cancelled by its parent");
+    lasync_cancel(lasync_state(e->H), e->main, "the thread was cancelled by its parent");
     e->main = NULL;
   }
   end_settle(e);
@@ -369,7 +370,7 @@ static void child_outcome(lua_State *L, Shared *sh, lasync_Task *t) {
 
 static void child_main(void *arg) {
   Shared *sh = (Shared *)arg;
-  lasync_Host *H = lasync_new(NULL);
+  lasync_Host *H = sh->make(NULL);
   lua_State *L;
   End *e = NULL;
   if (H == NULL) sh->status = JR_ERROR;  /* with no result: "could not start" */
@@ -416,7 +417,7 @@ static void child_main(void *arg) {
 ** sent is still there for recv, its outcome for join. */
 static void end_join(End *e) {
   lasync_Wait *w;
-  lua_State *L = e->H->L;
+  lua_State *L = lasync_state(e->H);
   if (!e->joined) {
     uv_thread_join(&e->sh->tid);
     e->joined = 1;
@@ -424,7 +425,7 @@ static void end_join(End *e) {
     e->sh->end[0] = NULL;
     uv_mutex_unlock(&e->sh->mu);
     end_close_handle(e);
-    if (!e->H->closing) {
+    if (!lasync__host_closing(e->H)) {
       lua_pushnil(L);
       lua_rawsetp(L, LUA_REGISTRYINDEX, e);
     }
@@ -543,6 +544,7 @@ static int l_spawn(lua_State *L) {
     return luaL_error(L, "thread.spawn: not enough memory");
   }
   sh->proto = proto;
+  sh->make = lasync__host_maker(lasync_host(L));
   sh->refs = 2;
   if (!lasync__encode(L, 2, lua_gettop(L) - 1, &sh->args, "args[%d]", "to a thread")) {
     uv_mutex_lock(&sh->mu);

@@ -3,14 +3,14 @@
 ** encoded for another thread, functions as bytecode, and the worker pool.
 ** Not installed; the public part (lasync_work) is in lasync.h.
 **
-** Nothing crosses threads by pointer to a Lua object (STYLE 11): values are
+** Nothing crosses threads by pointer to a Lua object (rule 11): values are
 ** encoded into malloc'd buffers on one thread and decoded into another
 ** state on the other, and functions travel as bytecode.
 */
 #ifndef LASYNC_WORKER_H
 #define LASYNC_WORKER_H
 
-#include "core/core.h"
+#include "module.h"
 
 /* ------------------------------------------------------------ copy.c */
 
@@ -150,5 +150,11 @@ void lasync__worker_reset(lasync_Worker *w);
 /* executor.c: the host's default pool (made on first use); raises if it
 ** cannot be made. */
 lasync_Pool *lasync__default_pool(lua_State *L);
+
+/* ------------------------------------------------- modules (host.c) */
+
+/* executor.c, thread.c: "async.core.executor" and "async.thread" */
+int lasync__luaopen_executor(lua_State *L);
+int lasync__luaopen_thread(lua_State *L);
 
 #endif

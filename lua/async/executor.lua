@@ -1,7 +1,7 @@
 -- async.executor: Lua on worker threads. async.to_thread and executor
--- objects are C (async.executor_core, host/thread/executor.c and host/thread/pool.c);
+-- objects are C (async.core.executor, host/thread/executor.c and host/thread/pool.c);
 -- this file adds executor:map, which composes submit.
-local core = require "async.executor_core"
+local core = require "async.core.executor"
 local async = require "async"
 
 local type, error, pcall, format, tostring = type, error, pcall, string.format, tostring

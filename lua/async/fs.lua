@@ -8,6 +8,7 @@
 -- nothing (the next read gets the same bytes) and a cancelled write does
 -- not move the position.
 local core = require "async.core.fs"
+local check = require "async.internal.check"
 
 local type, error, pcall, tostring, format = type, error, pcall, tostring, string.format
 local getmetatable, setmetatable, math_type = getmetatable, setmetatable, math.type
@@ -17,9 +18,7 @@ local IOError = core.IOError
 local CHUNK = 65536
 local fs = {IOError = IOError}
 
-local function argerror(i, what, msg)
-  error(format("bad argument #%d to '%s' (%s)", i, what, msg), 3)
-end
+local argerror = check.argerror
 
 local function check_path(p, i, what)
   if type(p) ~= "string" or p == "" then
@@ -27,10 +26,7 @@ local function check_path(p, i, what)
   end
 end
 
-local function check_opts(opts, i, what)
-  if opts ~= nil and type(opts) ~= "table" then argerror(i, what, "options table expected, got " .. type(opts)) end
-  return opts or {}
-end
+local check_opts = check.opts
 
 local function is_code(err, ...)
   if getmetatable(err) ~= IOError then return false end

@@ -27,8 +27,7 @@ JobError.__tostring = function(e) return "JobError: " .. tostring(e.message) end
 M.JobError = JobError
 
 local function default_codec()
-  local ok, json = pcall(require, "async.json")
-  if not ok then json = require "cjson" end       -- TEMPORARY until async.json lands
+  local json = require "async.json"
   return {encode = json.encode, decode = json.decode}
 end
 

@@ -16,9 +16,8 @@ local math_type = math.type
 
 local net = {IOError = IOError}
 
-local function argerror(i, what, msg, level)
-  error(format("bad argument #%d to '%s' (%s)", i, what, msg), level or 3)
-end
+local check = require "async.internal.check"
+local argerror = check.argerror
 
 local function check_host(host, i, what)
   if type(host) ~= "string" or host == "" then
@@ -35,10 +34,7 @@ local function check_port(port, i, what)
 end
 
 local function check_opts(opts, i, what)
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror(i, what, "options table expected, got " .. type(opts), 4)
-  end
-  opts = opts or {}
+  opts = check.opts(opts, i, what, 5)   -- blames the caller of net.x
   local t = opts.timeout
   if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
     argerror(i, what, "timeout must be a number of seconds, got " .. tostring(t), 4)

@@ -19,9 +19,7 @@ local Process = {}
 Process.__index = Process
 Process.__name = "lasync.Process"
 
-local function argerror(i, what, msg)
-  error(format("bad argument #%d to '%s' (%s)", i, what, msg), 3)
-end
+local argerror = require("async.internal.check").argerror
 
 -- spawn{cmd, args..., cwd=, env=, clear_env=, stdin=, stdout=, stderr=,
 -- detached=}: starts the child. stdin/stdout/stderr: "pipe" (a Stream in

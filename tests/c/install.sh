@@ -15,13 +15,17 @@ check() {  # $1 = name, then the command; its output goes to $tmp/log
   else echo "not ok $n $name"; sed 's/^/#   /' "$tmp/log" | tail -30; fi
 }
 # A library built with sanitizers needs them at link time too.
-san=
+# make install is told the same, so it never rebuilds them otherwise.
+san= sanitize=
 syms=$(nm "$BUILD/liblasync.a" 2>/dev/null)
-case "$syms" in *__asan*) san="-fsanitize=address,undefined" ;; *__tsan*) san="-fsanitize=thread" ;; esac
+case "$syms" in
+  *__asan*) san="-fsanitize=address,undefined" sanitize=address ;;
+  *__tsan*) san="-fsanitize=thread" sanitize=thread ;;
+esac
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib"
 
 check "make install PREFIX=<temp dir>" \
-  env MAKEFLAGS= MAKELEVEL= make -s install BUILD="$BUILD" PREFIX="$prefix"
+  env MAKEFLAGS= MAKELEVEL= make -s install BUILD="$BUILD" SANITIZE="$sanitize" PREFIX="$prefix"
 
 mkdir "$tmp/outside" && cd "$tmp/outside" || exit 1
 cat >hello.c <<'C'
@@ -93,4 +97,4 @@ check "the installed lasync command runs" \
 
 cd - >/dev/null || exit 1
 check "make uninstall removes every installed file" \
-  sh -c "env MAKEFLAGS= MAKELEVEL= make -s uninstall BUILD='$BUILD' PREFIX='$prefix' && [ -z \"\$(find '$prefix' -type f -o -type l)\" ]"
+  sh -c "env MAKEFLAGS= MAKELEVEL= make -s uninstall BUILD='$BUILD' SANITIZE='$sanitize' PREFIX='$prefix' && [ -z \"\$(find '$prefix' -type f -o -type l)\" ]"

@@ -1,5 +1,5 @@
 -- async.repl.help: `help` at the REPL. The text is docs/API.md, compiled
--- into the binary by the build (async.repl.apidoc), so help always says
+-- into the binary by the build (async.core.apidoc), so help always says
 -- what the reference says. help(value) finds the value's name (async.gather,
 -- the `cancel` method of tasks) and prints the section or table row that
 -- documents it; help "text" searches the headings, then the rows.
@@ -9,7 +9,7 @@ local doc                                   -- {lines = {...}, heads = {{level, 
 
 local function load_doc()
   if doc then return doc end
-  local ok, text = pcall(require, "async.repl.apidoc")
+  local ok, text = pcall(require, "async.core.apidoc")
   doc = {lines = {}, heads = {}}
   if not ok or type(text) ~= "string" then return doc end
   local fence = false

@@ -1,6 +1,10 @@
 /*
-** host.c: creating and freeing a host, the `async.core` module, the error
-** classes, and the Lua modules compiled into the binary.
+** host.c: creating a host, the `async.core` module, and the modules every
+** host preloads (native and Lua, compiled into the binary): the
+** composition root, the one file that names every module. Nothing calls
+** into it but lasync_new's callers (a module that makes hosts, async.thread,
+** gets lasync_new from lasync__host_maker); freeing is in embed.c. The
+** helpers every module calls are in core/class.c.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,84 +12,14 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include "core/core.h"
-#include "db/redis.h"
+#include "sync/sync.h"
+#include "io/io.h"
+#include "thread/worker.h"
+#include "repl/repl.h"
 
 /* build/modules.c, generated from lua/ by host/tools/luaembed.c */
 typedef struct { const char *name; const unsigned char *code; size_t len; } EmbeddedModule;
 extern const EmbeddedModule lasync__modules[];
-
-/* --------------------------------------------------------------- errors */
-
-static int error_tostring(lua_State *L) {
-  lua_getfield(L, 1, "kind");
-  lua_getfield(L, 1, "message");
-  if (lua_isstring(L, -1)) lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
-  else lua_pushstring(L, lua_tostring(L, -2));
-  return 1;
-}
-
-/* Makes (once) an error class: a metatable whose objects ({kind, message})
-** print as "Kind: message"; leaves it on the stack. */
-void lasync__error_class(lua_State *L, const char *name) {
-  if (luaL_newmetatable(L, name)) {
-    lua_pushcfunction(L, error_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-}
-
-/* Makes (once) the metatable `name` of a type: the metamethods in `meta`
-** (may be NULL) and, when `methods` is not NULL, __index a table of them.
-** Leaves it on the stack. Every native type is made this way. */
-void lasync__class(lua_State *L, const char *name, const luaL_Reg *meta,
-                   const luaL_Reg *methods) {
-  if (!luaL_newmetatable(L, name)) return;
-  if (meta) luaL_setfuncs(L, meta, 0);
-  if (methods) {
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-  }
-}
-
-void lasync__push_cancelled(lua_State *L, const char *msg) {
-  lua_createtable(L, 0, 2);
-  lua_pushliteral(L, "Cancelled");
-  lua_setfield(L, -2, "kind");
-  lua_pushstring(L, msg ? msg : "the task was cancelled");
-  lua_setfield(L, -2, "message");
-  luaL_setmetatable(L, LASYNC_CANCELLED_MT);
-}
-
-int lasync__is_cancelled(lua_State *L, int idx) {
-  int r;
-  if (!lua_getmetatable(L, idx)) return 0;
-  luaL_getmetatable(L, LASYNC_CANCELLED_MT);
-  r = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return r;
-}
-
-/* Returns the userdata of `size` bytes kept in the registry under `key`,
-** making it (zeroed, with `gc` as its __gc) on first use: a module's
-** per-host state, finalized when the host's state closes. */
-void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
-                             lua_CFunction gc) {
-  void *p;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TUSERDATA) {
-    p = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return p;
-  }
-  lua_pop(L, 1);
-  p = lua_newuserdatauv(L, size, 0);
-  memset(p, 0, size);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-  return p;
-}
 
 /* ----------------------------------------------------------- async.core */
 
@@ -184,9 +118,10 @@ static const luaL_Reg natives[] = {
   {"async.core.fs", lasync__luaopen_fs},
   {"async.core.process", lasync__luaopen_process},
   {"async.core.signal", lasync__luaopen_signal},
-  {"async.executor_core", lasync__luaopen_executor},
+  {"async.core.executor", lasync__luaopen_executor},
   {"async.thread", lasync__luaopen_thread},
-  {"async.repl.apidoc", lasync__luaopen_apidoc},
+  {"async.core.apidoc", lasync__luaopen_apidoc},
+  {"async.core.json", lasync__luaopen_json},
   {"async.core.redis", lasync__luaopen_redis},
   {NULL, NULL}
 };
@@ -278,6 +213,7 @@ lasync_Host *lasync_new(uv_loop_t *loop) {
     H->own = 1;
   }
   H->loop = loop;
+  H->make = lasync_new;
   H->L = L = lua_newstate(lasync__alloc_init(&H->alloc), &H->alloc);
   if (L == NULL) {
     lasync__alloc_close(&H->alloc);
@@ -298,46 +234,4 @@ lasync_Host *lasync_new(uv_loop_t *loop) {
     return NULL;
   }
   return H;
-}
-
-lua_State *lasync_state(lasync_Host *H) { return H->L; }
-uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
-
-/* On the application's loop, lasync_free does not run the loop: the host
-** outlives it until the last of its three handles has closed. */
-static void host_closed(uv_handle_t *h) {
-  lasync_Host *H = (lasync_Host *)h->data;
-  if (++H->closed == 3 && !H->own) free(H);
-}
-
-static void host_walk_close(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
-void lasync_free(lasync_Host *H) {
-  if (H == NULL) return;
-  lasync__shutdown(H);                   /* tasks end, wakers run: may run the loop */
-  lasync__watchdog_stop(H);
-  lasync__report_unobserved(H);
-  H->closing = 1;
-  lasync__remote_close(H);
-  uv_timer_stop(&H->uvtimer);
-  uv_idle_stop(&H->idle);
-  H->ready_head = H->ready_tail = NULL;
-  H->heap_len = 0;
-  lasync__alloc_closing(&H->alloc);
-  lua_close(H->L);                       /* finalizers close module handles */
-  lasync__alloc_close(&H->alloc);
-  free(H->heap);
-  free(H->anchor_free);
-  uv_close((uv_handle_t *)&H->idle, host_closed);
-  uv_close((uv_handle_t *)&H->check, host_closed);
-  uv_close((uv_handle_t *)&H->uvtimer, host_closed);
-  if (H->own) {                          /* our loop: finish it here */
-    uv_walk(H->loop, host_walk_close, NULL);
-    uv_run(H->loop, UV_RUN_DEFAULT);
-    uv_loop_close(H->loop);
-    free(H);
-  }
 }
