@@ -1,7 +1,7 @@
 /*
 ** redis.c: the native half of async.redis (module "async.core.redis"): one
-** hiredis async context per connection, driven by the host's loop, and the
-** conversion of hiredis replies into Lua values. Policy (URLs, reconnect,
+** hiredis async context per connection, driven by the host's loop
+** (redis_reply.c converts replies and arguments). Policy (URLs, reconnect,
 ** the pool, shorthands, pub/sub bookkeeping) is in lua/async/redis.lua.
 **
 ** The adapter. hiredis owns the socket and its buffers and says through
@@ -29,27 +29,11 @@
 #include "lasync.h"
 #include "module.h"
 #include "io/io.h"
-
-#define LASYNC_REDISERROR_MT "lasync.RedisError"
+#include "db/redis.h"
 
 #define CONN_MT "lasync.RedisConn"
 
-enum { S_CONNECTING, S_OPEN, S_LOST, S_CLOSED };
 static const char *const state_names[] = {"connecting", "open", "lost", "closed"};
-
-typedef struct Conn Conn;
-
-/* The Lua object: a pointer to its connection (NULL once hiredis let go of
-** it) and what became of it. */
-typedef struct Box {
-  Conn *c;
-  int state;
-  int inbox_ref;                /* pub/sub messages not yet read (a table) */
-  int head, tail;               /* its first and next index */
-  char code[16];                /* why it was lost: an IOError code */
-  char err[128];                /* and hiredis' message */
-  char addr[112];
-} Box;
 
 struct Conn {
   redisAsyncContext *ac;        /* NULL once hiredis freed it */
@@ -80,84 +64,6 @@ struct Pipe {
 };
 
 static int live_conns;          /* all hosts: for the tests' leak check */
-
-/* -------------------------------------------------------------- replies */
-
-/* Pushes the RedisError of an error reply: {kind, code, message}. The
-** code is the reply's first word when it is in capitals ("WRONGTYPE"). */
-static void push_redis_error(lua_State *L, const char *s, size_t len) {
-  size_t n = 0;
-  while (n < len && n < 32 && s[n] >= 'A' && s[n] <= 'Z') n++;
-  lua_createtable(L, 0, 3);
-  lua_pushliteral(L, "RedisError");
-  lua_setfield(L, -2, "kind");
-  if (n > 0 && (n == len || s[n] == ' ')) lua_pushlstring(L, s, n);
-  else lua_pushliteral(L, "ERR");
-  lua_setfield(L, -2, "code");
-  lua_pushlstring(L, s, len);
-  lua_setfield(L, -2, "message");
-  luaL_setmetatable(L, LASYNC_REDISERROR_MT);
-}
-
-/* Pushes a reply as a Lua value: bulk and status strings as strings,
-** integers, nil, arrays as tables (with `false` for a nil inside, so they
-** have no holes), error replies as RedisError objects (the caller raises
-** them at the top level). */
-static void push_reply(lua_State *L, const redisReply *r) {
-  size_t i;
-  switch (r->type) {
-    case REDIS_REPLY_STRING: case REDIS_REPLY_STATUS:
-      lua_pushlstring(L, r->str, r->len); break;
-    case REDIS_REPLY_INTEGER: lua_pushinteger(L, (lua_Integer)r->integer); break;
-    case REDIS_REPLY_NIL: lua_pushnil(L); break;
-    case REDIS_REPLY_ERROR: push_redis_error(L, r->str, r->len); break;
-    case REDIS_REPLY_ARRAY:
-      luaL_checkstack(L, 4, "redis reply nested too deep");
-      lua_createtable(L, (int)r->elements, 0);
-      for (i = 0; i < r->elements; i++) {
-        if (r->element[i]->type == REDIS_REPLY_NIL) lua_pushboolean(L, 0);
-        else push_reply(L, r->element[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-      }
-      break;
-    default: lua_pushnil(L);
-  }
-}
-
-/* ----------------------------------------------------------- the errors */
-
-/* Records why the connection is gone (hiredis' err and errstr) in b. */
-static void box_lost(Box *b, const redisAsyncContext *ac, int closed) {
-  const char *code = "ECONNRESET";
-  const char *msg = ac->errstr ? ac->errstr : "connection lost";
-  if (b->state == S_CLOSED || closed) {
-    b->state = S_CLOSED;
-    code = "ECLOSED";
-    msg = "the connection was closed";
-  } else {
-    b->state = S_LOST;
-    if (ac->err == REDIS_ERR_EOF) code = "EOF";
-    else if (strstr(msg, "refused")) code = "ECONNREFUSED";
-    else if (strstr(msg, "No such file")) code = "ENOENT";
-    else if (ac->err == 0) msg = "connection lost";
-    else if (ac->err == REDIS_ERR_OTHER) code = "EPROTO";
-  }
-  snprintf(b->code, sizeof b->code, "%s", code);
-  snprintf(b->err, sizeof b->err, "%s", msg);
-}
-
-/* Pushes the IOError that commands on a lost or closed connection raise. */
-static void push_lost(lua_State *L, const Box *b, const char *op) {
-  char msg[200];
-  if (b->state == S_CLOSED)
-    snprintf(msg, sizeof msg, "the connection was closed");
-  else if (b->state == S_CONNECTING || strcmp(op, "redis.connect") == 0)
-    snprintf(msg, sizeof msg, "%s", b->err);
-  else
-    snprintf(msg, sizeof msg, "connection lost (%s); a command in flight may or may "
-             "not have run", b->err);
-  lasync__push_ioerror_msg(L, b->code, msg, op, "address", b->addr);
-}
 
 /* ------------------------------------------------------- the loop side */
 
@@ -205,7 +111,7 @@ static void conn_close_cb(uv_handle_t *h) {
 static void conn_wake_lost(Conn *c, lasync_Wait *w, const char *op) {
   lua_State *L = conn_state(c);
   if (w->task == NULL || L == NULL || c->box == NULL) return;
-  push_lost(L, c->box, op);
+  lasync__redis_push_lost(L, c->box, op);
   lasync_wake_error(L, w);
 }
 
@@ -213,7 +119,7 @@ static void conn_wake_lost(Conn *c, lasync_Wait *w, const char *op) {
 ** has run. Whoever still waits hears why; the poll handle closes. */
 static void ev_cleanup(void *d) {
   Conn *c = d;
-  if (c->box) box_lost(c->box, c->ac, 0);
+  if (c->box) lasync__redis_box_lost(c->box, c->ac, 0);
   conn_wake_lost(c, &c->ready, "redis.connect");
   conn_wake_lost(c, &c->msg, "redis.message");
   if (c->box) c->box->c = NULL;
@@ -243,19 +149,19 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *privdata) {
   c->inflight--;
   if (L && w->task) {
     if (r == NULL) {
-      if (c->box) box_lost(c->box, ac, 0);
-      push_lost(L, c->box, "redis.call");
+      if (c->box) lasync__redis_box_lost(c->box, ac, 0);
+      lasync__redis_push_lost(L, c->box, "redis.call");
       lasync_wake_error(L, w);
     } else if (op->pipe) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, op->pipe->results_ref);
-      push_reply(L, r);
+      lasync__redis_push_reply(L, r);
       lua_rawseti(L, -2, op->index);
       lua_pop(L, 1);
     } else if (r->type == REDIS_REPLY_ERROR) {
-      push_reply(L, r);
+      lasync__redis_push_reply(L, r);
       lasync_wake_error(L, w);
     } else {
-      push_reply(L, r);
+      lasync__redis_push_reply(L, r);
       lasync_wake_values(L, w, 1);
     }
   }
@@ -279,7 +185,7 @@ static void sub_cb(redisAsyncContext *ac, void *reply, void *privdata) {
   Box *b = c->box;
   (void)ac;
   if (reply == NULL || L == NULL || b == NULL) return;
-  push_reply(L, reply);
+  lasync__redis_push_reply(L, reply);
   if (c->msg.task) {
     lasync_wake_values(L, &c->msg, 1);
     return;
@@ -304,7 +210,7 @@ static Box *check_box(lua_State *L) {
 static Conn *check_conn(lua_State *L, const char *op) {
   Box *b = check_box(L);
   if (b->c == NULL) {
-    push_lost(L, b, op);
+    lasync__redis_push_lost(L, b, op);
     lua_error(L);
   }
   return b->c;
@@ -341,10 +247,10 @@ static int l_open(lua_State *L) {
   ac = unix_sock ? redisAsyncConnectUnix(host) : redisAsyncConnect(host, port);
   if (ac == NULL) return luaL_error(L, "redis.connect: out of memory");
   if (ac->err) {
-    box_lost(b, ac, 0);
+    lasync__redis_box_lost(b, ac, 0);
     b->state = S_CLOSED;
     redisAsyncFree(ac);
-    push_lost(L, b, "redis.connect");
+    lasync__redis_push_lost(L, b, "redis.connect");
     return lua_error(L);
   }
   c = calloc(1, sizeof *c);
@@ -393,26 +299,6 @@ static int l_ready(lua_State *L) {
   return lasync_wait(L, &c->ready, wait_unref, NULL, 0);
 }
 
-/* Raises an argument error unless [first, top] are strings or numbers
-** (a command), before anything is allocated or sent. */
-static void check_args(lua_State *L, int first, int top, const char *what) {
-  int i;
-  for (i = first; i <= top; i++) {
-    int t = lua_type(L, i);
-    if (t != LUA_TSTRING && t != LUA_TNUMBER)
-      luaL_error(L, "bad argument #%d to '%s' (string or number expected, got %s)",
-                 i - first + 1, what, luaL_typename(L, i));
-  }
-}
-
-/* Reads the command at [first, top], checked, into argv. */
-static int collect_args(lua_State *L, int first, int top, const char **argv,
-                        size_t *lens) {
-  int i, n = 0;
-  for (i = first; i <= top; i++, n++) argv[n] = lua_tolstring(L, i, &lens[n]);
-  return n;
-}
-
 #define MAX_ARGS 256
 
 /* Appends one command for op; returns 0 (op not taken) when hiredis
@@ -426,50 +312,23 @@ static int send_op(Conn *c, Op *op, int n, const char **argv, const size_t *lens
 
 #define REFUSED "redis: the connection does not take commands now"
 
-/* Argument vectors: on the stack for short commands, else malloc'd. */
-typedef struct Args {
-  const char *argv_s[16];
-  size_t lens_s[16];
-  const char **argv;
-  size_t *lens;
-} Args;
-
-static void args_init(lua_State *L, Args *a, int n) {
-  a->argv = a->argv_s;
-  a->lens = a->lens_s;
-  if (n <= 16) return;
-  if (n > 1024 * 1024) luaL_error(L, "redis: too many arguments (%d)", n);
-  a->argv = malloc(sizeof *a->argv * (size_t)n);
-  a->lens = malloc(sizeof *a->lens * (size_t)n);
-  if (!a->argv || !a->lens) {
-    free(a->argv); free(a->lens);
-    luaL_error(L, "redis: out of memory");
-  }
-}
-
-static void args_free(Args *a) {
-  if (a->argv != a->argv_s) { free(a->argv); free(a->lens); }
-}
-
-/* conn:call(cmd, ...): sends one command and waits for its reply; raises
-** the RedisError of an error reply. */
 static int l_call(lua_State *L) {
   Conn *c = check_conn(L, "redis.call");
   int top = lua_gettop(L), n;
   Args a;
   Op *op;
   if (top < 2) return luaL_error(L, "bad argument #1 to 'call' (command name expected)");
-  check_args(L, 2, top, "call");
+  lasync__redis_check_args(L, 2, top, "call");
   lasync_checktask(L, "redis.call");
   if (c->box->state != S_OPEN) return luaL_error(L, "redis.call: not connected yet");
-  args_init(L, &a, top - 1);
+  lasync__redis_args_init(L, &a, top - 1);
   if ((op = calloc(1, sizeof *op)) == NULL) {
-    args_free(&a);
+    lasync__redis_args_free(&a);
     return luaL_error(L, "redis: out of memory");
   }
-  n = collect_args(L, 2, top, a.argv, a.lens);
+  n = lasync__redis_collect_args(L, 2, top, a.argv, a.lens);
   n = send_op(c, op, n, a.argv, a.lens);
-  args_free(&a);
+  lasync__redis_args_free(&a);
   if (!n) {
     free(op);
     return luaL_error(L, REFUSED);
@@ -518,15 +377,15 @@ static int l_pipeline(lua_State *L) {
     len = (int)luaL_len(L, base + 1);
     luaL_checkstack(L, len + 4, "redis.pipeline: command too long");
     for (k = 1; k <= len; k++) lua_rawgeti(L, base + 1, k);
-    args_init(L, &a, len);
+    lasync__redis_args_init(L, &a, len);
     if ((op = calloc(1, sizeof *op)) != NULL) {
       op->pipe = p;
       op->index = (int)i;
-      collect_args(L, base + 2, base + 1 + len, a.argv, a.lens);
+      lasync__redis_collect_args(L, base + 2, base + 1 + len, a.argv, a.lens);
       ok = send_op(c, op, len, a.argv, a.lens);
       if (!ok) free(op);
     }
-    args_free(&a);
+    lasync__redis_args_free(&a);
     lua_settop(L, base);
     if (!ok) {                          /* out of memory, or closing */
       if (p->left == 0) { luaL_unref(L, LUA_REGISTRYINDEX, p->results_ref); free(p); }
@@ -546,13 +405,13 @@ static int l_subscribe(lua_State *L) {
   Conn *c = check_conn(L, "redis.subscribe");
   int top = lua_gettop(L), n, ok;
   Args a;
-  check_args(L, 2, top, "subscribe");
+  lasync__redis_check_args(L, 2, top, "subscribe");
   if (top < 2) return luaL_error(L, "bad argument #1 to 'subscribe' (command expected)");
   if (c->box->state != S_OPEN) return luaL_error(L, "redis.subscribe: not connected yet");
-  args_init(L, &a, top - 1);
-  n = collect_args(L, 2, top, a.argv, a.lens);
+  lasync__redis_args_init(L, &a, top - 1);
+  n = lasync__redis_collect_args(L, 2, top, a.argv, a.lens);
   ok = redisAsyncCommandArgv(c->ac, sub_cb, c, n, a.argv, a.lens) == REDIS_OK;
-  args_free(&a);
+  lasync__redis_args_free(&a);
   if (!ok) return luaL_error(L, "redis.subscribe: refused (not subscribed, or closing)");
   return 0;
 }
@@ -572,7 +431,7 @@ static int l_next_message(lua_State *L) {
     return 1;
   }
   if (c == NULL) {
-    push_lost(L, b, "redis.message");
+    lasync__redis_push_lost(L, b, "redis.message");
     return lua_error(L);
   }
   if (c->msg.task) return luaL_error(L, "redis: another task reads this connection's messages");
