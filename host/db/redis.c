@@ -232,25 +232,27 @@ static void conn_free(lua_State *L, Box *b) {
 static int l_open(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int unix_sock = lua_isnoneornil(L, 2);
-  int port = unix_sock ? 0 : (int)luaL_checkinteger(L, 2);
+  lua_Integer port = unix_sock ? 0 : luaL_checkinteger(L, 2);
   lasync_Host *H = lasync_host(L);
-  Box *b = lua_newuserdatauv(L, sizeof *b, 1);
+  Box *b;
+  luaL_argcheck(L, unix_sock || (port > 0 && port < 65536), 2, "port out of range");
+  b = lua_newuserdatauv(L, sizeof *b, 1);
   Conn *c;
   redisAsyncContext *ac;
   memset(b, 0, sizeof *b);
   b->inbox_ref = LUA_NOREF;
   b->head = b->tail = 1;
   if (unix_sock) snprintf(b->addr, sizeof b->addr, "unix:%s", host);
-  else snprintf(b->addr, sizeof b->addr, "%s:%d", host, port);
+  else snprintf(b->addr, sizeof b->addr, "%s:%d", host, (int)port);
   luaL_setmetatable(L, CONN_MT);
   b->state = S_CONNECTING;
-  ac = unix_sock ? redisAsyncConnectUnix(host) : redisAsyncConnect(host, port);
+  ac = unix_sock ? redisAsyncConnectUnix(host) : redisAsyncConnect(host, (int)port);
   if (ac == NULL) return luaL_error(L, "redis.connect: out of memory");
   if (ac->err) {
     lasync__redis_box_lost(b, ac, 0);
+    lasync__redis_push_lost(L, b, "redis.connect");
     b->state = S_CLOSED;
     redisAsyncFree(ac);
-    lasync__redis_push_lost(L, b, "redis.connect");
     return lua_error(L);
   }
   c = calloc(1, sizeof *c);

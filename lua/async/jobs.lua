@@ -124,10 +124,8 @@ end
 -- job:await([timeout]): the handler's result once the job has finished;
 -- raises JobError when it went to the dead-letter stream, async.Timeout
 -- after timeout seconds (default: wait as long as it takes).
-function Job:await(timeout)
-  local q, id = self.queue, self.id
+local function await_outcome(q, id)
   local r, n = q.prefix .. ":r:" .. id, q.prefix .. ":n:" .. id
-  local deadline = timeout and async.time() + timeout
   while true do
     local s = q.redis:get(r)
     if s then
@@ -135,18 +133,17 @@ function Job:await(timeout)
       if ok then return v end
       error(v, 0)
     end
-    local wait = 0
-    if deadline then
-      wait = deadline - async.time()
-      if wait <= 0 then
-        error(setmetatable({kind = "Timeout", message = format("job %s not finished within %g s", id,
-                                                                  timeout)}, async.Timeout), 0)
-      end
-    end
     -- Woken by the worker's RPUSH; the token goes back for other awaiters.
-    local got = q.redis:call("BLPOP", n, format("%.3f", wait))
-    if got then q.redis:call("LPUSH", n, "1") end
+    if q.redis:call("BLPOP", n, 0) then q.redis:call("LPUSH", n, "1") end
   end
+end
+
+function Job:await(timeout)
+  if timeout == nil then return await_outcome(self.queue, self.id) end
+  if type(timeout) ~= "number" then
+    error(format("bad argument #1 to 'await' (number expected, got %s)", type(timeout)), 2)
+  end
+  return async.timeout(timeout, await_outcome, self.queue, self.id)
 end
 
 -- job:status(): "finished", "failed" (dead-lettered) or "unknown" (queued,

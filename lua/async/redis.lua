@@ -147,7 +147,7 @@ local blocking = {BLPOP = true, BRPOP = true, BRPOPLPUSH = true, BLMOVE = true, 
 
 -- kind of a command name: false (plain), "blocking", "stream" (XREAD and
 -- XREADGROUP, blocking when they have BLOCK), or the refusal's reason.
-local kinds = {}
+local kinds, nkinds = {}, 0
 local function classify(cmd)
   local k = kinds[cmd]
   if k ~= nil then return k end
@@ -157,7 +157,7 @@ local function classify(cmd)
   local u = upper(tostring(cmd))
   k = refused[u] or (blocking[u] and "blocking") or
       ((u == "XREAD" or u == "XREADGROUP") and "stream") or false
-  if #kinds < 1000 then kinds[cmd] = k end
+  if nkinds < 1000 then kinds[cmd] = k; nkinds = nkinds + 1 end   -- bounded
   return k
 end
 
