@@ -50,12 +50,14 @@ function TestIntrospection:test_dump_shows_the_tree_and_groups_identical_tasks()
 end
 
 function TestIntrospection:test_sigquit_prints_a_dump_and_the_program_goes_on()
-  -- The shell sends SIGQUIT once the script is ready, then creates `go`;
-  -- the signal is in the loop's signal pipe before the script can see go.
+  -- The shell sends SIGQUIT once the script is ready, and creates `go` only
+  -- once the dump is on stderr: creating it right after the kill let the
+  -- script see go (and cancel the sleeper) before the signal was taken.
   local dir = os.tmpname()
   os.remove(dir)
   os.execute("mkdir " .. dir)
   local script, ready, go = dir .. "/s.lua", dir .. "/ready", dir .. "/go"
+  local err = dir .. "/err"
   support.write_file(script, [[
     local ready, go = ...
     local t = async.spawn(function() async.sleep(30) end)
@@ -73,9 +75,11 @@ function TestIntrospection:test_sigquit_prints_a_dump_and_the_program_goes_on()
   ]])
   local q = support.shell_quote
   local r = support.sh(table.concat({
-    q(support.LASYNC) .. " " .. q(script) .. " " .. q(ready) .. " " .. q(go) .. " </dev/null & pid=$!",
+    q(support.LASYNC) .. " " .. q(script) .. " " .. q(ready) .. " " .. q(go) .. " </dev/null 2>" .. q(err) .. " & pid=$!",
     "i=0; while [ ! -e " .. q(ready) .. " ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done",
-    "kill -QUIT $pid; touch " .. q(go) .. "; wait $pid"}, "\n"))
+    "kill -QUIT $pid",
+    "i=0; while ! grep -q long-sleeper " .. q(err) .. " && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done",
+    "touch " .. q(go) .. "; wait $pid; s=$?; cat " .. q(err) .. " >&2; exit $s"}, "\n"))
   os.execute("rm -rf " .. q(dir))
   lu.assertEquals(r.status, 0)
   lu.assertStrContains(r.stdout, "still running")
