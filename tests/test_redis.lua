@@ -283,6 +283,23 @@ function TestRedisReconnect:test_server_restarted_in_the_middle()
   lu.assertEquals(c2.reconnects, 1)
 end
 
+function TestRedisReconnect:test_idempotent_commands_are_sent_again()
+  local srv <close> = rs.start(lu)
+  local c <close> = redis.connect{url = srv:url(), reconnect_delay = 0.01, idempotent = {"get"}}
+  c:set("k", "v")
+  local slow = async.spawn(function() return c:call("DEBUG", "SLEEP", 5) end)
+  local get = async.spawn(function() return c:get("k") end)     -- in flight behind it
+  local incr = async.spawn(function() return c:incr("n") end)
+  async.sleep(0.01)
+  srv:stop(true)
+  srv:start()
+  local lost = {EOF = true, ECONNRESET = true}             -- FIN or RST, as the kernel sends
+  lu.assertTrue(lost[select(2, pcall(slow.await, slow)).code])
+  lu.assertTrue(lost[select(2, pcall(incr.await, incr)).code])  -- not declared: not repeated
+  lu.assertNil(get:await())                                -- sent again, to the new server
+  lu.assertErrorMsgContains("list of command names", redis.connect, {idempotent = "GET"})
+end
+
 TestRedisPubSub = support.suite({}, 30)
 
 function TestRedisPubSub:test_subscribe_publish_patterns()

@@ -262,6 +262,26 @@ end
 
 local function call_on(c, ...) return c:call(...) end
 
+-- A command the user declared idempotent (option `idempotent`) is sent
+-- once more, on a new connection, when the connection was lost with it in
+-- flight; any other command fails with that loss.
+local function is_lost(e)
+  return getmetatable(e) == core.IOError and e.op == "redis.call" and
+         (e.code == "EOF" or e.code == "ECONNRESET")
+end
+
+local function send(c, t, cmd, ...)
+  if t then return async.timeout(t, c.call, c, cmd, ...) end
+  return c:call(cmd, ...)
+end
+
+local function call_idempotent(self, c, t, cmd, ...)
+  local ok, r = pcall(send, c, t, cmd, ...)
+  if ok then return r end
+  if not is_lost(r) then error(r, 0) end
+  return send(reconnect(self), t, cmd, ...)
+end
+
 -- client:call(cmd, ...): the reply of one command (see docs/API.md for
 -- the conversions); raises RedisError for an error reply, IOError when
 -- the connection is lost with the command in flight.
@@ -278,6 +298,9 @@ function Client:call(cmd, ...)
   local c = self._conn
   if not c or c:status() ~= "open" then c = reconnect(self) end
   local t = self.options.timeout
+  if self._idempotent and self._idempotent[upper(cmd)] then
+    return call_idempotent(self, c, t, cmd, ...)
+  end
   if t then return async.timeout(t, c.call, c, cmd, ...) end
   return c:call(cmd, ...)
 end
@@ -401,13 +424,29 @@ end
 
 -- async.redis.connect(url_or_opts): connects the shared connection (one
 -- attempt within connect_timeout) and returns the client.
+local function idempotent_set(list)
+  if list == nil then return nil end
+  if type(list) ~= "table" then
+    error("redis.connect: option idempotent must be a list of command names", 3)
+  end
+  local set = {}
+  for _, name in ipairs(list) do
+    if type(name) ~= "string" then
+      error("redis.connect: option idempotent must be a list of command names", 3)
+    end
+    set[upper(name)] = true
+  end
+  return set
+end
+
 function M.connect(x)
   local o = options(x)
+  local idem = idempotent_set(o.idempotent)
   local c = open_conn(o)
   return setmetatable({options = o, _conn = c, _idle = {}, _busy = setmetatable({}, {__mode = "k"}),
                        _subs = setmetatable({}, {__mode = "k"}),
                        _pool_sem = async.semaphore(math.max(1, math.floor(o.pool_size))),
-                       reconnects = 0}, client_mt)
+                       _idempotent = idem, reconnects = 0}, client_mt)
 end
 
 M.Client = Client
