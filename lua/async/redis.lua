@@ -276,10 +276,13 @@ local function send(c, t, cmd, ...)
 end
 
 local function call_idempotent(self, c, t, cmd, ...)
-  local ok, r = pcall(send, c, t, cmd, ...)
-  if ok then return r end
-  if not is_lost(r) then error(r, 0) end
-  return send(reconnect(self), t, cmd, ...)
+  for _ = 1, self.options.reconnect_attempts do
+    local ok, r = pcall(send, c, t, cmd, ...)
+    if ok then return r end
+    if not is_lost(r) then error(r, 0) end
+    c = reconnect(self)                 -- a server that dies may reset the next one too
+  end
+  return send(c, t, cmd, ...)
 end
 
 -- client:call(cmd, ...): the reply of one command (see docs/API.md for
