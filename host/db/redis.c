@@ -236,7 +236,7 @@ static int l_open(lua_State *L) {
   lasync_Host *H = lasync_host(L);
   Box *b;
   luaL_argcheck(L, unix_sock || (port > 0 && port < 65536), 2, "port out of range");
-  b = lua_newuserdatauv(L, sizeof *b, 1);
+  b = lua_newuserdatauv(L, sizeof *b, 0);
   Conn *c;
   redisAsyncContext *ac;
   memset(b, 0, sizeof *b);
