@@ -232,6 +232,29 @@ function TestRedisClient:test_closed_client()
   no_connections()
 end
 
+function TestRedisClient:test_no_descriptor_left()
+  local io_ = require "iosupport"
+  local srv <close> = rs.start(lu)
+  local a, b = io_.pair()                                  -- libuv's reserve descriptor first
+  a:close(); b:close()
+  local before = io_.fds()
+  for _ = 1, 3 do
+    local c = redis.connect(srv:url())
+    local sub = c:subscriber()
+    sub:subscribe("x")
+    local blocked = async.spawn(function() return c:blpop("nothing", 0) end)
+    c:set("k", "v")
+    local inflight = async.spawn(function() return c:call("DEBUG", "SLEEP", 0.01) end)
+    async.sleep(0)
+    blocked:cancel()
+    pcall(blocked.await, blocked)
+    c:close()                                             -- the subscriber with it
+    pcall(inflight.await, inflight)
+  end
+  no_connections()
+  lu.assertEquals(io_.fds(), before)
+end
+
 function TestRedisClient:test_native_misuse()
   local core = require "async.core.redis"
   lu.assertErrorMsgContains("RedisConn expected", core.Conn.__index.call, {}, "GET")
