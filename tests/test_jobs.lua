@@ -138,6 +138,27 @@ function TestJobs:test_graceful_shutdown_and_reclaim()
   q:destroy()
 end
 
+function TestJobs:test_server_restarted_under_a_worker()
+  local srv <close> = rs.start(lu)
+  local c <close> = async.redis.connect{url = srv:url(), reconnect_delay = 0.01}
+  local q = queue(c, "restart")
+  local w <close> = jobs.worker{queue = q, poll = 0.05, quiet = true,
+                                handlers = {echo = function(a) return a.v end}}
+  lu.assertEquals(q:push("echo", {v = 1}):await(5), 1)
+  srv:stop(true)                                           -- its data is gone with it
+  srv:start()
+  local ok, job
+  for _ = 1, 100 do                                        -- the push may meet the loss
+    ok, job = pcall(q.push, q, "echo", {v = 2})
+    if ok then break end
+    lu.assertEquals(job.kind, "IOError")
+  end
+  lu.assertTrue(ok)
+  lu.assertEquals(job:await(10), 2)                        -- scripts and group made again
+  w:stop()
+  q:destroy()
+end
+
 function TestJobs:test_three_worker_processes_one_killed()
   local srv <close> = rs.start(lu)
   local c <close> = async.redis.connect(srv:url())

@@ -152,6 +152,8 @@ local function loop_with_backoff(w, what, step)
     local ok, err = pcall(step, w)
     if ok then
       delay = 0.05
+    elseif type(err) == "table" and err.code == "NOGROUP" then
+      pcall(ensure_groups, w)             -- a server restarted without its data
     else
       if async.is_cancelled(err) then error(err, 0) end
       log(w, "%s: %s (retrying in %g s)", what, tostring(err), delay)
