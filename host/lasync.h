@@ -146,6 +146,24 @@ int lasync_task_count(lasync_Host *H);
 ** the loop turns. For a shutdown driven by the application's loop. */
 void lasync_cancel_all(lasync_Host *H, const char *msg);
 
+/* Interrupting code that never waits (Ctrl-C in the lasync command).
+** lasync_interrupt may be called from any thread, and from a signal handler
+** (it only sets a flag and a hook). Lua code that a task of H runs from
+** now on without waiting, for more than about 100,000 instructions (a
+** millisecond or so), raises async.Cancelled(msg) there, as if it had been
+** cancelled at a wait: its cleanup runs, and it may catch it. Code about to
+** wait anyway is not disturbed. msg (NULL: "interrupted") must stay valid
+** until the next call. The request stands until it is delivered once, or
+** withdrawn with lasync_interrupt_taken: call that when your loop gets to
+** handle the interrupt itself (cancelling the task that waits, say).
+** Returns 1 if a task was running Lua code at the call, else 0. */
+int lasync_interrupt(lasync_Host *H, const char *msg);
+/* Loop thread: withdraws the request of lasync_interrupt if it is still
+** pending, and returns the task it was delivered to, or NULL (none yet:
+** no task ran on without waiting). For comparison with a task you hold
+** only: that task may be done. */
+lasync_Task *lasync_interrupt_taken(lasync_Host *H);
+
 /* --------------------------------------------------------------- tasks */
 
 /* Task results, for a task that is done. lasync_task_status returns
@@ -341,7 +359,11 @@ lasync_Repl *lasync_repl_start(lasync_Host *H, const lasync_ReplOptions *o);
 /* Ctrl-C (the application routes SIGINT here): cancels the task of the
 ** line that runs (its cleanup runs, then the prompt comes back); a second
 ** one leaves that task running in the background and returns to the
-** prompt; at the prompt, drops the line typed so far. */
+** prompt; at the prompt, drops the line typed so far. Code that never
+** waits cannot see it: the application calls lasync_interrupt first, from
+** its signal handler; when that reached a task (lasync_interrupt_taken),
+** the interrupt was spent there (the line's own task counts it as its
+** first Ctrl-C). */
 void lasync_repl_interrupt(lasync_Repl *R);
 
 /* Ends the REPL without on_exit: stops reading, cancels the line's task,

@@ -90,11 +90,12 @@ function TestFs:test_atomic_write()
     io_.eventually(function() return #fs.list_dir(dir) == 1 end, "temporary file removed")
     if ok then fs.write_file(p, "new contents") end
   end
-  -- a failure: the target is a directory
+  -- refused: the target is a directory (only a regular file is replaced)
   fs.mkdir(dir .. "/sub")
   local ok, err = pcall(fs.write_file, dir .. "/sub", "x", {atomic = true})
   lu.assertFalse(ok)
-  lu.assertEquals(err.op, "rename")
+  lu.assertEquals(err.op, "write_file")
+  lu.assertEquals(err.code, "EINVAL")
   lu.assertEquals(fs.list_dir(dir), {"config", "sub"})
 end
 

@@ -5,7 +5,15 @@
 ** terminal, and `lasync -i [script]`, open the REPL (host/repl/repl.c) on the
 ** loop, the script's tasks still running. `lasync test` runs test suites
 ** (lua/async/testing.lua). SIGQUIT prints the task tree.
+**
+** Ending never hangs: once the main task (or the REPL) has ended, SIGINT,
+** SIGTERM and SIGHUP end the process at once, and a thread ("the reaper")
+** ends it when the shutdown outlives its deadline, naming what still runs.
+** SIGINT reaches code that never waits through lasync_interrupt, called
+** from the signal handler itself (the loop cannot run to see it).
 */
+#include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +36,9 @@ static void usage(FILE *f) {
     "  --debug        debug mode (also LASYNC_DEBUG=1): loop watchdog on,\n"
     "                 failures nobody awaited reported at once\n"
     "  --dump-on SIG  print the task tree on signal SIG (SIGQUIT always does)\n"
+    "  --shutdown-timeout SEC  end the process when the tasks and threads\n"
+    "                 still running at the end take longer than SEC seconds\n"
+    "                 to finish (default 10; also LASYNC_SHUTDOWN_TIMEOUT)\n"
     "  -              run standard input\n"
     "With no script: the REPL when standard input is a terminal, else runs\n"
     "standard input. REPL history: ~/.lasync_history (LASYNC_HISTORY moves it;\n"
@@ -45,6 +56,16 @@ typedef struct Cli {
   int interrupts;
   lasync_Repl *repl;              /* while the REPL runs */
   int repl_done;
+  int repl_ran;                   /* say how many tasks the REPL left */
+  double shutdown_timeout;        /* seconds; over 1e7 (inf): none */
+  uv_async_t overdue;             /* the reaper tells the loop: report, exit */
+  int status;                     /* the exit status, as it stands */
+  uv_thread_t reaper;
+  uv_mutex_t mu;                  /* with cond: the reaper's sleep */
+  uv_cond_t cond;
+  int reaped;                     /* the shutdown has finished */
+  int late;                       /* the deadline passed before */
+  int stage;                      /* what the shutdown waits for: STAGE_* */
 } Cli;
 
 typedef struct Options {
@@ -56,21 +77,92 @@ typedef struct Options {
   int debug;
   int status_result;              /* exit status is the main task's result */
   int interactive;                /* -i, or no script on a terminal: the REPL */
+  const char *shutdown_timeout;   /* --shutdown-timeout, or NULL */
 } Options;
 
+/* ---------------------------------------------------------- signals */
+
+/* What the signal handlers need: they may run on any thread, at any time. */
+static Cli *the_cli;
+static struct sigaction uv_handler[32];  /* libuv's handlers, ours chain to them */
+static volatile sig_atomic_t unseen[32]; /* signals the loop has not seen yet */
+static volatile sig_atomic_t ending;     /* the shutdown has begun */
+
+/* Async-signal-safe: writes "\n<progname>: <msg>\n" and exits. */
+static void die(const char *msg, int status) {
+  ssize_t r = write(2, "\n", 1);
+  r += write(2, progname, strlen(progname));
+  r += write(2, ": ", 2);
+  r += write(2, msg, strlen(msg));
+  r += write(2, "\n", 1);
+  (void)r;
+  _exit(status);
+}
+
+static void die_of(int signum) {
+  if (signum == SIGINT) die("interrupted", 130);
+  die(signum == SIGTERM ? "ended by SIGTERM" : "ended by SIGHUP", 128 + signum);
+}
+
+/* The process's handler of SIGINT (and, at the REPL, of SIGTERM and
+** SIGHUP), in front of libuv's. While the shutdown runs, or when the loop
+** has not yet seen the last such signal (the code runs and never waits),
+** it ends the process. Otherwise it interrupts the Lua code that runs now
+** (lasync_interrupt) and hands the signal to libuv's handler: the CLI's
+** watcher (on_sigint, on_repl_term) then runs on the loop. */
+static void chained_handler(int signum, siginfo_t *si, void *uc) {
+  int saved = errno;
+  struct sigaction *uv = &uv_handler[signum];
+  if (ending || unseen[signum]++ > 0) die_of(signum);
+  lasync_interrupt(the_cli->H, signum == SIGTERM ? "terminated (SIGTERM)"
+                   : signum == SIGHUP ? "hung up (SIGHUP)"
+                   : the_cli->repl ? "interrupted (Ctrl-C)" : "interrupted (SIGINT)");
+  if (uv->sa_flags & SA_SIGINFO) uv->sa_sigaction(signum, si, uc);
+  else if (uv->sa_handler != SIG_DFL && uv->sa_handler != SIG_IGN) uv->sa_handler(signum);
+  errno = saved;
+}
+
+/* Once the shutdown has begun: SIGTERM and SIGHUP end it. */
+static void term_handler(int signum) {
+  die(signum == SIGTERM ? "ended by SIGTERM while shutting down"
+                        : "ended by SIGHUP while shutting down", 128 + signum);
+}
+
+/* Puts chained_handler in front of libuv's handler of signum, which the
+** CLI's own watcher keeps installed (libuv installs it again only when no
+** other watcher of the signal is active, and the CLI's stays active). */
+static void chain_signal(Cli *cli, int signum) {
+  struct sigaction sa;
+  the_cli = cli;
+  sigaction(signum, NULL, &uv_handler[signum]);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = chained_handler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  sigaction(signum, &sa, NULL);
+}
+
+/* On the loop, after chained_handler. A first SIGINT cancels the main task,
+** unless the handler's interrupt reached it already (it ran code that did
+** not wait); the REPL interrupts its line. A second one exits 130. */
 static void on_sigint(uv_signal_t *h, int signum) {
   Cli *cli = (Cli *)h->data;
+  lasync_Task *taken;
+  int pending;
   (void)signum;
+  unseen[SIGINT] = 0;
   if (cli->repl) {                       /* the REPL's line, or its prompt */
     lasync_repl_interrupt(cli->repl);
     return;
   }
-  if (cli->main == NULL || ++cli->interrupts > 1
-      || lasync_task_status(cli->main) != LASYNC_PENDING) {
+  taken = lasync_interrupt_taken(cli->H);
+  pending = cli->main && lasync_task_status(cli->main) == LASYNC_PENDING;
+  if (++cli->interrupts > 1 || (!pending && taken == NULL)) {
     fprintf(stderr, "\n%s: interrupted\n", progname);
     _exit(130);
   }
-  lasync_cancel(lasync_state(cli->H), cli->main, "interrupted (SIGINT)");
+  if (pending && taken != cli->main)
+    lasync_cancel(lasync_state(cli->H), cli->main, "interrupted (SIGINT)");
 }
 
 /* Prints the task tree to stderr; the program goes on. */
@@ -181,24 +273,27 @@ static const char *history_path(char *buf, size_t n) {
   return buf;
 }
 
-/* Runs the REPL on standard input until the user ends it, then cancels
-** the tasks still running (their cleanup runs) and says how many. */
 /* SIGTERM or SIGHUP while the REPL runs: put the terminal back (libedit
 ** keeps it raw at the prompt) and end as the REPL's Ctrl-D would. */
 static void on_repl_term(uv_signal_t *h, int signum) {
   Cli *cli = (Cli *)h->data;
+  unseen[signum] = 0;
+  lasync_interrupt_taken(cli->H);        /* spent on the line's code, if it ran */
   if (cli->repl) lasync_repl_stop(cli->repl);
   cli->repl = NULL;
   cli->repl_done = 1;
   cli->term_signal = signum;
 }
 
+/* Runs the REPL on standard input until the user ends it; finish() then
+** cancels the tasks still running (their cleanup runs) and says how many. */
 static int run_repl(Cli *cli) {
   lasync_ReplOptions o;
   char hist[4096], banner[200];
-  int n;
   watch_signal(cli, &cli->sigterm, on_repl_term, SIGTERM);
   watch_signal(cli, &cli->sighup, on_repl_term, SIGHUP);
+  chain_signal(cli, SIGTERM);
+  chain_signal(cli, SIGHUP);
   lasync_repl_options_init(&o);
   o.history = history_path(hist, sizeof hist);
   snprintf(banner, sizeof banner, "lasync %s (%s): the loop runs while you type. "
@@ -211,12 +306,138 @@ static int run_repl(Cli *cli) {
     return 1;
   }
   while (!cli->repl_done) uv_run(lasync_loop(cli->H), UV_RUN_ONCE);
-  if ((n = lasync_task_count(cli->H)) > 0) {
-    lasync_cancel_all(cli->H, "the REPL ended");
-    lasync_run_until(cli->H, NULL);
-    fprintf(stderr, "%s: cancelled %d background task%s\n", progname, n, n == 1 ? "" : "s");
-  }
+  cli->repl_ran = 1;
   return cli->term_signal ? 128 + cli->term_signal : 0;
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+enum { STAGE_TASKS = 1, STAGE_CLOSE };   /* cli->stage */
+
+static int overdue_status(Cli *cli) { return cli->status ? cli->status : 1; }
+
+/* On the loop, when the reaper says the deadline has passed: names the
+** tasks still running, and exits. (None left: its interrupt ended the
+** last one, and finish() says so.) */
+static void on_overdue(uv_async_t *h) {
+  Cli *cli = (Cli *)h->data;
+  lua_State *L = lasync_state(cli->H);
+  if (lasync_task_count(cli->H) == 0) return;
+  fflush(stdout);
+  fprintf(stderr, "%s: the shutdown did not finish within %g s (--shutdown-timeout); "
+                  "still running:\n", progname, cli->shutdown_timeout);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async.debug");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_getfield(L, -1, "dump");
+    lua_pcall(L, 0, 0, 0);
+  }
+  fflush(NULL);
+  _exit(overdue_status(cli));
+}
+
+/* The loop cannot report: it runs code that does not stop, or the host
+** waits for threads that do not end. */
+static void reaper_exit(Cli *cli, int stage) {
+  char msg[300];
+  fflush(stdout);
+  snprintf(msg, sizeof msg, "the shutdown did not finish within %g s (--shutdown-timeout): %s",
+           cli->shutdown_timeout, stage == STAGE_TASKS
+           ? "a task runs code that does not stop"
+           : "a thread (async.thread.spawn, or an executor's job) does not end");
+  die(msg, overdue_status(cli));
+}
+
+/* The reaper: at the deadline it interrupts the code that runs and asks
+** the loop to report (on_overdue); if the loop cannot (a second later, or
+** at once while the host closes), it ends the process itself. */
+static void reaper_main(void *arg) {
+  Cli *cli = (Cli *)arg;
+  uint64_t now = uv_hrtime(), end = now + (uint64_t)(cli->shutdown_timeout * 1e9);
+  uv_mutex_lock(&cli->mu);
+  while (!cli->reaped) {
+    if ((now = uv_hrtime()) >= end) {
+      int stage = cli->stage;
+      if (cli->late || stage != STAGE_TASKS) reaper_exit(cli, stage);
+      lasync_interrupt(cli->H, "the shutdown deadline passed");
+      uv_async_send(&cli->overdue);
+      cli->late = 1;
+      end = now + 1000000000u;
+      continue;
+    }
+    uv_cond_timedwait(&cli->cond, &cli->mu, end - now);
+  }
+  uv_mutex_unlock(&cli->mu);
+}
+
+static void set_stage(Cli *cli, int stage) {
+  uv_mutex_lock(&cli->mu);
+  cli->stage = stage;
+  uv_mutex_unlock(&cli->mu);
+}
+
+/* Starts the reaper (unless there is no deadline); returns whether it runs. */
+static int reaper_start(Cli *cli) {
+  uv_mutex_init(&cli->mu);
+  uv_cond_init(&cli->cond);
+  cli->stage = STAGE_TASKS;
+  if (cli->shutdown_timeout > 1e7                   /* months: none (and no overflow) */
+      || uv_async_init(lasync_loop(cli->H), &cli->overdue, on_overdue) != 0)
+    return 0;
+  cli->overdue.data = cli;
+  uv_unref((uv_handle_t *)&cli->overdue);
+  return uv_thread_create(&cli->reaper, reaper_main, cli) == 0;
+}
+
+static void reaper_stop(Cli *cli, int running) {
+  if (running) {
+    uv_mutex_lock(&cli->mu);
+    cli->reaped = 1;
+    uv_cond_signal(&cli->cond);
+    uv_mutex_unlock(&cli->mu);
+    uv_thread_join(&cli->reaper);
+  }
+  uv_cond_destroy(&cli->cond);
+  uv_mutex_destroy(&cli->mu);
+}
+
+/* Ends the run with status rc: cancels the tasks left (their cleanup
+** runs), frees the host, within the deadline; signals end it at once. */
+static int finish(Cli *cli, int rc) {
+  struct sigaction sa;
+  int n = lasync_task_count(cli->H), reaper;
+  cli->status = rc;
+  ending = 1;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = term_handler;
+  sigfillset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  reaper = reaper_start(cli);
+  while (lasync_task_count(cli->H) > 0) {
+    lasync_cancel_all(cli->H, cli->repl_ran ? "the REPL ended" : "the program is ending");
+    lasync_run_until(cli->H, NULL);
+  }
+  if (cli->repl_ran && n > 0)
+    fprintf(stderr, "%s: cancelled %d background task%s\n", progname, n, n == 1 ? "" : "s");
+  set_stage(cli, STAGE_CLOSE);
+  lasync_free(cli->H);                   /* joins threads: the reaper still watches */
+  reaper_stop(cli, reaper);
+  if (cli->late) {                       /* the interrupt ended it before on_overdue ran */
+    fprintf(stderr, "%s: the shutdown did not finish within %g s (--shutdown-timeout): "
+                    "code that did not wait was interrupted\n", progname, cli->shutdown_timeout);
+    rc = overdue_status(cli);
+  }
+  return rc;
+}
+
+/* Seconds >= 0 ("inf": no deadline) from the option or the environment
+** variable; -1 when s is not such a number. */
+static double parse_seconds(const char *s) {
+  char *end;
+  double d = strtod(s, &end);
+  if (end == s || *end != '\0' || isnan(d) || d < 0) return -1;
+  return d;
 }
 
 static int parse_signal(const char *name) {
@@ -243,6 +464,14 @@ static int parse_args(int argc, char **argv, Options *o) {
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); return 0; }
     if (strcmp(a, "--debug") == 0) { o->debug = 1; continue; }
     if (strcmp(a, "-i") == 0) { o->interactive = 1; continue; }
+    if (strcmp(a, "--shutdown-timeout") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: '%s' needs an argument\n", progname, a);
+        return 1;
+      }
+      o->shutdown_timeout = argv[++i];
+      continue;
+    }
     if (strcmp(a, "-e") == 0 || strcmp(a, "--dump-on") == 0) {
       if (i + 1 >= argc) {
         fprintf(stderr, "%s: '%s' needs an argument\n", progname, a);
@@ -285,12 +514,20 @@ int main(int argc, char **argv) {
   if ((rc = parse_args(argc, argv, &o)) >= 0) return rc;
   if (getenv("LASYNC_DEBUG") && strcmp(getenv("LASYNC_DEBUG"), "0") != 0) o.debug = 1;
   memset(&cli, 0, sizeof cli);
+  cli.shutdown_timeout = 10;
+  if (o.shutdown_timeout == NULL) o.shutdown_timeout = getenv("LASYNC_SHUTDOWN_TIMEOUT");
+  if (o.shutdown_timeout && (cli.shutdown_timeout = parse_seconds(o.shutdown_timeout)) < 0) {
+    fprintf(stderr, "%s: the shutdown timeout must be a number of seconds >= 0 "
+                    "(inf: none), not '%s'\n", progname, o.shutdown_timeout);
+    return 1;
+  }
   cli.H = lasync_new(NULL);
   if (cli.H == NULL) { fprintf(stderr, "%s: cannot create the host\n", progname); return 1; }
   L = lasync_state(cli.H);
   if (o.debug) lasync_set_debug(cli.H, 1);
   create_arg(L, argv, argc, o.script ? o.script : argc - 1);
   watch_signal(&cli, &cli.sigint, on_sigint, SIGINT);
+  chain_signal(&cli, SIGINT);
   watch_signal(&cli, &cli.sigquit, on_dump, SIGQUIT);
   if (o.dump_signal && o.dump_signal != SIGQUIT)
     watch_signal(&cli, &cli.sigdump, on_dump, o.dump_signal);
@@ -305,6 +542,5 @@ int main(int argc, char **argv) {
     rc = run_main(&cli, nargs, o.status_result);
   }
   if (o.interactive) rc = run_repl(&cli);
-  lasync_free(cli.H);                    /* closes the signals last: ^C still works */
-  return rc;
+  return finish(&cli, rc);
 }

@@ -111,6 +111,12 @@ struct lasync_Host {
   int live;                     /* tasks not yet done */
   uint32_t next_id;
   lasync_Task *current;         /* task being resumed, or NULL */
+  /* interrupt.c */
+  lua_State *run_co;            /* the coroutine running Lua now */
+  int intr_busy, intr_req;      /* interrupters reading run_co; a request */
+  int intr_ticks;               /* hook calls since the request */
+  const char *intr_msg;         /* its message */
+  lasync_Task *intr_taken;      /* the task the last request reached */
   char unobserved;              /* key of the weak table of failed tasks nobody awaited */
   /* watchdog.c */
   struct lasync_Watchdog *wd;   /* NULL when off */
@@ -183,6 +189,10 @@ int lasync__push_first(lua_State *L, int idx);
 void lasync__wd_enter(lasync_Host *H, lasync_Task *t);
 void lasync__wd_leave(lasync_Host *H, lasync_Task *t);
 void lasync__wd_switch(lasync_Host *H, lua_State *co);
+
+/* interrupt.c */
+void lasync__intr_switch(lasync_Host *H, lua_State *co);
+void lasync__intr_rearm(lasync_Host *H, lua_State *L);
 int lasync__watchdog_start(lasync_Host *H, double threshold, int raise);
 void lasync__watchdog_stop(lasync_Host *H);
 int lasync__open_watchdog(lua_State *L);

@@ -35,7 +35,9 @@ static int co_run(lua_State *L, lua_State *co, int narg, int cont) {
   *co_owner(co) = lua_isyieldable(L) ? t : NULL;
   lua_xmove(L, co, narg);
   if (t && t->H->wd) lasync__wd_switch(t->H, co);
+  if (t) lasync__intr_switch(t->H, co);
   status = lua_resume(co, L, narg, &nres);
+  if (t) lasync__intr_switch(t->H, L);
   if (t && t->H->wd) lasync__wd_switch(t->H, L);
   if (status == LUA_YIELD && nres == 1 && lua_touserdata(co, -1) == LASYNC_TAG) {
     lua_pop(co, 1);

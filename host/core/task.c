@@ -331,7 +331,9 @@ void lasync__task_step(lasync_Host *H, lasync_Task *t) {
   t->state = T_RUNNING;
   t->nargs = 0;
   if (H->wd) lasync__wd_enter(H, t);
+  lasync__intr_switch(H, co);
   st = lua_resume(co, H->L, nargs, &nres);
+  lasync__intr_switch(H, NULL);
   if (H->wd) lasync__wd_leave(H, t);
   H->current = NULL;
   if (st == LUA_YIELD) {

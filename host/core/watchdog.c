@@ -45,6 +45,7 @@ static void wd_hook(lua_State *L, lua_Debug *ar) {
   lua_sethook(L, NULL, 0, 0);
   if (t == NULL) return;
   H = t->H;
+  lasync__intr_rearm(H, L);              /* one hook per thread: an interrupt's too */
   w = H->wd;
   if (w == NULL || LOAD(&H->wd_seq) != LOAD(&w->hooked_seq)) return;  /* stale */
   snprintf(msg, sizeof msg, "lasync watchdog: task-%u has run %.0f ms without "

@@ -170,7 +170,9 @@ static int fs_wait(lua_State *L, FsReq *r, int err) {
     return lua_error(L);
   }
   r->wait.what = "fs";
-  return lasync_wait(L, &r->wait, fs_cancel, NULL, 0);
+  /* A close is never withdrawn: cancelled before it ran, it would leave
+  ** the descriptor open for nobody. Its task stops waiting; it still runs. */
+  return lasync_wait(L, &r->wait, r->op == FS_CLOSE ? NULL : fs_cancel, NULL, 0);
 }
 
 #define LOOP(r) (lasync_loop((r)->H))

@@ -9,12 +9,18 @@
 ** (with the wait in it) is freed by its callback, whoever is still
 ** interested.
 **
-** Accept: the connection callback accepts eagerly into a small queue of
-** streams (no Lua objects yet), so a burst of clients does not sit in the
-** kernel's backlog waiting for the accepting task to run once per loop
-** turn; past ACCEPT_QUEUE, libuv stops accepting until accept() makes room.
+** Accept: the listening socket is watched with a uv_poll and accepted
+** here, eagerly, into a small queue of streams (no Lua objects yet), so a
+** burst of clients does not sit in the kernel's backlog waiting for the
+** accepting task to run once per loop turn; past ACCEPT_QUEUE, polling
+** stops until accept() makes room. Not libuv's uv_listen: when accept fails
+** with EMFILE, libuv accepts and closes the waiting connections and tells
+** nobody. Here polling stops (the clients wait in the backlog), accept()
+** raises EMFILE, marked `repeated` after the first of a burst so that the
+** server logs it once, and polling resumes when accept() is called again.
 */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +40,14 @@ typedef struct Listener {
   void *root;                     /* where accepted streams are listed */
   struct Listener **box;
   lasync_Wait wait;               /* the task in accept() */
+  uv_poll_t poll;                 /* readable: connections are waiting */
   lasync_Stream *queue[ACCEPT_QUEUE];
   int qhead, qlen;
   int err;                        /* an accept failure, raised once */
-  int pending;                    /* libuv holds a connection we did not take */
+  int burst;                      /* accept has failed since the last success */
+  int polling;                    /* the poll is started */
+  int handles;                    /* handles not yet closed (poll, socket) */
+  int fd;                         /* the listening socket, -1 before listen */
   int kind;                       /* STREAM_TCP or STREAM_PIPE */
   char *desc;                     /* "127.0.0.1:8080" or the socket path */
   char *unlink_path;              /* the unix socket file to remove at close */
@@ -142,8 +152,11 @@ static int l_pipe_connect(lua_State *L) {
 
 /* ------------------------------------------------------------ listener */
 
+/* Close callback of both handles; the second frees the listener. */
 static void listener_close_cb(uv_handle_t *h) {
-  Listener *l = (Listener *)h;
+  Listener *l = h->type == UV_POLL ? container_of((uv_poll_t *)h, Listener, poll)
+                                   : (Listener *)h;
+  if (--l->handles > 0) return;
   free(l->desc);
   free(l->unlink_path);
   free(l);
@@ -159,30 +172,71 @@ static void listener_close(Listener *l) {
   }
   if (l->wait.task) lasync_wake(&l->wait);  /* accept() finds it closed */
   if (l->unlink_path) unlink(l->unlink_path);
+  /* The poll first: closing the socket's handle closes the descriptor. */
+  if (l->fd >= 0) uv_close((uv_handle_t *)&l->poll, listener_close_cb);
   uv_close(&l->h.handle, listener_close_cb);
 }
 
-/* Takes the connection libuv holds into the queue. */
-static void listener_take(Listener *l) {
-  lasync_Stream *s = lasync__stream_new(l->H, l->root, l->kind);
-  int r;
-  if (s == NULL) { l->err = UV_ENOMEM; return; }
-  if (l->kind == STREAM_TCP) uv_tcp_init(lasync_loop(l->H), &s->h.tcp);
-  else uv_pipe_init(lasync_loop(l->H), &s->h.pipe, 0);
-  if ((r = uv_accept(&l->h.stream, &s->h.stream)) != 0) {
-    lasync__stream_uvclose(s);
-    l->err = r;
-    return;
-  }
-  l->pending = 0;
-  l->queue[(l->qhead + l->qlen++) % ACCEPT_QUEUE] = s;
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void listener_poll(Listener *l, int on) {
+  if (on == l->polling) return;
+  l->polling = on;
+  if (on) uv_poll_start(&l->poll, UV_READABLE, on_readable);
+  else uv_poll_stop(&l->poll);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  Listener *l = (Listener *)server;
-  if (status < 0) l->err = status;
-  else if (l->qlen < ACCEPT_QUEUE) listener_take(l);
-  else l->pending = 1;                    /* libuv pauses until we take it */
+/* Puts an accepted socket into the queue as a stream; 0 or a libuv error. */
+static int listener_take(Listener *l, int fd) {
+  lasync_Stream *s = lasync__stream_new(l->H, l->root, l->kind);
+  int r;
+  if (s == NULL) { close(fd); return UV_ENOMEM; }
+  if (l->kind == STREAM_TCP) {
+    uv_tcp_init(lasync_loop(l->H), &s->h.tcp);
+    r = uv_tcp_open(&s->h.tcp, fd);
+  }
+  else {
+    uv_pipe_init(lasync_loop(l->H), &s->h.pipe, 0);
+    r = uv_pipe_open(&s->h.pipe, fd);
+  }
+  if (r != 0) {
+    close(fd);
+    lasync__stream_uvclose(s);
+    return r;
+  }
+  l->queue[(l->qhead + l->qlen++) % ACCEPT_QUEUE] = s;
+  return 0;
+}
+
+static int fd_full(int e) { return e == EMFILE || e == ENFILE; }
+
+/* Whether a connection waits. accept fails with EMFILE when the table is
+** full before it looks at the queue, also when nobody waits. */
+static int waiting(Listener *l) {
+  struct pollfd p;
+  p.fd = l->fd;
+  p.events = POLLIN;
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* Accepts what is waiting, up to a full queue. A failure stops polling and
+** is raised by accept(); accept() starts polling again. */
+static void on_readable(uv_poll_t *h, int status, int events) {
+  Listener *l = container_of(h, Listener, poll);
+  int fd, r = status;
+  (void)events;
+  while (r == 0 && l->qlen < ACCEPT_QUEUE) {
+    fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) r = listener_take(l, fd);
+    else if (errno == EAGAIN || errno == EWOULDBLOCK || (fd_full(errno) && !waiting(l))) break;
+    else if (errno != EINTR && errno != ECONNABORTED) r = uv_translate_sys_error(errno);
+    if (r == 0 && fd >= 0) l->burst = 0;
+  }
+  if (r != 0) {
+    l->err = r;
+    listener_poll(l, 0);
+  }
+  else if (l->qlen == ACCEPT_QUEUE) listener_poll(l, 0);
   if (l->wait.task && (l->qlen > 0 || l->err)) lasync_wake(&l->wait);
 }
 
@@ -203,7 +257,7 @@ static void listener_pop(lua_State *L, Listener *l) {
       lasync__stream_describe(s, lasync__addr_format((struct sockaddr *)&ss, what, sizeof what));
   }
   else lasync__stream_describe(s, l->desc);
-  if (l->pending) listener_take(l);
+  if (l->err == 0) listener_poll(l, 1);   /* there is room again */
   lasync__stream_push(L, s);
 }
 
@@ -223,8 +277,13 @@ static int accept_step(lua_State *L, int first) {
   if (l->err) {                           /* EMFILE and the like: raised once */
     int e = l->err;
     l->err = 0;
-    return lasync__ioerror(L, e, "accept", "address", l->desc);
+    lasync__push_ioerror(L, e, "accept", "address", l->desc);
+    lua_pushboolean(L, l->burst);         /* not the first of this burst */
+    lua_setfield(L, -2, "repeated");
+    l->burst = 1;
+    return lua_error(L);
   }
+  listener_poll(l, 1);                    /* room in the queue, no failure */
   if (first && l->wait.task)
     return luaL_error(L, "accept: another task is already accepting");
   lasync_checktask(L, "accept");
@@ -286,14 +345,36 @@ static Listener *listener_new(lua_State *L, int kind, const char *desc) {
   l->H = lasync_host(L);
   l->root = lasync__stream_root(L);
   l->kind = kind;
+  l->fd = -1;
+  l->handles = 1;
   l->box = box;
   *box = l;
   return l;
 }
 
+/* Names a TCP listener by the address it got (port 0: the port chosen),
+** for its errors and tostring. */
+static void listener_describe(Listener *l) {
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss;
+  char what[80], *d;
+  if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if ((d = strdup(lasync__addr_format((struct sockaddr *)&ss, what, sizeof what))) == NULL) return;
+  free(l->desc);
+  l->desc = d;
+}
+
 /* Starts listening, or closes the listener and raises. */
 static int listener_start(lua_State *L, Listener *l, int r, int backlog) {
-  if (r == 0) r = uv_listen(&l->h.stream, backlog, on_connection);
+  uv_os_fd_t fd = -1;
+  if (r == 0) r = uv_fileno(&l->h.handle, &fd);
+  if (r == 0 && listen(fd, backlog) != 0) r = uv_translate_sys_error(errno);
+  if (r == 0 && (r = uv_poll_init_socket(lasync_loop(l->H), &l->poll, fd)) == 0) {
+    l->fd = fd;
+    l->handles = 2;
+    listener_poll(l, 1);
+    if (l->kind == STREAM_TCP) listener_describe(l);
+  }
   if (r != 0) {
     free(l->unlink_path);
     l->unlink_path = NULL;                /* it is not ours */
@@ -308,6 +389,19 @@ static int check_backlog(lua_State *L, int arg) {
   lua_Integer b = luaL_optinteger(L, arg, 511);
   luaL_argcheck(L, b >= 1 && b <= 65535, arg, "backlog must be 1..65535");
   return (int)b;
+}
+
+/* bind(2) itself: uv_tcp_bind defers EADDRINUSE to uv_listen, which the
+** listener does not use (it accepts itself, see the top), and listen(2) on
+** the unbound socket would then pick a port of its own. */
+static int tcp_bind(Listener *l, const struct sockaddr *sa) {
+  uv_os_fd_t fd;
+  int on = 1, r = uv_fileno(&l->h.handle, &fd);
+  socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (r != 0) return r;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 || bind(fd, sa, len) != 0)
+    return uv_translate_sys_error(errno);
+  return 0;
 }
 
 /* tcp_listen(ip, port [, backlog [, reuseport]]): a Listener. */
@@ -332,7 +426,7 @@ static int l_tcp_listen(lua_State *L) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
       r = uv_translate_sys_error(errno);
   }
-  if (r == 0) r = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
+  if (r == 0) r = tcp_bind(l, (struct sockaddr *)&ss);
   return listener_start(L, l, r, backlog);
 }
 

@@ -11,8 +11,11 @@
 ** running when the Lua state closes is closed then (the program is ending;
 ** its children are reparented, not left as our zombies).
 */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <lauxlib.h>
 #include "io/io.h"
 
@@ -125,7 +128,10 @@ static int proc_status(lua_State *L) {
 /* proc:kill([sig]): sends sig (default SIGTERM); false if it had exited. */
 static int proc_kill(lua_State *L) {
   Proc *p = *proc_box(L);
-  int sig = lua_isnoneornil(L, 2) ? SIGTERM : lasync__checksignal(L, 2), r;
+  int sig, r;
+  /* Signal 0 sends nothing: it checks that the child is still there. */
+  if (lua_type(L, 2) == LUA_TNUMBER && lua_tointeger(L, 2) == 0 && lua_isinteger(L, 2)) sig = 0;
+  else sig = lua_isnoneornil(L, 2) ? SIGTERM : lasync__checksignal(L, 2);
   if (p == NULL) return lasync__closed_error(L, "kill", "process handle");
   if (p->exited) {
     lua_pushboolean(L, 0);
@@ -154,6 +160,15 @@ static int proc_close(lua_State *L) {
 
 /* ----------------------------------------------------------------- spawn */
 
+/* The string at the top (a number converts), or an error naming what:
+** a NUL byte would silently cut it short in the child's exec. */
+static const char *spawn_string(lua_State *L, const char *what, lua_Integer i) {
+  size_t len;
+  const char *p = lua_tolstring(L, -1, &len);
+  if (memchr(p, '\0', len)) luaL_error(L, "spawn: %s %I contains a NUL byte", what, (LUAI_UACINT)i);
+  return p;
+}
+
 /* The argument list from the sequence at idx: strings only. */
 static char **spawn_args(lua_State *L, int idx, int *n) {
   lua_Integer i, len = luaL_len(L, idx);
@@ -164,12 +179,25 @@ static char **spawn_args(lua_State *L, int idx, int *n) {
   for (i = 1; i <= len; i++) {
     if (lua_geti(L, idx, i) != LUA_TSTRING && !lua_isnumber(L, -1))
       luaL_error(L, "spawn: argument %d is a %s (strings expected)", (int)i, luaL_typename(L, -1));
-    args[i - 1] = (char *)lua_tostring(L, -1);
+    args[i - 1] = (char *)spawn_string(L, "argument", i);
     lua_pop(L, 1);                        /* the table keeps the string */
   }
   args[len] = NULL;
   *n = (int)len;
   return args;
+}
+
+/* Checks the env entry name, value at -2, -1: a name with '=' would set
+** another variable, and a NUL byte would cut either short. */
+static void check_env_entry(lua_State *L) {
+  size_t klen, vlen;
+  const char *k = lua_tolstring(L, -2, &klen), *v;
+  if (klen == 0 || memchr(k, '=', klen) || memchr(k, '\0', klen))
+    luaL_error(L, "spawn: env key '%s' is not a variable name (empty, or with '=' or a NUL byte)", k);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    v = lua_tolstring(L, -1, &vlen);
+    if (memchr(v, '\0', vlen)) luaL_error(L, "spawn: env.%s contains a NUL byte", k);
+  }
 }
 
 /* The environment: ours with env's entries set (false removes one), or
@@ -192,6 +220,7 @@ static char **spawn_env(lua_State *L, int env, int clear) {
     lua_pushnil(L);
     while (lua_next(L, env)) {            /* name, value */
       if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "spawn: env keys must be strings");
+      check_env_entry(L);
       lua_pushvalue(L, -2);
       if (!lua_toboolean(L, -2)) lua_pushnil(L);
       else if (!lua_isstring(L, -2)) luaL_error(L, "spawn: env.%s must be a string", lua_tostring(L, -1));
@@ -264,7 +293,13 @@ static void spawn_options(lua_State *L, uv_process_options_t *o) {
   o->args = spawn_args(L, 1, &n);
   o->file = o->args[0];
   lua_getfield(L, 1, "cwd");
-  o->cwd = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+  if (lua_isnil(L, -1)) o->cwd = NULL;
+  else {
+    size_t len;
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "spawn: cwd must be a string (got %s)", luaL_typename(L, -1));
+    o->cwd = lua_tolstring(L, -1, &len);
+    if (strlen(o->cwd) != len) luaL_error(L, "spawn: cwd contains a NUL byte");
+  }
   if (lua_getfield(L, 1, "env") != LUA_TNIL) luaL_checktype(L, -1, LUA_TTABLE);
   lua_getfield(L, 1, "clear_env");
   o->env = spawn_env(L, lua_gettop(L) - 1, lua_toboolean(L, -1));
@@ -272,6 +307,26 @@ static void spawn_options(lua_State *L, uv_process_options_t *o) {
   if (lua_toboolean(L, -1)) o->flags |= UV_PROCESS_DETACHED;
   lua_pop(L, 1);
   o->exit_cb = on_exit_cb;
+}
+
+/* Raises uv_spawn's failure r. The child's chdir and exec both report
+** ENOENT (and the like) the same way; a cwd that is not a directory we can
+** enter is named as the cause ("spawn true: no such file" misled). */
+static int spawn_failed(lua_State *L, int r, const uv_process_options_t *o) {
+  struct stat st;
+  int e = 0;
+  if (o->cwd) {
+    if (stat(o->cwd, &st) != 0) e = -errno;
+    else if (!S_ISDIR(st.st_mode)) e = UV_ENOTDIR;
+    else if (access(o->cwd, X_OK) != 0) e = -errno;
+  }
+  if (e == 0) return lasync__ioerror(L, r, "spawn", "path", o->file);
+  lua_pushfstring(L, "cwd %s: %s", o->cwd, uv_strerror(e));
+  lasync__push_ioerror_msg(L, uv_err_name(e), lua_tostring(L, -1), "spawn", "path", o->file);
+  lua_pushstring(L, o->cwd);
+  lua_setfield(L, -2, "cwd");
+  lua_remove(L, -2);                      /* the message */
+  return lua_error(L);
 }
 
 /* spawn(opts) -> proc, pid, stdin, stdout, stderr (streams or nil).
@@ -300,7 +355,7 @@ static int l_spawn(lua_State *L) {
   if ((r = uv_spawn(lasync_loop(lasync_host(L)), &p->h, &o)) != 0) {
     uv_close((uv_handle_t *)&p->h, proc_close_cb);  /* initialized even on failure */
     for (i = 0; i < 3; i++) if (pipes[i]) lasync__stream_close(pipes[i], 1);
-    return lasync__ioerror(L, r, "spawn", "path", o.file);
+    return spawn_failed(L, r, &o);
   }
   p->box = box;
   *box = p;

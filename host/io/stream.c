@@ -414,20 +414,28 @@ static size_t check_size(lua_State *L, int arg, lua_Integer dflt) {
 static int try_until(lua_State *L, lasync_Stream *s, int op) {
   int line = op == OP_LINE;
   size_t limit = check_size(L, line ? 2 : 3, LASYNC_LINE_LIMIT), n = unread(s);
+  /* read_until's limit counts the separator; read_line's counts the line
+  ** without its "\r\n", so a line of exactly `limit` bytes needs up to
+  ** limit + 2 bytes buffered (it was refused when the "\n" made it limit + 1). */
+  size_t span = line ? limit + 2 : limit;
   long at = find_sep(s);
-  if (at >= 0 && (size_t)at + s->seplen <= limit) {
+  if (at >= 0) {
     size_t end = (size_t)at + s->seplen, cut = end;
     if (line) cut = at > 0 && s->buf[s->off + at - 1] == '\r' ? (size_t)at - 1 : (size_t)at;
-    lua_pushlstring(L, s->buf + s->off, cut);
-    buf_consume(s, end);
-    return 1;
+    if (line ? cut <= limit : end <= limit) {
+      lua_pushlstring(L, s->buf + s->off, cut);
+      buf_consume(s, end);
+      return 1;
+    }
   }
-  if (at >= 0 || n >= limit) return read_overrun(L, s, op_names[op], limit);
+  if (at >= 0 || n >= span || (line && n > limit && s->buf[s->off + limit] != '\r'))
+    return read_overrun(L, s, op_names[op], limit);
   if (!(s->flags & F_EOF) && !s->rerr) {
-    s->rneed = limit;
+    s->rneed = line && n <= limit ? limit + 1 : span;  /* limit + 1: "\r"? */
     return -1;
   }
   if (n == 0) return read_end(L, s, op_names[op]);
+  if (line && n > limit) return read_overrun(L, s, op_names[op], limit);
   if (line && !s->rerr) { take(L, s, n); return 1; }
   if (s->rerr) return read_failed(L, s, op_names[op]);
   return read_incomplete(L, s, op_names[op], 0);

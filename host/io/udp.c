@@ -18,7 +18,8 @@
 
 #define UDP_MT "lasync.Udp"
 #define RECV_QUEUE 64
-#define DGRAM_MAX 65536
+#define DGRAM_MAX 65536           /* the receive buffer */
+#define SEND_MAX 65507            /* 65535 less the IPv4 and UDP headers */
 
 typedef struct Datagram {
   struct Datagram *next;
@@ -171,24 +172,30 @@ static void on_send(uv_udp_send_t *req, int status) {
   free(q);
 }
 
+/* After a send that waited: ctx is the stack index of op, then where. */
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   int st = (int)lua_tointeger(L, -1);
-  (void)status; (void)ctx;
-  if (st < 0) return lasync__ioerror(L, st, "send", "address", NULL);
+  (void)status;
+  if (st < 0)
+    return lasync__ioerror(L, st, lua_tostring(L, (int)ctx), "address", lua_tostring(L, (int)ctx + 1));
   return 0;
 }
 
-/* Sends the string at 2 to addr (NULL: the connected peer). */
-static int udp_send_aux(lua_State *L, Udp *u, const struct sockaddr *addr, const char *op) {
+/* Sends the string at 2 to addr (NULL: the connected peer); errors name
+** `where`, the target (they named our own socket, "127.0.0.1:0"). */
+static int udp_send_aux(lua_State *L, Udp *u, const struct sockaddr *addr, const char *op,
+                        const char *where) {
   size_t len;
   const char *p = luaL_checklstring(L, 2, &len);
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
   SendReq *q;
   int r;
-  luaL_argcheck(L, len <= DGRAM_MAX, 2, "datagram too large");
+  if (len > SEND_MAX)
+    return luaL_error(L, "%s %s: datagram too large (%I bytes; at most %d)", op, where,
+                      (LUAI_UACINT)len, SEND_MAX);
   r = uv_udp_try_send(&u->h, &b, 1, addr);
   if (r >= 0) return 0;
-  if (r != UV_EAGAIN && r != UV_ENOSYS) return lasync__ioerror(L, r, op, "address", u->desc);
+  if (r != UV_EAGAIN && r != UV_ENOSYS) return lasync__ioerror(L, r, op, "address", where);
   lasync_checktask(L, op);
   if ((q = (SendReq *)calloc(1, sizeof *q + len)) == NULL) return luaL_error(L, "not enough memory");
   memcpy(q->data, p, len);
@@ -196,23 +203,28 @@ static int udp_send_aux(lua_State *L, Udp *u, const struct sockaddr *addr, const
   b = uv_buf_init(q->data, (unsigned)len);
   if ((r = uv_udp_send(&q->req, &u->h, &b, 1, addr, on_send)) != 0) {
     free(q);
-    return lasync__ioerror(L, r, op, "address", u->desc);
+    return lasync__ioerror(L, r, op, "address", where);
   }
+  lua_pushstring(L, op);
+  lua_pushstring(L, where);
   q->wait.what = "udp send";
-  return lasync_wait(L, &q->wait, NULL, send_k, 0);
+  return lasync_wait(L, &q->wait, NULL, send_k, lua_gettop(L) - 1);
 }
 
 /* send_to(data, ip, port) */
 static int udp_send_to(lua_State *L) {
   Udp *u = udp_check(L, "send_to");
   struct sockaddr_storage ss;
+  char to[64];
   lasync__addr_check(L, 3, &ss);
-  return udp_send_aux(L, u, (struct sockaddr *)&ss, "send_to");
+  lasync__addr_format((struct sockaddr *)&ss, to, sizeof to);
+  return udp_send_aux(L, u, (struct sockaddr *)&ss, "send_to", to);
 }
 
 /* send(data): to the connected peer */
 static int udp_send(lua_State *L) {
-  return udp_send_aux(L, udp_check(L, "send"), NULL, "send");
+  Udp *u = udp_check(L, "send");
+  return udp_send_aux(L, u, NULL, "send", u->desc);
 }
 
 /* connect(ip, port): fixes the peer (send/recv; others' datagrams are dropped). */

@@ -376,9 +376,27 @@ lasync_Repl *lasync_repl_start(lasync_Host *H, const lasync_ReplOptions *opts) {
   return R;
 }
 
+/* The code of a task that never waited has been interrupted already
+** (lasync_interrupt, from the signal): the line's task counts it as its
+** first Ctrl-C; a background task's runaway code was what Ctrl-C stopped. */
+static int repl_interrupt_taken(lasync_Repl *R) {
+  lasync_Task *taken = lasync_interrupt_taken(R->H);
+  lua_State *L = lasync_state(R->H);
+  if (taken == NULL) return 0;
+  if (R->taskref != LUA_NOREF && R->interrupts == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, R->taskref);
+    if ((lasync_Task *)lua_touserdata(L, -1) == taken) {
+      R->interrupts = 1;
+      lasync__repl_call(R, "interrupt", 0, 0);
+    }
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
 void lasync_repl_interrupt(lasync_Repl *R) {
   lua_State *L = lasync_state(R->H);
-  if (R->stopped) return;
+  if (R->stopped || repl_interrupt_taken(R)) return;
   if (R->taskref == LUA_NOREF) {          /* at the prompt: drop the line */
     R->more = 0;
     if (lasync__repl_call(R, "reset", 0, 0) != LUA_OK) return;

@@ -23,6 +23,7 @@
 #include "thread/worker.h"
 
 #define MAXDEPTH 1000             /* nesting of tables (the encoder recurses) */
+#define PATH_SHOWN 8              /* steps of a path an error shows */
 #define PROTO_MT "lasync.Proto"
 
 enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TAB, T_END, T_REF, T_FUNC };
@@ -123,6 +124,12 @@ static int enc_fail(Enc *E, const char *what, const char *hint) {
   lua_pushfstring(L, E->root, E->cur);
   luaL_addvalue(&B);
   for (d = 1; d <= E->depth; d++) {
+    /* A deep path keeps its first and last steps: all 1000 of a table
+    ** nested too deeply made a 3 KB message. */
+    if (E->depth > PATH_SHOWN && d == PATH_SHOWN - 1) {
+      luaL_addstring(&B, "...");
+      d = E->depth - 1;
+    }
     if (E->iskey[d]) luaL_addstring(&B, "{key}");
     else path_key(&B, L, E->key[d]);
   }

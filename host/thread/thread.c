@@ -44,6 +44,7 @@ typedef struct Shared {
   unsigned char closed[2];        /* side i sends no more */
   unsigned char gone[2];          /* side i's end is gone (takes no more) */
   unsigned char finished, cancel;
+  lasync_Host *child;             /* the thread's host, while it runs tasks */
   uv_thread_t tid;
   lasync_NewFn make;              /* makes the thread's host (lasync_new) */
   lasync_Proto *proto;            /* the thread's function and arguments */
@@ -159,8 +160,9 @@ static void end_async_cb(uv_async_t *h) {
   cancel = sh->cancel;
   uv_mutex_unlock(&sh->mu);
   if (s == 0 && finished) end_join(e);
-  if (s == 1 && cancel && e->main) {
-    lasync_cancel(lasync_state(e->H), e->main, "the thread was cancelled by its parent");
+  if (s == 1 && cancel && e->main) {      /* unless shared_cancel's interrupt reached it */
+    if (lasync_interrupt_taken(e->H) != e->main)
+      lasync_cancel(lasync_state(e->H), e->main, "the thread was cancelled by its parent");
     e->main = NULL;
   }
   end_settle(e);
@@ -335,6 +337,7 @@ static int child_start(lua_State *L) {
   End *e;
   int n;
   thread_metatables(L);
+  lasync__forbid_exit(L, "a thread (async.thread.spawn)");
   e = end_new(L, sh, 1);                 /* 2: the Channel */
   uv_mutex_lock(&sh->mu);
   sh->end[1] = e;
@@ -375,6 +378,9 @@ static void child_main(void *arg) {
   End *e = NULL;
   if (H == NULL) sh->status = JR_ERROR;  /* with no result: "could not start" */
   else {
+    uv_mutex_lock(&sh->mu);
+    sh->child = H;
+    uv_mutex_unlock(&sh->mu);
     L = lasync_state(H);
     lua_pushcfunction(L, child_start);
     lua_pushlightuserdata(L, sh);
@@ -402,6 +408,9 @@ static void child_main(void *arg) {
     uv_mutex_unlock(&sh->mu);
     if (e) end_close(e);                 /* the parent's recv ends now */
     lua_settop(L, 0);
+    uv_mutex_lock(&sh->mu);
+    sh->child = NULL;                    /* no interrupt reaches H now */
+    uv_mutex_unlock(&sh->mu);
     lasync_free(H);
   }
   uv_mutex_lock(&sh->mu);
@@ -484,12 +493,20 @@ static int th_join(lua_State *L) {
   return lasync_wait(L, w, join_cancel, join_k, (lua_KContext)e);
 }
 
+/* Asks the thread to stop (mutex held): its loop cancels its main task,
+** and code it runs without waiting is interrupted at once (a busy loop
+** never lets its loop see the request). */
+static void shared_cancel(Shared *sh) {
+  sh->cancel = 1;
+  shared_poke(sh, 1);
+  if (sh->child) lasync_interrupt(sh->child, "the thread was cancelled by its parent");
+}
+
 /* th:cancel(): cancels the thread's main task (it ends the thread). */
 static int th_cancel(lua_State *L) {
   End *e = end_check(L, 1);
   uv_mutex_lock(&e->sh->mu);
-  e->sh->cancel = 1;
-  shared_poke(e->sh, 1);
+  shared_cancel(e->sh);
   uv_mutex_unlock(&e->sh->mu);
   return 0;
 }
@@ -508,9 +525,8 @@ static int end_gc(lua_State *L) {
   e->box = NULL;                         /* freed once the handle has closed */
   if (e->side == 0 && !e->joined) {      /* the host is closing: stop the thread */
     uv_mutex_lock(&e->sh->mu);
-    e->sh->cancel = 1;
     e->sh->closed[0] = 1;
-    shared_poke(e->sh, 1);
+    shared_cancel(e->sh);
     uv_mutex_unlock(&e->sh->mu);
     uv_thread_join(&e->sh->tid);
     e->joined = 1;

@@ -142,8 +142,25 @@ static void co_install(lua_State *L) {
 
 /* ----------------------------------------------------------------- state */
 
+static int no_exit(lua_State *L) {
+  return luaL_error(L, "os.exit is not allowed in %s: it would end the whole process "
+                       "from a worker thread, without its cleanup (return or raise an "
+                       "error instead)", lua_tostring(L, lua_upvalueindex(1)));
+}
+
+void lasync__forbid_exit(lua_State *L, const char *where) {
+  lua_getglobal(L, "os");
+  if (lua_istable(L, -1)) {
+    lua_pushstring(L, where);
+    lua_pushcclosure(L, no_exit, 1);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
+}
+
 static int worker_init(lua_State *L) {
   luaL_openlibs(L);
+  lasync__forbid_exit(L, "a job on a worker thread (to_thread, executor)");
   co_install(L);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_key);

@@ -139,6 +139,9 @@ typedef struct lasync_Worker {
 
 /* Worker thread: makes its state (NULL when out of memory); closes it. */
 lua_State *lasync__worker_open(lasync_Worker *w);
+/* Makes os.exit in L raise an error naming `where` (a state on a thread
+** other than the program's: ending the process from there skips cleanup). */
+void lasync__forbid_exit(lua_State *L, const char *where);
 void lasync__worker_close(lasync_Worker *w, lua_State *L);
 /* Worker thread: runs the Lua job j in L; returns how it ended (JR_*). */
 int lasync__worker_run(lasync_Worker *w, lua_State *L, lasync_Job *j);

@@ -6,9 +6,12 @@
 --
 -- Files read and write at explicit offsets, so a cancelled read consumes
 -- nothing (the next read gets the same bytes) and a cancelled write does
--- not move the position.
+-- not move the position. A File runs one operation at a time, in order;
+-- files with no position (FIFOs) are read and written in sequence.
 local core = require "async.core.fs"
 local check = require "async.internal.check"
+local new_lock = require("async.sync").lock
+local current = require("async.core").current
 
 local type, error, pcall, tostring, format = type, error, pcall, tostring, string.format
 local getmetatable, setmetatable, math_type = getmetatable, setmetatable, math.type
@@ -42,7 +45,7 @@ File.__name = "lasync.File"
 
 local function check_open(f, what)
   if getmetatable(f) ~= File then argerror(1, what, "File expected, got " .. type(f)) end
-  if f.fd == nil then error(what .. ": attempt to use a closed file", 3) end
+  if f.fd == nil or f.closing then error(what .. ": attempt to use a closed file", 3) end
   return f.fd
 end
 
@@ -53,15 +56,62 @@ function fs.open(path, mode, perm)
   if mode ~= nil and type(mode) ~= "string" then argerror(2, "open", "mode string expected") end
   if perm ~= nil and math_type(perm) ~= "integer" then argerror(3, "open", "permissions (integer) expected") end
   local fd = core.open(path, mode or "r", perm)
-  return setmetatable({fd = fd, path = path, pos = 0, buf = "", bi = 1,
+  return setmetatable({fd = fd, path = path, pos = 0, buf = "", bi = 1, lock = new_lock(),
                        append = (mode or ""):sub(1, 1) == "a"}, File)
+end
+
+-- Closes the descriptor of a File whose close was cancelled while it
+-- waited for the operations before it, once the last of them is done.
+local function close_late(f)
+  local fd = f.fd
+  f.fd, f.close_later = nil, nil
+  if fd then core.close_now(fd) end
+end
+
+-- Runs op(f, ...) as the File's only operation. The position moves when
+-- a read or write returns, so two at once would both read (or write) at
+-- the same offset: each waits in the File's lock, in the order called.
+-- Operations queued before a close still run; later ones raise "closed".
+local function serial(f, what, op, ...)
+  check_open(f, what)
+  if not current() then error(what .. ": not inside a task", 3) end
+  local lock = f.lock
+  lock:acquire()
+  local ok, a, b = pcall(op, f, ...)
+  lock:release()
+  if f.close_later and not lock:locked() then close_late(f) end
+  if not ok then error(a, 0) end
+  return a, b
+end
+
+-- pread/pwrite at the position. A FIFO (or another file with no position)
+-- refuses them with ESPIPE; from then on the File reads and writes it in
+-- sequence (a read on it, cancelled while it runs, may consume data).
+local function pread(f, n, off)
+  if not f.sequential then
+    local ok, data = pcall(core.read, f.fd, n, off, f.path)
+    if ok then return data end
+    if not is_code(data, "ESPIPE") then error(data, 0) end
+    f.sequential = true
+  end
+  return core.read(f.fd, n, -1, f.path)
+end
+
+local function pwrite(f, data, off)
+  if not f.sequential and off >= 0 then
+    local ok, n = pcall(core.write, f.fd, data, off, f.path)
+    if ok then return n end
+    if not is_code(n, "ESPIPE") then error(n, 0) end
+    f.sequential = true
+  end
+  return core.write(f.fd, data, -1, f.path)
 end
 
 local function unread(f) return #f.buf - f.bi + 1 end
 
 -- Reads the next chunk into the buffer; false at the end of the file.
 local function fill(f, want)
-  local data = core.read(f.fd, want > CHUNK and want or CHUNK, f.pos + unread(f), f.path)
+  local data = pread(f, want > CHUNK and want or CHUNK, f.pos + unread(f))
   if data == nil then return false end
   f.buf = unread(f) > 0 and f.buf:sub(f.bi) .. data or data
   f.bi = 1
@@ -76,49 +126,71 @@ local function take(f, n)
   return s
 end
 
--- f:read([n]): up to n bytes (default 65536); nil at the end.
+local function read_op(f, n)
+  if unread(f) == 0 and not fill(f, n) then return nil end
+  return take(f, n < unread(f) and n or unread(f))
+end
+
+-- f:read([n]): up to n bytes (default 65536); nil at the end. n may be a
+-- float with an integral value (1e6), as for Stream:read.
 function File:read(n)
   check_open(self, "read")
-  if n ~= nil and (math_type(n) ~= "integer" or n < 1) then argerror(1, "read", "positive number of bytes expected") end
-  n = n or CHUNK
-  if unread(self) == 0 and not fill(self, n) then return nil end
-  return take(self, n < unread(self) and n or unread(self))
+  if n ~= nil then
+    local i = math_type(n) == "float" and math.tointeger(n) or n
+    if math_type(i) ~= "integer" or i < 1 then argerror(1, "read", "positive number of bytes expected") end
+    n = i
+  end
+  return serial(self, "read", read_op, n or CHUNK)
+end
+
+local function read_line_op(f)
+  local from = f.bi
+  while true do
+    local j = f.buf:find("\n", from, true)
+    if j then
+      local line = take(f, j - f.bi + 1)
+      return line:sub(-2) == "\r\n" and line:sub(1, -3) or line:sub(1, -2)
+    end
+    from = #f.buf + 1 - f.bi + 1       -- resume after what was searched
+    if not fill(f, CHUNK) then
+      if unread(f) == 0 then return nil end
+      return take(f, unread(f))
+    end
+  end
 end
 
 -- f:read_line(): the next line without "\n" (and "\r"); the last one even
 -- without a "\n"; nil at the end.
-function File:read_line()
-  check_open(self, "read_line")
-  local from = self.bi
-  while true do
-    local j = self.buf:find("\n", from, true)
-    if j then
-      local line = take(self, j - self.bi + 1)
-      return line:sub(-2) == "\r\n" and line:sub(1, -3) or line:sub(1, -2)
-    end
-    from = #self.buf + 1 - self.bi + 1       -- resume after what was searched
-    if not fill(self, CHUNK) then
-      if unread(self) == 0 then return nil end
-      return take(self, unread(self))
-    end
-  end
-end
+function File:read_line() return serial(self, "read_line", read_line_op) end
 
 function File:lines()
   check_open(self, "lines")
   return function() return self:read_line() end
 end
 
--- f:read_all(): the rest of the file ("" at the end).
-function File:read_all()
-  check_open(self, "read_all")
-  local parts = {unread(self) > 0 and take(self, unread(self)) or nil}
+local function read_all_op(f)
+  local parts = {unread(f) > 0 and take(f, unread(f)) or nil}
   while true do
-    local data = core.read(self.fd, 1 << 20, self.pos, self.path)
+    local data = pread(f, 1 << 20, f.pos)
     if data == nil then return concat(parts) end
     parts[#parts + 1] = data
-    self.pos = self.pos + #data
+    f.pos = f.pos + #data
   end
+end
+
+-- f:read_all(): the rest of the file ("" at the end).
+function File:read_all() return serial(self, "read_all", read_all_op) end
+
+local function write_op(f, data)
+  if unread(f) > 0 then f.buf, f.bi = "", 1 end   -- drop read-ahead
+  local done = 0
+  while done < #data do
+    local chunk = done == 0 and data or data:sub(done + 1)
+    local n = pwrite(f, chunk, f.append and -1 or f.pos)
+    done = done + n
+    if not f.append then f.pos = f.pos + n end
+  end
+  return f
 end
 
 -- f:write(...): writes the strings (or numbers) at the position (at the
@@ -129,15 +201,17 @@ function File:write(...)
   if select("#", ...) == 1 then data = ... else data = concat({...}) end
   if math_type(data) then data = tostring(data) end
   if type(data) ~= "string" then argerror(1, "write", "string expected, got " .. type(data)) end
-  if unread(self) > 0 then self.buf, self.bi = "", 1 end   -- drop read-ahead
-  local done = 0
-  while done < #data do
-    local chunk = done == 0 and data or data:sub(done + 1)
-    local n = core.write(self.fd, chunk, self.append and -1 or self.pos, self.path)
-    done = done + n
-    if not self.append then self.pos = self.pos + n end
-  end
-  return self
+  return serial(self, "write", write_op, data)
+end
+
+local function seek_op(f, whence, offset)
+  local base
+  if whence == "set" then base = 0
+  elseif whence == "cur" then base = f.pos
+  else base = core.fstat(f.fd, f.path).size end
+  if base + offset < 0 then error(format("seek: position %d is before the start of %s", base + offset, f.path), 0) end
+  f.pos, f.buf, f.bi = base + offset, "", 1
+  return f.pos
 end
 
 -- f:seek([whence [, offset]]) as Lua's file:seek: "set", "cur" (default)
@@ -146,34 +220,49 @@ function File:seek(whence, offset)
   check_open(self, "seek")
   whence, offset = whence or "cur", offset or 0
   if math_type(offset) ~= "integer" then argerror(2, "seek", "integer offset expected") end
-  local base
-  if whence == "set" then base = 0
-  elseif whence == "cur" then base = self.pos
-  elseif whence == "end" then base = core.fstat(self.fd, self.path).size
-  else argerror(1, "seek", "\"set\", \"cur\" or \"end\" expected, got " .. tostring(whence)) end
-  if base + offset < 0 then error(format("seek: position %d is before the start of %s", base + offset, self.path), 2) end
-  self.pos, self.buf, self.bi = base + offset, "", 1
-  return self.pos
+  if whence ~= "set" and whence ~= "cur" and whence ~= "end" then
+    argerror(1, "seek", "\"set\", \"cur\" or \"end\" expected, got " .. tostring(whence))
+  end
+  return serial(self, "seek", seek_op, whence, offset)
 end
 
-function File:stat() return core.fstat(check_open(self, "stat"), self.path) end
-function File:sync() core.fsync(check_open(self, "sync"), self.path) return self end
-function File:truncate(size) core.truncate(check_open(self, "truncate"), size or 0, self.path) return self end
+local function stat_op(f) return core.fstat(f.fd, f.path) end
+local function sync_op(f) core.fsync(f.fd, f.path) return f end
+local function truncate_op(f, size) core.truncate(f.fd, size, f.path) return f end
 
--- f:close(): idempotent. A close cancelled while it runs still closes.
+function File:stat() return serial(self, "stat", stat_op) end
+function File:sync() return serial(self, "sync", sync_op) end
+function File:truncate(size) return serial(self, "truncate", truncate_op, size or 0) end
+
+-- f:close(): idempotent; later calls raise "closed" at once. It waits for
+-- the operations called before it, then closes. A close cancelled while it
+-- waits leaves the closing to the last of them; one cancelled while the
+-- close itself runs still closes.
 function File:close()
+  if self.fd == nil or self.closing then return end
+  self.closing = true
+  local lock = self.lock
+  if lock:locked() then
+    local ok, err = false, nil
+    if current() then ok, err = pcall(lock.acquire, lock) end
+    if not ok then                        -- the last one in line closes it
+      if lock:locked() then self.close_later = true else close_late(self) end
+      if err ~= nil then error(err, 0) end
+      return
+    end
+    lock:release()
+  end
   local fd = self.fd
-  if fd == nil then return end
   self.fd = nil
   core.close(fd, self.path)
 end
 
-function File:closed() return self.fd == nil end
+function File:closed() return self.fd == nil or self.closing == true end
 
 File.__close = File.close
 function File:__gc() if self.fd then core.close_now(self.fd) self.fd = nil end end
 function File:__tostring()
-  return format("File<%s%s>", self.path, self.fd and "" or ", closed")
+  return format("File<%s%s>", self.path, self:closed() and ", closed" or "")
 end
 
 -- fs.lines(path): for line in fs.lines(path) do ... end; the file is closed
@@ -193,6 +282,22 @@ function fs.read_file(path)
   return f:read_all()
 end
 
+-- An atomic write renames a new regular file over path: over a FIFO, a
+-- device node or a directory that would replace the thing itself (as root,
+-- /dev/full became a file). Only a regular file or nothing may be there.
+local function refuse_special(path)
+  local ok, st = pcall(core.stat, path)
+  if not ok then
+    if is_code(st, "ENOENT") then return end
+    error(st, 0)
+  end
+  if st.type ~= "file" then
+    error(setmetatable({kind = "IOError", code = "EINVAL", op = "write_file", path = path,
+                        message = format("not a regular file (a %s): an atomic write replaces only a regular file", st.type)},
+                       IOError), 0)
+  end
+end
+
 -- fs.write_file(path, data [, {atomic=, append=, perm=}]): atomic writes
 -- a temporary file next to path, syncs it and renames it over path, so a
 -- reader sees the old contents or the new, never a part; on failure or
@@ -207,6 +312,7 @@ function fs.write_file(path, data, opts)
     return
   end
   if opts.append then argerror(3, "write_file", "atomic and append do not go together") end
+  refuse_special(path)
   local tmp = format("%s.tmp-%d-%d", path, math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
   local ok, err = pcall(function()
     local f <close> = fs.open(tmp, "wx", opts.perm)

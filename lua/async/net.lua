@@ -97,7 +97,13 @@ local function report(srv, err, tb, desc)
     if ok then return end
     tb = tb .. "\n(and then on_error failed: " .. tostring(e) .. ")"
   end
-  io.stderr:write(format("lasync: connection handler failed (%s): %s\n", desc, tb))
+  if desc == "accept" then
+    local ip, port = srv.listener:address()
+    io.stderr:write(format("lasync: server %s%s: %s (connections wait until it can accept; "
+                           .. "reported once until an accept succeeds)\n", ip, port and ":" .. port or "", tb))
+  else
+    io.stderr:write(format("lasync: connection handler failed (%s): %s\n", desc, tb))
+  end
   io.stderr:flush()
 end
 
@@ -129,8 +135,9 @@ local function accept_loop(srv)
       l:close()
       error(conn, 0)
     else                                          -- EMFILE and the like: go on
-      report(srv, conn, tostring(conn), "accept")
-      async.sleep(0.05)
+      -- once per burst: the listener marks the failures after the first
+      if not conn.repeated then report(srv, conn, tostring(conn), "accept") end
+      async.sleep(0.05)                           -- the clients wait in the backlog
     end
   end
 end
@@ -141,6 +148,7 @@ local function serve(listener, handler, opts, what)
     argerror(3, what, "handler function expected, got " .. type(handler), 3)
   end
   local srv = setmetatable({listener = listener, handler = handler, active = {}, count = 0,
+
                             on_error = opts.on_error, nodelay = opts.nodelay ~= false}, Server)
   srv.acceptor = async.spawn(accept_loop, srv)
   return srv

@@ -34,15 +34,29 @@ function process.spawn(opts)
                        stdin = stdin, stdout = stdout, stderr = stderr}, Process)
 end
 
+-- The exit is kept once seen: after close the handle knows it no more
+-- (tostring said "running" for a child that had exited and been closed).
+local function keep(self, code, sig)
+  if code ~= nil then self.exit_code, self.exit_signal = code, sig end
+  return code, sig
+end
+
 -- proc:wait(): code, signal (the name, as "SIGKILL", or nil) once the child
 -- has exited. Cancelling the wait leaves the child running.
-function Process:wait() return self.handle:wait() end
+function Process:wait()
+  if self.exit_code ~= nil then return self.exit_code, self.exit_signal end
+  return keep(self, self.handle:wait())
+end
 
 -- proc:status(): nil while it runs, else code, signal.
-function Process:status() return self.handle:status() end
+function Process:status()
+  if self.exit_code ~= nil then return self.exit_code, self.exit_signal end
+  return keep(self, self.handle:status())
+end
 
--- proc:kill([sig]): sends sig ("SIGTERM" by default; a name or a number);
--- false if the child had exited already.
+-- proc:kill([sig]): sends sig ("SIGTERM" by default; a name or a number;
+-- 0 sends nothing and tells whether the child is still there); false if
+-- the child had exited already.
 function Process:kill(sig) return self.handle:kill(sig) end
 
 -- proc:close(): closes the pipes and lets go of the child (a running child
@@ -50,18 +64,20 @@ function Process:kill(sig) return self.handle:kill(sig) end
 -- running when the block is left by an error or a cancellation is sent
 -- SIGTERM first.
 function Process:close(err)
-  if err ~= nil and self.handle:status() == nil then pcall(self.handle.kill, self.handle) end
+  if self:status() == nil and err ~= nil then pcall(self.handle.kill, self.handle) end
   if self.stdin then self.stdin:close() end
   if self.stdout then self.stdout:close() end
   if self.stderr then self.stderr:close() end
   self.handle:close()
+  self.closed = true
 end
 Process.__close = Process.close
 
 function Process:__tostring()
-  local code, sig = self.handle:status()
-  return format("Process<%d %s, %s>", self.pid, tostring(self.cmd),
-                code == nil and "running" or sig and ("killed by " .. tostring(sig)) or ("exited " .. code))
+  local code, sig = self:status()
+  local state = code == nil and (self.closed and "closed" or "running")
+                or sig and ("killed by " .. tostring(sig)) or ("exited " .. code)
+  return format("Process<%d %s, %s>", self.pid, tostring(self.cmd), state)
 end
 
 local function exit_error(cmd, res)

@@ -69,7 +69,9 @@ local function run_line(self, fn, takes_helper)
     return
   end
   local e = res[2]
-  if self.interrupted and async.is_cancelled(e.value) then
+  -- Ctrl-C: the line's task was cancelled, or its code interrupted (the
+  -- interrupt may come before the C half has told the session)
+  if async.is_cancelled(e.value) and (self.interrupted or tostring(e.value):find("interrupted (Ctrl-C)", 1, true)) then
     self.io.err(tostring(e.value) .. "\n")
   else
     self.io.err(e.text .. "\n")
@@ -304,6 +306,14 @@ end
 local saved
 
 function M.wrap_stdio(hide, shown)
+  -- Checked now: a wrong one failed only later, in every print.
+  local fns = {hide, shown}
+  for i = 1, 2 do
+    local f = fns[i]
+    if type(f) ~= "function" then
+      error(("bad argument #%d to 'wrap_stdio' (function expected, got %s)"):format(i, type(f)), 2)
+    end
+  end
   if saved then return end
   local file_mt = getmetatable(io.stdout).__index
   saved = {print = print, write = io.write, fwrite = file_mt.write}
