@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include "lasync.h"
@@ -314,6 +315,21 @@ static int send_op(Conn *c, Op *op, int n, const char **argv, const size_t *lens
 
 #define REFUSED "redis: the connection does not take commands now"
 
+/* A subscribed context routes every reply by its channel name: a plain
+** command's reply there could reach the wrong callback (hiredis 0.14), so
+** a subscribed connection takes only (un)subscribe commands. */
+static void check_unsubscribed(lua_State *L, Conn *c, const char *what) {
+  if (c->ac->c.flags & REDIS_SUBSCRIBED)
+    luaL_error(L, "%s: the connection is subscribed (only (un)subscribe commands)", what);
+}
+
+static int is_sub_command(const char *s) {
+  if (s[0] == 'p' || s[0] == 'P') s++;
+  return strcasecmp(s, "subscribe") == 0 || strcasecmp(s, "unsubscribe") == 0;
+}
+
+/* conn:call(cmd, ...): sends one command and waits for its reply; raises
+** the RedisError of an error reply. */
 static int l_call(lua_State *L) {
   Conn *c = check_conn(L, "redis.call");
   int top = lua_gettop(L), n;
@@ -323,6 +339,7 @@ static int l_call(lua_State *L) {
   lasync__redis_check_args(L, 2, top, "call");
   lasync_checktask(L, "redis.call");
   if (c->box->state != S_OPEN) return luaL_error(L, "redis.call: not connected yet");
+  check_unsubscribed(L, c, "redis.call");
   lasync__redis_args_init(L, &a, top - 1);
   if ((op = calloc(1, sizeof *op)) == NULL) {
     lasync__redis_args_free(&a);
@@ -367,6 +384,7 @@ static int l_pipeline(lua_State *L) {
   }
   lasync_checktask(L, "redis.pipeline");
   if (c->box->state != S_OPEN) return luaL_error(L, "redis.pipeline: not connected yet");
+  check_unsubscribed(L, c, "redis.pipeline");
   lua_createtable(L, (int)n, 0);
   if (n == 0) return 1;
   if ((p = calloc(1, sizeof *p)) == NULL) return luaL_error(L, "redis: out of memory");
@@ -408,6 +426,8 @@ static int l_subscribe(lua_State *L) {
   int top = lua_gettop(L), n, ok;
   Args a;
   lasync__redis_check_args(L, 2, top, "subscribe");
+  if (top >= 2 && !is_sub_command(lua_tostring(L, 2)))
+    return luaL_error(L, "redis.subscribe: (P)SUBSCRIBE or (P)UNSUBSCRIBE expected");
   if (top < 2) return luaL_error(L, "bad argument #1 to 'subscribe' (command expected)");
   if (c->box->state != S_OPEN) return luaL_error(L, "redis.subscribe: not connected yet");
   lasync__redis_args_init(L, &a, top - 1);
