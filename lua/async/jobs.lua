@@ -15,7 +15,7 @@
 -- between two steps never leaves a job half-moved: a job is in a stream
 -- (pending or being run), in P:delayed, or finished.
 local async = require "async"
-local scripts = require "async.jobs_scripts"
+local scripts = require "async.internal.jobs_scripts"
 
 local type, error, pcall, tostring, tonumber, format = type, error, pcall, tostring, tonumber, string.format
 local setmetatable, unpack = setmetatable, table.unpack
@@ -196,5 +196,5 @@ end
 function queue_mt.__tostring(q) return format("JobQueue<%s>", q.name) end
 
 M.Queue, M.Job = Queue, Job
-M.worker = function(o) return require("async.jobs_worker").new(o) end
+M.worker = function(o) return require("async.internal.jobs_worker").new(o) end
 return M

@@ -3,7 +3,7 @@
 -- shared connection that every task's commands are pipelined on,
 -- reconnect with backoff, a pool of extra connections for blocking
 -- commands and dedicated use, shorthands, pipelines and transactions.
--- Pub/sub is in async.redis_sub (client:subscriber()).
+-- Pub/sub is in async.internal.redis_sub (client:subscriber()).
 local core = require "async.core.redis"
 local async = require "async"
 
@@ -401,7 +401,7 @@ function Client:dedicated(fn, ...)
 end
 
 function Client:subscriber(opts)
-  return require("async.redis_sub").new(self, opts)
+  return require("async.internal.redis_sub").new(self, opts)
 end
 
 -- Closes the shared and pooled connections: commands in flight fail with

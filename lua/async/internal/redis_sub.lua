@@ -1,4 +1,4 @@
--- async.redis_sub: pub/sub for async.redis (client:subscriber()). A
+-- async.internal.redis_sub: pub/sub for async.redis (client:subscriber()). A
 -- subscriber has a connection of its own (a subscribed connection takes no
 -- other command) and a pump task that reads it: confirmations complete
 -- the subscribe/unsubscribe calls waiting for them, in order (Redis

@@ -1,11 +1,11 @@
--- async.jobs_worker: the worker of async.jobs (async.jobs.worker{...}).
+-- async.internal.jobs_worker: the worker of async.jobs (async.jobs.worker{...}).
 -- Three tasks: the fetch loop (XREADGROUP, highest priority first, as many
 -- jobs as free slots), the maintenance loop (heartbeats that keep running
 -- jobs from looking abandoned, delayed jobs made due, abandoned jobs of
 -- dead workers reclaimed), and one task per running job. Delivery is at
 -- least once: a job is acknowledged only after its outcome is stored.
 local async = require "async"
-local scripts = require "async.jobs_scripts"
+local scripts = require "async.internal.jobs_scripts"
 local jobs = require "async.jobs"
 
 local type, error, pcall, tostring, tonumber, format = type, error, pcall, tostring, tonumber, string.format

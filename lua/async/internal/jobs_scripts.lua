@@ -1,4 +1,4 @@
--- async.jobs_scripts: the server-side scripts of async.jobs (each change
+-- async.internal.jobs_scripts: the server-side scripts of async.jobs (each change
 -- of a job's state is one atomic script) and how they are run: EVALSHA,
 -- loading the script again when the server does not know it (a restart).
 -- Every key of a queue has the hash tag {name}, so on Redis Cluster they
