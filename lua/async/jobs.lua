@@ -187,7 +187,8 @@ function Queue:destroy()
   local red = self.redis
   local cursor = "0"
   repeat
-    local r = red:call("SCAN", cursor, "MATCH", self.prefix .. ":*", "COUNT", 1000)
+    local pattern = self.prefix:gsub("[%*%?%[%]\\]", "\\%0") .. ":*"   -- glob-escaped
+    local r = red:call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
     cursor = r[1]
     if #r[2] > 0 then red:call("UNLINK", unpack(r[2])) end
   until cursor == "0"

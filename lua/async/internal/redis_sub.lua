@@ -211,7 +211,9 @@ function Sub:close()
   self.client._subs[self] = nil
 end
 sub_mt.__close = Sub.close
-sub_mt.__gc = function(s) if not s.closed then s.closed = true; s.conn:close() end end
+sub_mt.__gc = function(s)
+  if not s.closed and s.conn then s.closed = true; s.conn:close() end
+end
 
 function sub_mt.__tostring(s)
   return format("RedisSubscriber<%d channels, %d patterns%s>", #keys(s.channels),
