@@ -3,14 +3,16 @@
 -- jobs each worker ran.
 --
 --   lasync scripts/jobs_producer.lua [jobs] [workers] [redis-url]
+--   lasync scripts/jobs_producer.lua 10000 3       the full run
 --
--- Defaults: 10000 jobs, 3 workers, and a redis-server of its own started
+-- Defaults: 2000 jobs (`make test` runs it without arguments, also under
+-- the sanitizers), 3 workers, and a redis-server of its own started
 -- in a temporary directory on a free port (stopped at the end). With a
 -- URL, it uses that server; the workers (scripts/jobs/worker.lua) could
 -- as well run on other machines: start them there with the same URL.
 local async = require "async"
 
-local N = math.tointeger(tonumber(arg[1] or "10000"))
+local N = math.tointeger(tonumber(arg[1] or "2000"))
 local WORKERS = math.tointeger(tonumber(arg[2] or "3"))
 local url = arg[3]
 local LASYNC = arg[-1] or "lasync"
@@ -37,6 +39,11 @@ local function start_redis()
     async.process.run("rm", "-rf", dir)
   end
 end
+
+-- SIGTERM (a supervisor, a test runner's timeout) cancels the script, so
+-- the cleanup below stops the workers and the server (Ctrl-C does anyway).
+local main = async.current()
+local on_term = async.signal.on("SIGTERM", function() main:cancel("SIGTERM") end)
 
 local stop_redis
 if not url then
@@ -106,3 +113,4 @@ for name in pairs(per_worker) do names[#names + 1] = name end
 table.sort(names)
 for _, name in ipairs(names) do print(("  worker %s: %d jobs"):format(name, per_worker[name])) end
 q:destroy()
+on_term:remove()
