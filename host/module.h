@@ -103,6 +103,7 @@ lasync_NewFn lasync__host_maker(lasync_Host *H);
 
 /* The entry points of the data and network modules (host.c preloads them). */
 int lasync__luaopen_json(lua_State *L);      /* data/json.c: async.core.json */
+int lasync__luaopen_http(lua_State *L);      /* net/http_session.c: async.core.http */
 int lasync__luaopen_redis(lua_State *L);     /* db/redis.c: async.core.redis */
 
 #endif

@@ -123,6 +123,7 @@ static const luaL_Reg natives[] = {
   {"async.core.apidoc", lasync__luaopen_apidoc},
   {"async.core.json", lasync__luaopen_json},
   {"async.core.redis", lasync__luaopen_redis},
+  {"async.core.http", lasync__luaopen_http},
   {NULL, NULL}
 };
 

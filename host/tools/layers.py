@@ -35,7 +35,8 @@ CORE_CYCLE = {"core/sched", "core/task", "core/timer", "core/watch", "core/watch
 # One module in several files (split for length), whose files call each
 # other: a cycle inside one of these is one module's business.
 SPLIT = [{"io/stream", "io/stream_info", "io/stream_write"},
-         {"repl/repl", "repl/repl_edit"}]
+         {"repl/repl", "repl/repl_edit"},
+         {"net/curl", "net/http_client", "net/http_session"}]  # the HTTP client
 PRIVILEGED = ("core", "embed")   # may include core/core.h
 
 

@@ -79,6 +79,10 @@ end
 local function handle_counts()
   local counts = {}
   for _, name in ipairs(core.handles()) do counts[name] = (counts[name] or 0) + 1 end
+  -- libcurl's easy handles (async.http transfers) count as handles too,
+  -- once the HTTP client is loaded: a response left open holds one.
+  local http = package.loaded["async.core.http"]
+  if http then counts["curl easy handle"] = http.stats().easy end
   return counts
 end
 
