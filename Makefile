@@ -83,7 +83,7 @@ PC_SED    = -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@
 EXAMPLE   = $(BUILD)/example/app
 CTESTS    = $(patsubst tests/c/%.c,$(BUILD)/tests/c/%,$(wildcard tests/c/*.c))
 
-.PHONY: all deps libs layers demo test asan tsan bench bench-deps clean install uninstall
+.PHONY: all deps libs layers demo test asan tsan bench bench-deps clean install uninstall fuzz
 all: $(BUILD)/lasync $(BUILD)/liblasync.a $(BUILD)/liblasync.so $(BUILD)/lasync.pc $(EXAMPLE)
 asan: all
 tsan: all
@@ -203,4 +203,17 @@ bench: all
 	LASYNC=$(CURDIR)/$(BUILD)/lasync bench/run $(W)
 
 clean:
-	rm -rf build build-asan build-tsan build-debug
+	rm -rf build build-asan build-tsan build-debug build-fuzz
+
+# The fuzz target of the request and WebSocket frame paths (tests/fuzz/),
+# libFuzzer with ASan and UBSan, run for FUZZ_SECS seconds from the seeds
+# (the corpus it grows stays in build-fuzz/).
+FUZZ_SECS ?= 30
+FUZZ_CC    = clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+build-fuzz/fuzz_http: tests/fuzz/fuzz_http.c host/net/http_parser.c host/net/ws.c host/module.h | deps
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -std=c99 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS) -Ihost -o $@ $(filter %.c,$^) -llua5.4 -lhttp_parser -lwslay -lcrypto
+
+fuzz: build-fuzz/fuzz_http
+	@mkdir -p build-fuzz/corpus && cp tests/fuzz/seeds/*/* build-fuzz/corpus/
+	build-fuzz/fuzz_http -max_total_time=$(FUZZ_SECS) -rss_limit_mb=1024 -artifact_prefix=build-fuzz/ -print_final_stats=1 build-fuzz/corpus 2>&1 | tail -25

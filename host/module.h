@@ -104,6 +104,9 @@ lasync_NewFn lasync__host_maker(lasync_Host *H);
 /* The entry points of the data and network modules (host.c preloads them). */
 int lasync__luaopen_json(lua_State *L);      /* data/json.c: async.core.json */
 int lasync__luaopen_http(lua_State *L);      /* net/http_session.c: async.core.http */
+int lasync__luaopen_http_parser(lua_State *L);  /* net/http_parser.c: async.core.http_parser */
+int lasync__luaopen_ws(lua_State *L);        /* net/ws.c: async.core.ws */
+int lasync__luaopen_tls(lua_State *L);       /* net/tls.c: async.core.tls */
 int lasync__luaopen_redis(lua_State *L);     /* db/redis.c: async.core.redis */
 
 #endif

@@ -106,7 +106,7 @@ function TestFsShared:test_cancelled_close_still_closes()
   local p = dir .. "/data"
   fs.write_file(p, "0123456789")
   local f = fs.open(p)
-  local fd = f.fd
+  local fd = require("async.core.fs").fileno(f.fd)
   local t = async.spawn(f.read, f, 5)
   async.sleep(0)
   local closer = async.spawn(f.close, f)

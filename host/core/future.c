@@ -60,7 +60,9 @@ static int future_resolve(lua_State *L) {
 
 static int future_reject(lua_State *L) {
   Future *f = future_check(L, 1);
-  luaL_checkany(L, 2);
+  /* A nil error would reach its awaiters as `error(nil)`: no message,
+  ** and a pcall that reads as failed with nothing to say. */
+  if (lua_isnoneornil(L, 2)) luaL_argerror(L, 2, "an error value expected, got nil");
   lua_settop(L, 2);
   lua_pushboolean(L, future_settle(L, f, LASYNC_FAILED));
   return 1;

@@ -377,10 +377,12 @@ int lasync__cancel(lua_State *L, lasync_Task *t, int depth) {
     lasync_assert(w != NULL && w->task == t && w->gen == t->gen);
     w->task = NULL;
     w->what = NULL;
-    t->wait = NULL;
-    if (w->cancel) w->cancel(w);
     t->cancel_depth = depth;
+    /* Staged before the wait's own cancel runs: that may cancel other
+    ** tasks (an awaited task), which in a cycle of awaits comes back to
+    ** this one; it must find t woken already, not waiting on nothing. */
     lasync__stage(t, WAKE_CANCEL, L, 1);
+    if (w->cancel) w->cancel(w);
     return 1;
   }
   /* One already on its way (woken, not yet run) or pending absorbs this

@@ -39,11 +39,30 @@ static void task_await_cancel(lasync_Wait *w) {
   lasync__cancel(t->H->L, t, 0);
 }
 
+/* Whether me awaiting t closes a cycle of tasks awaiting each other (t
+** awaits u, which awaits ... me): such a wait could only end cancelled.
+** Follows the chain of plain awaits (wait_for(sec, task) is one too); at
+** most as many steps as there are tasks alive. */
+static int task_await_cycle(lasync_Task *me, lasync_Task *t) {
+  int n = t->H->live;
+  while (n-- > 0 && t->state == T_WAITING && t->wait == &t->self &&
+         t->self.what == lasync__what_task) {
+    t = (lasync_Task *)t->self.data;
+    if (t == me) return 1;
+  }
+  return 0;
+}
+
 static int task_await(lua_State *L) {
   lasync_Task *t = lasync__checktask_arg(L, 1);
   if (!task_done(t)) {
     lasync_Task *me = lasync_checktask(L, "await");
     if (me == t) return luaL_error(L, "await: a task cannot await itself");
+    if (task_await_cycle(me, t)) {
+      lasync__task_pushname(L, 1, t);
+      return luaL_error(L, "await: task '%s' already awaits this task (a cycle of "
+                           "tasks awaiting each other would never end)", lua_tostring(L, -1));
+    }
     me->self.data = t;
     me->self.what = lasync__what_task;
     lasync_waitlist_push(&t->awaiters, &me->self);
@@ -165,7 +184,7 @@ static int task_tostring(lua_State *L) {
 
 /* A failed task nobody awaited is reported when it is collected. */
 static int task_gc(lua_State *L) {
-  lasync_Task *t = (lasync_Task *)lua_touserdata(L, 1);
+  lasync_Task *t = lasync__checktask_arg(L, 1);
   if (t->state == LASYNC_FAILED && !(t->flags & TF_OBSERVED))
     lasync__task_report(L, 1, t);
   return 0;
@@ -275,6 +294,27 @@ static int l_withdraw(lua_State *L) {
   return 1;
 }
 
+/* core.report_failed(task, why): reports on stderr (the host's report
+** hook) the error of a failed task that was seen but not raised, e.g. a
+** scope child failing after another error won: no error is dropped. */
+static int l_report_failed(lua_State *L) {
+  lasync_Task *t = lasync__checktask_arg(L, 1);
+  const char *why = luaL_checkstring(L, 2), *tb;
+  if (t->state != LASYNC_FAILED) return 0;
+  lua_settop(L, 2);
+  lasync__task_pushname(L, 1, t);
+  if (lasync__task_extras(L, 1, 0)) lua_getfield(L, -1, "tb");
+  else lua_pushnil(L);
+  tb = lua_tostring(L, -1);
+  if (tb == NULL) {
+    lasync__task_outcome(L, 1, t, 0);
+    tb = luaL_tolstring(L, -1, NULL);
+  }
+  lua_pushfstring(L, "lasync: task '%s' failed and %s: %s", lua_tostring(L, 3), why, tb);
+  lasync__report(t->H, lua_tostring(L, -1));
+  return 0;
+}
+
 /* core.tasks(): the live tasks, in no particular order. */
 static int l_tasks(lua_State *L) {
   lasync__push_tasks(L, HOST(L));
@@ -294,7 +334,7 @@ static const luaL_Reg task_methods[] = {
 
 static const luaL_Reg task_funcs[] = {
   {"spawn", l_spawn}, {"current", l_current}, {"cancel", l_cancel},
-  {"withdraw", l_withdraw}, {"tasks", l_tasks}, {"context", l_context}, {NULL, NULL}
+  {"withdraw", l_withdraw}, {"tasks", l_tasks}, {"report_failed", l_report_failed}, {"context", l_context}, {NULL, NULL}
 };
 
 /* Adds the task functions to the table on top (H is upvalue 1). */

@@ -205,6 +205,7 @@ static int l_clock(lua_State *L) {
   }
   mode = luaL_checkoption(L, 1, NULL, modes);
   luaL_argcheck(L, jump >= 0, 2, "must not be negative");
+  luaL_argcheck(L, jump < MAX_SLEEP, 2, "must be under 1e9 seconds");  /* NaN too */
   if (mode && !H->virtual_clock)          /* on a whole second, so that */
     H->vnow = (lasync__now(H) / 1000000000 + 1) * 1000000000;  /* time() is exact */
   if (!mode && H->virtual_clock)
@@ -223,6 +224,7 @@ static int l_advance(lua_State *L) {
   lasync_Host *H = HOST(L);
   lua_Number sec = luaL_checknumber(L, 1);
   luaL_argcheck(L, sec >= 0, 1, "must not be negative");
+  luaL_argcheck(L, sec < MAX_SLEEP, 1, "must be under 1e9 seconds");  /* NaN too */
   if (!H->virtual_clock) return luaL_error(L, "advance: the clock is not virtual");
   H->vnow += (uint64_t)(sec * 1e9);
   timer_fire_due(H);

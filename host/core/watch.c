@@ -104,7 +104,7 @@ static int watch_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int watch_gc(lua_State *L) {
-  watch_detach((Watch *)lua_touserdata(L, 1));
+  watch_detach((Watch *)luaL_checkudata(L, 1, "lasync.Watch"));
   return 0;
 }
 
@@ -118,11 +118,14 @@ static int watch_join(lua_State *L, Node *node, int *failed) {
 }
 
 static int l_watch(lua_State *L) {
-  int n = (int)luaL_checkinteger(L, 2), mode = luaL_checkoption(L, 3, "all", modes);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  int mode = luaL_checkoption(L, 3, "all", modes);
   int i, failed, met = 0;
   lasync_Task *me;
   Watch *wt;
   luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argcheck(L, n >= 0 && (lua_Unsigned)n <= lua_rawlen(L, 1), 2,
+                "count must be 0 .. the length of the list");
   me = lasync_checktask(L, "async.watch");
   lua_settop(L, 3);
   wt = (Watch *)lua_newuserdatauv(L, sizeof(Watch) + (n > 0 ? n - 1 : 0) * sizeof(Node), 0);
@@ -162,15 +165,17 @@ static int l_watch(lua_State *L) {
 /* core.first_results(list, n): {n = n, first result of each item}, for
 ** gather once every item succeeded (one C loop instead of n method calls). */
 static int l_first_results(lua_State *L) {
-  int i, n = (int)luaL_checkinteger(L, 2);
+  lua_Integer i, n = luaL_checkinteger(L, 2);
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_createtable(L, n, 1);
+  luaL_argcheck(L, n >= 0 && (lua_Unsigned)n <= lua_rawlen(L, 1), 2,
+                "count must be 0 .. the length of the list");
+  lua_createtable(L, (int)n, 1);
   lua_pushinteger(L, n);
   lua_setfield(L, -2, "n");
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     if (!lasync__push_first(L, -1))
-      return luaL_error(L, "first_results: item %d has not succeeded", i);
+      return luaL_error(L, "first_results: item %d has not succeeded", (int)i);
     lua_rawseti(L, -3, i);
     lua_pop(L, 1);
   }

@@ -124,6 +124,9 @@ static const luaL_Reg natives[] = {
   {"async.core.json", lasync__luaopen_json},
   {"async.core.redis", lasync__luaopen_redis},
   {"async.core.http", lasync__luaopen_http},
+  {"async.core.http_parser", lasync__luaopen_http_parser},
+  {"async.core.ws", lasync__luaopen_ws},
+  {"async.core.tls", lasync__luaopen_tls},
   {NULL, NULL}
 };
 

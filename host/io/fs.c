@@ -13,6 +13,14 @@
 ** removed. Reads and writes take explicit offsets (pread/pwrite), so a
 ** cancelled read consumes nothing and a cancelled write, if it happened,
 ** can be repeated at the same offset.
+**
+** A descriptor is an Fd object, not a number, because a request that
+** outlives its task still uses the number: closed then (and reused by the
+** next open), the request would read or write another file. An Fd counts
+** its requests still on the pool; close and settle wait for the count to
+** drop to 0, and a close that cannot wait (a finalizer, a cancelled close)
+** is left to the last request's callback. Bytes that an abandoned read in
+** sequence (a FIFO) consumed are kept for the next read, not lost.
 */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -31,14 +39,72 @@ static const char *const op_names[] = {
   "remove", "rename", "list_dir", "temp_dir", "fsync", "truncate"
 };
 
+/* An open descriptor. Allocated apart from its userdata (rule 5): the
+** requests on it hold it too, and may outlive the userdata and the host's
+** Lua state (lasync_free runs the loop until they call back). */
+typedef struct FsFd {
+  int fd;                         /* -1 once closed or handed to a close */
+  int busy;                       /* requests on fd not yet called back */
+  int refs;                       /* the userdata's (while it lives) + busy */
+  int close_late;                 /* let go while busy: the last callback closes */
+  lasync_WaitList idle;           /* tasks in settle, woken when busy drops to 0 */
+  char *kept;                     /* bytes an abandoned sequential read consumed */
+  size_t nkept;
+} FsFd;
+
+static const char FD_MT[] = "lasync.fs.Fd";
+
 typedef struct FsReq {
   uv_fs_t req;
   lasync_Wait wait;
   lasync_Host *H;
+  FsFd *fd;                       /* a descriptor call's Fd (counted busy), or NULL */
   int op;
+  int owned;                      /* FS_OPEN: an Fd holds the descriptor */
+  int64_t off;                    /* FS_READ: the offset asked for (-1: in sequence) */
   char *buf;                      /* FS_READ: the bytes; FS_WRITE: a copy */
   char path[1];                   /* for errors; allocated to fit */
 } FsReq;
+
+/* ------------------------------------------------------------ the Fd */
+
+/* Closes f's descriptor at once, on the loop thread (no request on it runs). */
+static void fd_close_now(FsFd *f) {
+  uv_fs_t req;
+  if (f->fd < 0) return;
+  uv_fs_close(NULL, &req, f->fd, NULL);   /* blocking: close(2) does not wait for I/O */
+  uv_fs_req_cleanup(&req);
+  f->fd = -1;
+}
+
+/* Drops one holder of f; the last frees it. */
+static void fd_unref(FsFd *f) {
+  if (--f->refs > 0) return;
+  free(f->kept);
+  free(f);
+}
+
+/* Pushes a new Fd for the open descriptor fd; raises when out of memory
+** (the descriptor is then still the caller's to close). */
+static FsFd *fd_push(lua_State *L, int fd) {
+  FsFd **box = (FsFd **)lua_newuserdatauv(L, sizeof *box, 0);
+  FsFd *f;
+  *box = NULL;
+  luaL_setmetatable(L, FD_MT);
+  if ((f = (FsFd *)calloc(1, sizeof *f)) == NULL) luaL_error(L, "not enough memory");
+  f->fd = fd;
+  f->refs = 1;
+  lasync_waitlist_init(&f->idle);
+  *box = f;
+  return f;
+}
+
+/* The open Fd at arg; raises for another value or a closed one. */
+static FsFd *check_fd(lua_State *L, int arg) {
+  FsFd *f = *(FsFd **)luaL_checkudata(L, arg, FD_MT);
+  if (f == NULL || f->fd < 0) luaL_error(L, "attempt to use a closed file");
+  return f;
+}
 
 /* --------------------------------------------------------------- results */
 
@@ -109,33 +175,59 @@ static int fs_result(lua_State *L) {
     case FS_STAT: case FS_LSTAT: case FS_FSTAT: push_stat(L, &r->req.statbuf); break;
     case FS_SCANDIR: push_names(L, &r->req); break;
     case FS_MKDTEMP: lua_pushstring(L, r->req.path); break;
-    default: lua_pushinteger(L, (lua_Integer)res); break;  /* fd, bytes written, 0 */
+    case FS_OPEN:
+      fd_push(L, (int)res);
+      r->owned = 1;                       /* the Fd closes it from now on */
+      break;
+    default: lua_pushinteger(L, (lua_Integer)res); break;  /* bytes written, 0 */
   }
   return 1;
 }
 
-/* Undoes what a request did for a task that no longer waits for it. */
+/* Undoes what a request did for a task that no longer waits for it. A
+** read in sequence consumed its bytes: they are kept for the next read. */
 static void fs_abandon(FsReq *r) {
   uv_fs_t req;
   if (r->req.result < 0) return;
-  if (r->op == FS_OPEN) uv_fs_close(NULL, &req, (uv_file)r->req.result, NULL);
+  if (r->op == FS_READ && r->off < 0 && r->req.result > 0 && r->fd->fd >= 0) {
+    size_t n = (size_t)r->req.result;
+    char *p = (char *)realloc(r->fd->kept, r->fd->nkept + n);
+    if (p == NULL) return;                /* out of memory: those bytes are lost */
+    memcpy(p + r->fd->nkept, r->buf, n);
+    r->fd->kept = p;
+    r->fd->nkept += n;
+    return;
+  }
+  if (r->op == FS_OPEN && !r->owned) uv_fs_close(NULL, &req, (uv_file)r->req.result, NULL);
   else if (r->op == FS_MKDTEMP) uv_fs_rmdir(NULL, &req, r->req.path, NULL);
   else return;
   uv_fs_req_cleanup(&req);
 }
 
+/* A request on f has called back: when it was the last one, the tasks in
+** settle go on, and a close left to this callback happens now. */
+static void fd_done(FsFd *f) {
+  if (--f->busy == 0) {
+    lasync_Wait *w;
+    while ((w = lasync_waitlist_pop(&f->idle)) != NULL) lasync_wake(w);
+    if (f->close_late) fd_close_now(f);
+  }
+  fd_unref(f);
+}
+
 static void on_fs(uv_fs_t *req) {
   FsReq *r = (FsReq *)req;
-  if (r->wait.task) {
+  int woke = 0;
+  if (r->wait.task) {                     /* the state is only touched for a waiting task */
     lua_State *L = lasync_state(r->H);
     lua_pushcfunction(L, fs_result);
     lua_pushlightuserdata(L, r);
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK && req->result >= 0) {
-      if (lasync_wake_values(L, &r->wait, 1) == 0) fs_abandon(r);
-    }
-    else lasync_wake_error(L, &r->wait);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && req->result >= 0)
+      woke = lasync_wake_values(L, &r->wait, 1);
+    else lasync_wake_error(L, &r->wait);  /* its error, or the result's memory error */
   }
-  else fs_abandon(r);
+  if (!woke) fs_abandon(r);
+  if (r->fd) fd_done(r->fd);
   uv_fs_req_cleanup(req);
   free(r->buf);
   free(r);
@@ -169,6 +261,10 @@ static int fs_wait(lua_State *L, FsReq *r, int err) {
     free(r);
     return lua_error(L);
   }
+  if (r->fd) {                            /* busy until the callback, not the wake */
+    r->fd->busy++;
+    r->fd->refs++;
+  }
   r->wait.what = "fs";
   /* A close is never withdrawn: cancelled before it ran, it would leave
   ** the descriptor open for nobody. Its task stops waiting; it still runs. */
@@ -186,12 +282,6 @@ static const char *check_path(lua_State *L, int arg) {
 
 /* Optional path for errors of descriptor calls (the File knows it). */
 static const char *opt_where(lua_State *L, int arg) { return luaL_optstring(L, arg, "?"); }
-
-static int check_fd(lua_State *L, int arg) {
-  lua_Integer fd = luaL_checkinteger(L, arg);
-  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, arg, "not a file descriptor");
-  return (int)fd;
-}
 
 static int open_flags(lua_State *L, int arg) {
   static const char *const modes[] = {"r", "w", "a", "r+", "w+", "a+", "wx", "w+x", NULL};
@@ -212,42 +302,103 @@ static int l_open(lua_State *L) {
   return fs_wait(L, r, uv_fs_open(LOOP(r), &r->req, path, flags, perm, on_fs));
 }
 
-/* close(fd [, path]) */
+/* close(fd [, path]): closes the Fd's descriptor. fs.lua settles first:
+** closing under a running request is refused (the number would be free
+** for the next open while the request still uses it). */
 static int l_close(lua_State *L) {
-  int fd = check_fd(L, 1);
-  FsReq *r = fs_new(L, FS_CLOSE, opt_where(L, 2));
-  return fs_wait(L, r, uv_fs_close(LOOP(r), &r->req, fd, on_fs));
+  FsFd *f = check_fd(L, 1);
+  FsReq *r;
+  int err;
+  if (f->busy > 0) return luaL_error(L, "close: a request on the file still runs");
+  r = fs_new(L, FS_CLOSE, opt_where(L, 2));
+  err = uv_fs_close(LOOP(r), &r->req, f->fd, on_fs);
+  if (err == 0) f->fd = -1;               /* the close request has the number now */
+  return fs_wait(L, r, err);
 }
 
-/* close_now(fd): a blocking close, for finalizers (which cannot wait). */
+/* close_now(fd), also the Fd's __gc: lets go of the descriptor without
+** waiting (finalizers cannot wait; a close cancelled while it waited).
+** It closes now, or, while a request on it still runs, when the last one
+** calls back. Idempotent; the Fd then reads as closed. */
 static int l_close_now(lua_State *L) {
-  uv_fs_t req;
-  uv_fs_close(NULL, &req, check_fd(L, 1), NULL);
-  uv_fs_req_cleanup(&req);
+  FsFd **box = (FsFd **)luaL_checkudata(L, 1, FD_MT);
+  FsFd *f = *box;
+  if (f == NULL) return 0;
+  *box = NULL;
+  if (f->busy > 0) f->close_late = 1;
+  else fd_close_now(f);
+  fd_unref(f);
   return 0;
+}
+
+static void settle_cancel(lasync_Wait *w) { lasync_waitlist_remove(w); }
+
+static int l_settle(lua_State *L);
+static int settle_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  lua_settop(L, 1);
+  return l_settle(L);                     /* busy again? wait again */
+}
+
+/* settle(fd) -> bytes or nil: waits until no request on the Fd runs (one
+** whose task was cancelled may still), then returns the bytes abandoned
+** reads in sequence consumed, for the File to read first. Returns at once
+** when nothing runs, inside a task or not. */
+static int l_settle(lua_State *L) {
+  FsFd *f = check_fd(L, 1);
+  if (f->busy > 0) {
+    lasync_Task *t = lasync_checktask(L, "settle");
+    lasync_Wait *w = lasync_task_wait(t);
+    lasync_waitlist_push(&f->idle, w);
+    w->what = "fs (a cancelled operation on the file still runs)";
+    return lasync_wait(L, w, settle_cancel, settle_k, 0);
+  }
+  if (f->nkept == 0) return 0;
+  lua_pushlstring(L, f->kept, f->nkept);
+  free(f->kept);
+  f->kept = NULL;
+  f->nkept = 0;
+  return 1;
+}
+
+/* fileno(fd) -> the descriptor number, or nil when closed (tests). */
+static int l_fileno(lua_State *L) {
+  FsFd *f = *(FsFd **)luaL_checkudata(L, 1, FD_MT);
+  if (f == NULL || f->fd < 0) return 0;
+  lua_pushinteger(L, f->fd);
+  return 1;
+}
+
+static int fd_tostring(lua_State *L) {
+  FsFd *f = *(FsFd **)luaL_checkudata(L, 1, FD_MT);
+  if (f == NULL || f->fd < 0) lua_pushliteral(L, "fs.Fd (closed)");
+  else lua_pushfstring(L, "fs.Fd (%d%s)", f->fd, f->busy ? ", busy" : "");
+  return 1;
 }
 
 /* read(fd, n, offset [, path]) -> string, or nil at the end */
 static int l_read(lua_State *L) {
-  int fd = check_fd(L, 1);
+  FsFd *fd = check_fd(L, 1);
   lua_Integer n = luaL_checkinteger(L, 2), off = luaL_checkinteger(L, 3);
   FsReq *r;
   uv_buf_t b;
   luaL_argcheck(L, n > 0 && n <= READ_MAX, 2, "must be 1 .. 64 MiB");
   luaL_argcheck(L, off >= -1, 3, "offset must be 0 or more (-1: the current position)");
   r = fs_new(L, FS_READ, opt_where(L, 4));
+  r->fd = fd;
+  r->off = off;
   if ((r->buf = (char *)malloc((size_t)n)) == NULL) {
     free(r);
     return luaL_error(L, "not enough memory");
   }
   b = uv_buf_init(r->buf, (unsigned)n);
-  return fs_wait(L, r, uv_fs_read(LOOP(r), &r->req, fd, &b, 1, off, on_fs));
+  return fs_wait(L, r, uv_fs_read(LOOP(r), &r->req, fd->fd, &b, 1, off, on_fs));
 }
 
 /* write(fd, data, offset [, path]) -> bytes written. The data is copied:
 ** the request may outlive the string (a cancelled write still runs). */
 static int l_write(lua_State *L) {
-  int fd = check_fd(L, 1);
+  FsFd *fd = check_fd(L, 1);
   size_t len;
   const char *p = luaL_checklstring(L, 2, &len);
   lua_Integer off = luaL_checkinteger(L, 3);
@@ -256,13 +407,14 @@ static int l_write(lua_State *L) {
   luaL_argcheck(L, off >= -1, 3, "offset must be 0 or more (-1: the current position)");
   luaL_argcheck(L, len <= 0x7fffffff, 2, "too long for one write");
   r = fs_new(L, FS_WRITE, opt_where(L, 4));
+  r->fd = fd;
   if ((r->buf = (char *)malloc(len ? len : 1)) == NULL) {
     free(r);
     return luaL_error(L, "not enough memory");
   }
   memcpy(r->buf, p, len);
   b = uv_buf_init(r->buf, (unsigned)len);
-  return fs_wait(L, r, uv_fs_write(LOOP(r), &r->req, fd, &b, 1, off, on_fs));
+  return fs_wait(L, r, uv_fs_write(LOOP(r), &r->req, fd->fd, &b, 1, off, on_fs));
 }
 
 static int l_stat(lua_State *L) {
@@ -278,25 +430,28 @@ static int l_lstat(lua_State *L) {
 }
 
 static int l_fstat(lua_State *L) {
-  int fd = check_fd(L, 1);
+  FsFd *fd = check_fd(L, 1);
   FsReq *r = fs_new(L, FS_FSTAT, opt_where(L, 2));
-  return fs_wait(L, r, uv_fs_fstat(LOOP(r), &r->req, fd, on_fs));
+  r->fd = fd;
+  return fs_wait(L, r, uv_fs_fstat(LOOP(r), &r->req, fd->fd, on_fs));
 }
 
 static int l_fsync(lua_State *L) {
-  int fd = check_fd(L, 1);
+  FsFd *fd = check_fd(L, 1);
   FsReq *r = fs_new(L, FS_FSYNC, opt_where(L, 2));
-  return fs_wait(L, r, uv_fs_fsync(LOOP(r), &r->req, fd, on_fs));
+  r->fd = fd;
+  return fs_wait(L, r, uv_fs_fsync(LOOP(r), &r->req, fd->fd, on_fs));
 }
 
 /* truncate(fd, size [, path]) */
 static int l_ftruncate(lua_State *L) {
-  int fd = check_fd(L, 1);
+  FsFd *fd = check_fd(L, 1);
   lua_Integer size = luaL_checkinteger(L, 2);
   FsReq *r;
   luaL_argcheck(L, size >= 0, 2, "size must be 0 or more");
   r = fs_new(L, FS_FTRUNCATE, opt_where(L, 3));
-  return fs_wait(L, r, uv_fs_ftruncate(LOOP(r), &r->req, fd, size, on_fs));
+  r->fd = fd;
+  return fs_wait(L, r, uv_fs_ftruncate(LOOP(r), &r->req, fd->fd, size, on_fs));
 }
 
 static int l_mkdir(lua_State *L) {
@@ -343,10 +498,16 @@ static const luaL_Reg fs_funcs[] = {
   {"write", l_write}, {"stat", l_stat}, {"lstat", l_lstat}, {"fstat", l_fstat},
   {"fsync", l_fsync}, {"truncate", l_ftruncate}, {"mkdir", l_mkdir}, {"rmdir", l_rmdir},
   {"unlink", l_unlink}, {"rename", l_rename}, {"scandir", l_scandir},
-  {"mkdtemp", l_mkdtemp}, {NULL, NULL}
+  {"mkdtemp", l_mkdtemp}, {"settle", l_settle}, {"fileno", l_fileno}, {NULL, NULL}
+};
+
+static const luaL_Reg fd_meta[] = {
+  {"__gc", l_close_now}, {"__tostring", fd_tostring}, {NULL, NULL}
 };
 
 int lasync__luaopen_fs(lua_State *L) {
+  lasync__class(L, FD_MT, fd_meta, NULL);
+  lua_pop(L, 1);
   luaL_newlib(L, fs_funcs);
   lasync__ioerror_class(L);
   lua_setfield(L, -2, "IOError");

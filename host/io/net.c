@@ -455,7 +455,7 @@ static int l_pipe_listen(lua_State *L) {
 }
 
 static int listener_gc(lua_State *L) {
-  Listener *l = *(Listener **)lua_touserdata(L, 1);
+  Listener *l = *(Listener **)luaL_checkudata(L, 1, LISTENER_MT);
   if (l) listener_close(l);
   return 0;
 }

@@ -579,7 +579,7 @@ static int stream_set_read_buffer(lua_State *L) {
 }
 
 static int stream_gc(lua_State *L) {
-  lasync_Stream *s = *(lasync_Stream **)lua_touserdata(L, 1);
+  lasync_Stream *s = *(lasync_Stream **)luaL_checkudata(L, 1, LASYNC_STREAM_MT);
   if (s) lasync__stream_close(s, 0);
   return 0;
 }

@@ -51,6 +51,7 @@ typedef struct Queue {
   lua_Integer seq;                /* priority: puts so far, to break ties */
   unsigned version;               /* priority: bumped by every change */
   unsigned char kind, closed;
+  unsigned char busy;             /* priority: a comparison is running */
 } Queue;
 
 /* lasync_waitlist_empty, inlined for the hot paths. */
@@ -105,23 +106,43 @@ static void ring_grow(lua_State *L, Queue *q, int tb) {
 
 /* -------------------------------------------------------- priority heap */
 
+/* (less or nil, a, b): whether a comes first, by less or by `<`. */
+static int heap_cmp(lua_State *L) {
+  if (lua_isnil(L, 1)) lua_pushboolean(L, lua_compare(L, 2, 3, LUA_OPLT));
+  else lua_call(L, 2, 1);
+  return 1;
+}
+
+/* A comparison runs Lua code (less, or an __lt metamethod), which may use
+** the queue itself: while it runs the queue is busy, and any change to it
+** raises (queue_busy) instead of recursing into the heap being sifted. */
+static void queue_busy(lua_State *L, Queue *q) {
+  if (q->busy) luaL_error(L, "priority_queue: the less function changed the queue");
+}
+
 /* Whether the item at a comes before the one at b (stack indices),
 ** by less(a, b), else (equal) by sequence number. */
 static int heap_before(lua_State *L, int a, lua_Integer sa, int b, lua_Integer sb) {
-  int i;
+  Queue *q = (Queue *)lua_touserdata(L, 1);
+  int i, st, r;
   for (i = 0; i < 2; i++) {
-    int x = i ? b : a, y = i ? a : b, r;
-    if (lua_getiuservalue(L, 1, 2) == LUA_TNIL) {
-      lua_pop(L, 1);
-      r = lua_compare(L, x, y, LUA_OPLT);
+    int x = i ? b : a, y = i ? a : b;
+    if (lua_getiuservalue(L, 1, 2) == LUA_TNIL && lua_type(L, x) == lua_type(L, y) &&
+        (lua_type(L, x) == LUA_TNUMBER || lua_type(L, x) == LUA_TSTRING)) {
+      lua_pop(L, 1);                     /* `<` of numbers or strings runs no code */
+      if (lua_compare(L, x, y, LUA_OPLT)) return !i;
+      continue;
     }
-    else {
-      lua_pushvalue(L, x);
-      lua_pushvalue(L, y);
-      lua_call(L, 2, 1);
-      r = lua_toboolean(L, -1);
-      lua_pop(L, 1);
-    }
+    lua_pushcfunction(L, heap_cmp);
+    lua_insert(L, -2);
+    lua_pushvalue(L, x);
+    lua_pushvalue(L, y);
+    q->busy++;
+    st = lua_pcall(L, 3, 1, 0);
+    q->busy--;
+    if (st != LUA_OK) lua_error(L);
+    r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (r) return !i;
   }
   return sa < sb;
@@ -215,6 +236,7 @@ static void heap_pop(lua_State *L, Queue *q, int tb) {
 static void store_push(lua_State *L, Queue *q, int v) {
   lua_Integer slot = q->size;            /* 0-based */
   int tb;
+  queue_busy(L, q);
   if (q->inline_cap) {                   /* FIFO ring or LIFO stack */
     if (q->kind == Q_FIFO && (slot += q->head) >= q->inline_cap) slot -= q->inline_cap;
     lua_pushvalue(L, v);
@@ -241,6 +263,7 @@ static void store_push(lua_State *L, Queue *q, int v) {
 /* Removes the next item from the store and pushes it; the queue is at 1. */
 static void store_pop(lua_State *L, Queue *q) {
   lua_Integer slot;                      /* 1-based */
+  queue_busy(L, q);
   if (q->kind == Q_PRIO) {
     lua_getiuservalue(L, 1, 1);
     heap_pop(L, q, lua_gettop(L));       /* may raise: nothing changed yet */
@@ -407,6 +430,7 @@ static int queue_iter(lua_State *L) {
 static int queue_close(lua_State *L) {
   Queue *q = queue_check(L, 1);
   lasync_Wait *w;
+  queue_busy(L, q);
   q->closed = 1;
   while ((w = lasync_waitlist_pop(&q->getters)) != NULL) {
     if (w->data == ITER_MARK) lasync_wake(w);
@@ -505,7 +529,7 @@ static Queue *queue_new(lua_State *L, int kind, int i) {
   q->size = q->head = q->cap = q->unfinished = q->seq = 0;
   q->version = 0;
   q->kind = (unsigned char)kind;
-  q->closed = 0;
+  q->closed = q->busy = 0;
   luaL_setmetatable(L, QUEUE_MT);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);

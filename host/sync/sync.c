@@ -423,6 +423,9 @@ static int sem_release(lua_State *L) {
     return luaL_error(L, "release: the bounded semaphore was released more times "
                          "than it was acquired (its value would exceed %I)",
                       (LUAI_UACINT)s->bound);
+  if (s->value == LUA_MAXINTEGER)         /* Lua drives the counter: bound it */
+    return luaL_error(L, "release: the semaphore's value would exceed %I",
+                      (LUAI_UACINT)LUA_MAXINTEGER);
   s->value++;
   return 0;
 }

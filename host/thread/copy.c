@@ -423,7 +423,7 @@ void lasync__proto_release(lasync_Proto *p) {
 }
 
 static int proto_gc(lua_State *L) {
-  lasync_Proto **box = (lasync_Proto **)lua_touserdata(L, 1);
+  lasync_Proto **box = (lasync_Proto **)luaL_checkudata(L, 1, PROTO_MT);
   lasync__proto_release(*box);
   *box = NULL;
   return 0;

@@ -304,7 +304,7 @@ static int ex_close_mm(lua_State *L) {
 }
 
 static int ex_gc(lua_State *L) {
-  Executor *e = (Executor *)lua_touserdata(L, 1);
+  Executor *e = (Executor *)luaL_checkudata(L, 1, EXECUTOR_MT);
   if (e->pool) lasync__pool_destroy(e->pool);
   e->pool = NULL;
   return 0;

@@ -211,9 +211,16 @@ static void end_close(End *e) {
   end_close_handle(e);
 }
 
-static End *end_check(lua_State *L, int i) {
+/* The box of the Thread or Channel at i; raises for anything else (the two
+** types share their metamethods, which must check as methods do). */
+static End **end_box(lua_State *L, int i) {
   End **box = (End **)luaL_testudata(L, i, THREAD_MT);
   if (box == NULL) box = (End **)luaL_checkudata(L, i, CHANNEL_MT);
+  return box;
+}
+
+static End *end_check(lua_State *L, int i) {
+  End **box = end_box(L, i);
   if (*box == NULL || (*box)->gone) luaL_error(L, "the channel is gone");
   return *box;
 }
@@ -518,7 +525,7 @@ static int th_done(lua_State *L) {
 }
 
 static int end_gc(lua_State *L) {
-  End **box = (End **)lua_touserdata(L, 1);
+  End **box = end_box(L, 1);
   End *e = *box;
   if (e == NULL) return 0;
   *box = NULL;
@@ -537,7 +544,7 @@ static int end_gc(lua_State *L) {
 }
 
 static int end_tostring(lua_State *L) {
-  End **box = (End **)lua_touserdata(L, 1);
+  End **box = end_box(L, 1);
   if (luaL_testudata(L, 1, THREAD_MT))
     lua_pushfstring(L, "Thread<%s>", *box == NULL || (*box)->joined ? "done" : "running");
   else

@@ -39,6 +39,10 @@ function M.with(values, fn, ...)
   if type(values) ~= "table" then
     error(("bad argument #1 to 'with' (table expected, got %s)"):format(type(values)), 2)
   end
+  local mt = getmetatable(fn)
+  if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    error(("bad argument #2 to 'with' (function expected, got %s)"):format(type(fn)), 2)
+  end
   local before = core.context()
   local copy = {}
   for k, v in pairs(values) do copy[k] = v end

@@ -8,6 +8,12 @@
 -- nothing (the next read gets the same bytes) and a cancelled write does
 -- not move the position. A File runs one operation at a time, in order;
 -- files with no position (FIFOs) are read and written in sequence.
+--
+-- A cancelled operation returns at once, but its request may still run on
+-- the thread pool with the descriptor: the File stays busy until it calls
+-- back. Each operation and close first settles (core.settle waits for such
+-- a request); the descriptor (a core Fd) is closed only once none runs, so
+-- its number cannot go to another open while a request still uses it.
 local core = require "async.core.fs"
 local check = require "async.internal.check"
 local new_lock = require("async.sync").lock
@@ -72,12 +78,23 @@ end
 -- a read or write returns, so two at once would both read (or write) at
 -- the same offset: each waits in the File's lock, in the order called.
 -- Operations queued before a close still run; later ones raise "closed".
+-- A read in sequence cancelled while it ran consumed bytes: settle hands
+-- them over, and they are read first.
+local function settled(f, op, ...)
+  local kept = core.settle(f.fd)
+  if kept then
+    f.buf = f.bi <= #f.buf and f.buf:sub(f.bi) .. kept or kept
+    f.bi = 1
+  end
+  return op(f, ...)
+end
+
 local function serial(f, what, op, ...)
   check_open(f, what)
   if not current() then error(what .. ": not inside a task", 3) end
   local lock = f.lock
   lock:acquire()
-  local ok, a, b = pcall(op, f, ...)
+  local ok, a, b = pcall(settled, f, op, ...)
   lock:release()
   if f.close_later and not lock:locked() then close_late(f) end
   if not ok then error(a, 0) end
@@ -86,7 +103,8 @@ end
 
 -- pread/pwrite at the position. A FIFO (or another file with no position)
 -- refuses them with ESPIPE; from then on the File reads and writes it in
--- sequence (a read on it, cancelled while it runs, may consume data).
+-- sequence (a read on it cancelled while it runs consumes data: settle
+-- gives it to the next read).
 local function pread(f, n, off)
   if not f.sequential then
     local ok, data = pcall(core.read, f.fd, n, off, f.path)
@@ -235,10 +253,12 @@ function File:sync() return serial(self, "sync", sync_op) end
 function File:truncate(size) return serial(self, "truncate", truncate_op, size or 0) end
 
 -- f:close(): idempotent; later calls raise "closed" at once. It waits for
--- the operations called before it, then closes. A close cancelled while it
--- waits leaves the closing to the last of them; one cancelled while the
--- close itself runs still closes.
+-- the operations called before it, and for the request of a cancelled one
+-- that still runs, then closes. A close cancelled while it waits leaves the
+-- closing to the last of them; one cancelled while the close itself runs
+-- still closes.
 function File:close()
+  if getmetatable(self) ~= File then argerror(1, "close", "File expected, got " .. type(self)) end
   if self.fd == nil or self.closing then return end
   self.closing = true
   local lock = self.lock
@@ -254,12 +274,27 @@ function File:close()
   end
   local fd = self.fd
   self.fd = nil
+  local ok, err = pcall(core.settle, fd)
+  if not ok then                          -- cancelled: the last request closes it
+    core.close_now(fd)
+    error(err, 0)
+  end
   core.close(fd, self.path)
 end
 
 function File:closed() return self.fd == nil or self.closing == true end
 
-File.__close = File.close
+-- <close> while an error unwinds (a read_file cancelled in its read): the
+-- error goes on at once. The descriptor is closed without waiting: now if
+-- nothing runs on it, else by the last operation queued or by the callback
+-- of a cancelled one's request still on the pool.
+function File:__close(err)
+  if err == nil or getmetatable(self) ~= File or self.fd == nil or self.closing then
+    return File.close(self)
+  end
+  self.closing = true
+  if self.lock:locked() then self.close_later = true else close_late(self) end
+end
 function File:__gc() if self.fd then core.close_now(self.fd) self.fd = nil end end
 function File:__tostring()
   return format("File<%s%s>", self.path, self:closed() and ", closed" or "")
@@ -396,4 +431,6 @@ function fs.temp_dir(prefix)
 end
 
 fs.File = File
+require("async.class").check_self(File)  -- a wrong self raises at once
+
 return fs

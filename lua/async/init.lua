@@ -96,13 +96,20 @@ function async.timeout(sec, fn, ...)
   if sec == math.huge then return fn(...) end
   local d = scope_enter(me)
   local err = new_cancelled(format("timed out after %g s", math.max(sec, 0)))
-  local fired = false
-  local h = call_later(sec, function()
+  local fired, h = false, nil
+  if sec <= 0 then
+    -- Due already: cancel at the block's first wait, sleep(0) included (a
+    -- timer would fire only after the block's next round had run).
     fired = true
     cancel(me, err, d)
-  end)
+  else
+    h = call_later(sec, function()
+      fired = true
+      cancel(me, err, d)
+    end)
+  end
   local res = pack(pcall(fn, ...))
-  h:cancel()
+  if h then h:cancel() end
   scope_exit(me, d)
   -- Only our own Cancelled becomes our Timeout: an outer scope's (even
   -- one firing at the same instant) passes through to its owner.
@@ -125,6 +132,9 @@ function async.wait_for(sec, x, ...)
   if res[1] then return unpack(res, 2, res.n) end
   if async.is_timeout(res[2]) then
     wait_done(x)                          -- cancelled with its awaiter: let its cleanup end
+    -- Its cleanup failed with an error of its own: that error, not the
+    -- Timeout, as wait_for(sec, fn) passes it through.
+    if x:state() == "failed" then return x:result() end
   end
   error(res[2], 0)
 end
@@ -207,6 +217,10 @@ local modes = {first = true, first_error = true, all = true}
 function async.wait(list, opts)
   if type(list) ~= "table" then
     error(format("bad argument #1 to 'wait' (list expected, got %s)", type(list)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(format("bad argument #2 to 'wait' (options table expected, got %s; "
+                 .. "a timeout is {timeout = sec})", type(opts)), 2)
   end
   opts = opts or {}
   local when = opts.return_when or "all"
@@ -305,6 +319,7 @@ function Group:tasks() return table.move(self.children, 1, #self.children, 1, {}
 Group.__tostring = function(self)
   return format("Scope<%d children%s>", #self.children, self.closed and ", ended" or "")
 end
+require("async.class").check_self(Group)  -- a wrong self raises at once
 
 -- scope(fn, ...): runs fn(group, ...) and waits for every task spawned in
 -- the group. The first child failure cancels the other children and the
@@ -317,10 +332,13 @@ function async.scope(fn, ...)
                           stop = new_cancelled("scope: a task failed"),
                           stop_self = new_cancelled("scope cancelled")}, Group)
   g.on_done = function(t)
-    if g.failed == nil and t:state() == "failed" then
+    if t:state() ~= "failed" then return end
+    if g.failed == nil then
       g.failed = t
       cancel_pending(g.children, "scope: another task failed")
       cancel(me, g.stop, d)
+    else                                  -- only one error is raised; no other is lost
+      core.report_failed(t, "its scope raised another task's error")
     end
   end
   local res = pack(pcall(fn, g, ...))
@@ -342,9 +360,13 @@ function async.scope(fn, ...)
   scope_exit(me, d)
   withdraw(me, g.stop)
   withdraw(me, g.stop_self)
-  if g.failed and (err == nil or err == g.stop) then
+  -- A child's failure wins over any cancellation of the scope (its own
+  -- cancel, the task's, a deadline's), as in asyncio's TaskGroup: its
+  -- cleanup failed, and a Cancelled raised instead would drop that error.
+  if g.failed and (err == nil or is_cancelled(err)) then
     return g.failed:result()
   end
+  if g.failed then core.report_failed(g.failed, "its scope raised the body's error") end
   if err == g.stop_self or (err == nil and g.cancelled) then return end
   if err ~= nil then error(err, 0) end
   return unpack(res, 2, res.n)

@@ -242,4 +242,6 @@ end
 net.is_ip = core.is_ip
 net.Server = Server
 
+require("async.class").check_self(Server)  -- a wrong self raises at once
+
 return net

@@ -126,4 +126,6 @@ function process.run(cmd, ...)
 end
 
 process.Process = Process
+require("async.class").check_self(Process)  -- a wrong self raises at once
+
 return process

@@ -6,4 +6,8 @@ local http = {}
 -- download, Response.
 for k, v in pairs(require "async.http.client") do http[k] = v end
 
+-- The server: serve, error (HandlerError), take_over; router() makes a router.
+for k, v in pairs(require "async.http.server") do http[k] = v end
+http.router = require("async.http.router").new
+
 return http

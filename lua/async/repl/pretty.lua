@@ -99,6 +99,10 @@ end
 -- values(n, ...): the n values, separated by ", ".
 function M.values(n, ...)
   local parts = {}
+  if math.type(n) ~= "integer" or n < 0 then
+    error("bad argument #1 to 'values' (count of values expected)", 2)
+  end
+  n = math.min(n, select("#", ...))      -- a count past the values shows no more nils
   for i = 1, n do parts[i] = show((select(i, ...)), 0, {}, 0) end
   return concat(parts, ", ")
 end

@@ -1,0 +1,442 @@
+/*
+** http_parser.c: the native module "async.core.http_parser", libhttp-parser
+** (Node's HTTP/1.1 parser) driven from Lua for the server's request path.
+**
+** A Parser consumes the bytes a connection reads and reports one event per
+** call: p:execute(data, pos) returns
+**   "head", nextpos, request     the request line and headers are complete
+**   "body", nextpos, chunk       a piece of the body (chunked or not)
+**   "done", nextpos              the request ended (body included)
+**   "more", #data + 1            everything was consumed; read more
+**   "error", status, message     the request is refused with `status`
+** The parser pauses itself in each callback that makes an event, so the
+** caller gets events in order and resumes at nextpos with the same string.
+** A request without a body has no "done" event: its head has body_done.
+**
+** Limits are enforced here, while the bytes arrive, so nothing grows
+** without bound: the URI (414), the head's size and header count (431),
+** the body (413). Smuggling shapes are refused: Content-Length with
+** Transfer-Encoding or two Content-Lengths (400, libhttp-parser's own
+** check), a transfer coding other than chunked (501).
+**
+** Memory: the head is collected in one malloc'd buffer (the URI, then each
+** name and value, with an index of spans), freed when it grew large; the
+** Lua request table is built once, at headers-complete.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <stdint.h>
+#include <limits.h>
+#include <http_parser.h>
+#include "lasync.h"
+#include "module.h"
+
+#define PARSER_MT "lasync.HttpParser"
+#define HEAD_KEEP 4096            /* a head buffer larger than this is freed */
+
+enum { EV_NONE, EV_HEAD, EV_BODY, EV_DONE };
+
+typedef struct Span { uint32_t off, len; } Span;
+
+typedef struct Parser {
+  http_parser p;
+  /* limits */
+  size_t max_uri, max_head, max_body;
+  int max_headers;
+  /* the head being collected */
+  char *head;
+  size_t hlen, hcap;
+  Span uri;
+  Span *hdrs;                     /* name, value, name, value, ... */
+  int nspans, in_value;
+  /* the message */
+  uint64_t body_seen;
+  int event;
+  const char *at;                 /* EV_BODY: the chunk, inside the caller's string */
+  size_t atlen;
+  int status;                     /* set by a callback that refuses the request */
+  const char *why;
+  int te, cl;                     /* Transfer-Encoding and Content-Length headers seen */
+  int te_other;                   /* a coding other than chunked */
+  int expect_continue;
+  int bodyless;                   /* the head event ends the request */
+} Parser;
+
+/* --------------------------------------------------------- collecting */
+
+static int refuse(Parser *ps, int status, const char *why) {
+  ps->status = status;
+  ps->why = why;
+  return -1;
+}
+
+/* Appends to the head buffer; -1 when out of memory. */
+static int head_append(Parser *ps, const char *at, size_t n) {
+  if (ps->hcap - ps->hlen < n) {
+    size_t cap = ps->hcap ? ps->hcap : 512;
+    char *nb;
+    while (cap - ps->hlen < n) cap *= 2;
+    if ((nb = (char *)realloc(ps->head, cap)) == NULL) return -1;
+    ps->head = nb;
+    ps->hcap = cap;
+  }
+  memcpy(ps->head + ps->hlen, at, n);
+  ps->hlen += n;
+  return 0;
+}
+
+static int on_message_begin(http_parser *p) {
+  Parser *ps = (Parser *)p;
+  ps->hlen = 0;
+  ps->uri.off = ps->uri.len = 0;
+  ps->nspans = ps->in_value = 0;
+  ps->body_seen = 0;
+  ps->te = ps->cl = ps->te_other = ps->expect_continue = ps->bodyless = 0;
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n) {
+  Parser *ps = (Parser *)p;
+  if (ps->uri.len + n > ps->max_uri) return refuse(ps, 414, "the URI is too long");
+  if (ps->hlen + n > ps->max_head) return refuse(ps, 431, "the request head is too large");
+  if (head_append(ps, at, n)) return refuse(ps, 500, "out of memory");
+  ps->uri.len += (uint32_t)n;
+  return 0;
+}
+
+/* A header name or value piece: a new span starts when the kind changes. */
+static int header_piece(Parser *ps, const char *at, size_t n, int value) {
+  if (ps->hlen + n + 4 > ps->max_head)
+    return refuse(ps, 431, "the request head is too large");
+  if (ps->nspans == 0 || ps->in_value != value) {
+    if (!value && ps->nspans / 2 >= ps->max_headers)
+      return refuse(ps, 431, "too many header fields");
+    if (ps->hdrs == NULL &&
+        (ps->hdrs = (Span *)malloc(sizeof(Span) * 2 * (size_t)ps->max_headers)) == NULL)
+      return refuse(ps, 500, "out of memory");
+    if (value && ps->nspans % 2 == 0) return refuse(ps, 400, "a header value without a name");
+    if (head_append(ps, ": \r\n", 4)) return refuse(ps, 500, "out of memory");
+    ps->hdrs[ps->nspans].off = (uint32_t)ps->hlen;   /* the 4 bytes count ": " and CRLF */
+    ps->hdrs[ps->nspans].len = 0;
+    ps->nspans++;
+    ps->in_value = value;
+  }
+  if (head_append(ps, at, n)) return refuse(ps, 500, "out of memory");
+  ps->hdrs[ps->nspans - 1].len += (uint32_t)n;
+  return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n) {
+  return header_piece((Parser *)p, at, n, 0);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n) {
+  return header_piece((Parser *)p, at, n, 1);
+}
+
+/* ------------------------------------------------------ the request table */
+
+static const char *span(Parser *ps, Span s) { return ps->head + s.off; }
+
+static int name_is(Parser *ps, int i, const char *name) {
+  size_t n = strlen(name);
+  return ps->hdrs[i].len == n && strncasecmp(span(ps, ps->hdrs[i]), name, n) == 0;
+}
+
+/* Pushes a string with the ASCII letters lowered. */
+static void push_lower(lua_State *L, const char *s, size_t n) {
+  luaL_Buffer b;
+  char *d = luaL_buffinitsize(L, &b, n);
+  size_t i;
+  for (i = 0; i < n; i++) d[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+  luaL_pushresultsize(&b, n);
+}
+
+/* Whether the value (trimmed) is exactly `word`, case aside. */
+static int value_is(const char *v, size_t n, const char *word) {
+  size_t k = strlen(word);
+  while (n > 0 && (*v == ' ' || *v == '\t')) { v++; n--; }
+  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+  return n == k && strncasecmp(v, word, k) == 0;
+}
+
+/* Looks at the headers that decide framing; 0, or refuses. */
+static int check_framing(Parser *ps) {
+  int i;
+  for (i = 0; i + 1 < ps->nspans; i += 2) {
+    Span v = ps->hdrs[i + 1];
+    if (name_is(ps, i, "transfer-encoding")) {
+      ps->te++;
+      if (!value_is(span(ps, v), v.len, "chunked")) ps->te_other = 1;
+    }
+    else if (name_is(ps, i, "content-length")) ps->cl++;
+    else if (name_is(ps, i, "expect")) {
+      if (!value_is(span(ps, v), v.len, "100-continue"))
+        return refuse(ps, 417, "only Expect: 100-continue is supported");
+      ps->expect_continue = 1;
+    }
+  }
+  if (ps->te && ps->cl)
+    return refuse(ps, 400, "both Content-Length and Transfer-Encoding");
+  if (ps->cl > 1) return refuse(ps, 400, "more than one Content-Length");
+  if (ps->te > 1 || ps->te_other)
+    return refuse(ps, 501, "a transfer coding other than chunked");
+  if (ps->cl && ps->p.content_length > ps->max_body)
+    return refuse(ps, 413, "the body is too large");
+  return 0;
+}
+
+static void set_true(lua_State *L, const char *k) {
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, k);
+}
+
+/* Pushes {method=, target=, version=, headers={lowercase name = value},
+** keep_alive=, upgrade=, content_length=, chunked=, expect_continue=}.
+** A repeated header's values are joined with ", " (RFC 9110 5.3). */
+static void push_request(lua_State *L, Parser *ps) {
+  int i;
+  lua_createtable(L, 0, 16);                /* room for what Lua adds (conn, res, ...) */
+  lua_pushstring(L, http_method_str((enum http_method)ps->p.method));
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, span(ps, ps->uri), ps->uri.len);
+  lua_setfield(L, -2, "target");
+  lua_pushstring(L, ps->p.http_major == 1 && ps->p.http_minor == 1 ? "1.1"
+                    : ps->p.http_major == 1 ? "1.0" : "0.9");
+  lua_setfield(L, -2, "version");
+  lua_createtable(L, 0, ps->nspans / 2);
+  for (i = 0; i + 1 < ps->nspans; i += 2) {
+    push_lower(L, span(ps, ps->hdrs[i]), ps->hdrs[i].len);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, span(ps, ps->hdrs[i + 1]), ps->hdrs[i + 1].len);
+      lua_concat(L, 3);
+    }
+    else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, span(ps, ps->hdrs[i + 1]), ps->hdrs[i + 1].len);
+    }
+    lua_rawset(L, -3);
+  }
+  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) lua_setmetatable(L, -2);
+  else lua_pop(L, 1);
+  lua_setfield(L, -2, "headers");
+  /* flags are set only when true: nil reads as false, and each field
+  ** costs on every request */
+  if (http_should_keep_alive(&ps->p)) set_true(L, "keep_alive");
+  if (ps->p.upgrade) set_true(L, "upgrade");
+  if (ps->cl) {
+    lua_pushinteger(L, (lua_Integer)ps->p.content_length);
+    lua_setfield(L, -2, "content_length");
+  }
+  if (ps->p.flags & F_CHUNKED) set_true(L, "chunked");
+  if (ps->expect_continue) set_true(L, "expect_continue");
+  if (ps->bodyless) set_true(L, "body_done");
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) lua_setmetatable(L, -2);
+  else lua_pop(L, 1);
+}
+
+/* A request without a body (no Content-Length or 0, not chunked) is not
+** paused here: the parser goes on to its end in the same call, and the
+** head event says the body is done (one call per request, not two). */
+static int on_headers_complete(http_parser *p) {
+  Parser *ps = (Parser *)p;
+  if (check_framing(ps)) return -1;
+  ps->event = EV_HEAD;
+  ps->bodyless = !(p->flags & F_CHUNKED) && (p->content_length == 0 || p->content_length == ULLONG_MAX);
+  if (!ps->bodyless) http_parser_pause(p, 1);
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n) {
+  Parser *ps = (Parser *)p;
+  ps->body_seen += n;
+  if (ps->body_seen > ps->max_body) return refuse(ps, 413, "the body is too large");
+  ps->event = EV_BODY;
+  ps->at = at;
+  ps->atlen = n;
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  Parser *ps = (Parser *)p;
+  if (ps->event != EV_HEAD) ps->event = EV_DONE;   /* else: a bodyless request's head */
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+static const http_parser_settings settings = {
+  .on_message_begin = on_message_begin, .on_url = on_url,
+  .on_header_field = on_header_field, .on_header_value = on_header_value,
+  .on_headers_complete = on_headers_complete, .on_body = on_body,
+  .on_message_complete = on_message_complete,
+};
+
+/* ------------------------------------------------------------ the type */
+
+/* luaL_checkudata without its lookup by name: execute runs several times
+** per request. The metatable is the function's upvalue. */
+static Parser *check_parser(lua_State *L) {
+  void *p = lua_touserdata(L, 1);
+  if (p != NULL && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return (Parser *)p;
+  }
+  luaL_typeerror(L, 1, PARSER_MT);
+  return NULL;
+}
+
+/* A large head is over: give its buffer back. */
+static void trim_head(Parser *ps) {
+  if (ps->hcap > HEAD_KEEP) {
+    free(ps->head);
+    ps->head = NULL;
+    ps->hcap = ps->hlen = 0;
+  }
+}
+
+/* The status and message for libhttp-parser's own errors. */
+static int parse_error(lua_State *L, Parser *ps) {
+  enum http_errno e = HTTP_PARSER_ERRNO(&ps->p);
+  int status = 400;
+  const char *why = http_errno_description(e);
+  if (ps->status) { status = ps->status; why = ps->why; }
+  else if (e == HPE_HEADER_OVERFLOW) status = 431;
+  else if (e == HPE_UNEXPECTED_CONTENT_LENGTH)
+    why = "both Content-Length and Transfer-Encoding, or two Content-Lengths";
+  else if (e == HPE_INVALID_TRANSFER_ENCODING) status = 501;
+  lua_pushliteral(L, "error");
+  lua_pushinteger(L, status);
+  lua_pushstring(L, why);
+  return 3;
+}
+
+/* p:execute(data, pos): the next event from data[pos..]; see the top. An
+** empty data string tells the parser the peer ended the stream. */
+static int parser_execute(lua_State *L) {
+  Parser *ps = check_parser(L);
+  size_t len, n;
+  const char *data = luaL_checklstring(L, 2, &len);
+  lua_Integer pos = luaL_optinteger(L, 3, 1);
+  luaL_argcheck(L, pos >= 1 && (size_t)pos <= len + 1, 3, "position out of range");
+  if (ps->status || (HTTP_PARSER_ERRNO(&ps->p) != HPE_OK &&
+                     HTTP_PARSER_ERRNO(&ps->p) != HPE_PAUSED))
+    return parse_error(L, ps);            /* a parser that failed stays failed */
+  if (len > 0 && (size_t)pos == len + 1) {  /* nothing left: length 0 would mean EOF */
+    lua_pushliteral(L, "more");
+    lua_pushinteger(L, pos);
+    return 2;
+  }
+  http_parser_pause(&ps->p, 0);
+  ps->event = EV_NONE;
+  n = http_parser_execute(&ps->p, &settings, data + pos - 1, len - (size_t)(pos - 1));
+  if (HTTP_PARSER_ERRNO(&ps->p) != HPE_OK && HTTP_PARSER_ERRNO(&ps->p) != HPE_PAUSED)
+    return parse_error(L, ps);
+  switch (ps->event) {
+    case EV_HEAD:
+      lua_pushliteral(L, "head");
+      lua_pushinteger(L, pos + (lua_Integer)n);
+      push_request(L, ps);
+      if (ps->bodyless) trim_head(ps);
+      return 3;
+    case EV_BODY:
+      lua_pushliteral(L, "body");
+      lua_pushinteger(L, pos + (lua_Integer)n);
+      lua_pushlstring(L, ps->at, ps->atlen);
+      return 3;
+    case EV_DONE:
+      trim_head(ps);
+      lua_pushliteral(L, "done");
+      lua_pushinteger(L, pos + (lua_Integer)n);
+      return 2;
+    default:
+      if (len == 0) {                     /* the end, and nothing was owed */
+        lua_pushliteral(L, "more");
+        lua_pushinteger(L, 1);
+        return 2;
+      }
+      if (pos + (lua_Integer)n != (lua_Integer)len + 1) {
+        lua_pushliteral(L, "error");      /* stopped short with no error: upgrade */
+        lua_pushinteger(L, 400);
+        lua_pushliteral(L, "unexpected data after the request");
+        return 3;
+      }
+      lua_pushliteral(L, "more");
+      lua_pushinteger(L, (lua_Integer)len + 1);
+      return 2;
+  }
+}
+
+static size_t opt_limit(lua_State *L, const char *key, size_t dflt) {
+  lua_Integer v;
+  int isnum;
+  if (lua_getfield(L, 1, key) == LUA_TNIL) { lua_pop(L, 1); return dflt; }
+  v = lua_tointegerx(L, -1, &isnum);
+  if (!isnum || v <= 0) luaL_error(L, "limits.%s must be a positive integer", key);
+  lua_pop(L, 1);
+  return (size_t)v;
+}
+
+/* parser.new([{max_uri=, max_head=, max_headers=, max_body=} [, request_mt
+** [, headers_mt]]]): the request tables and their headers tables get
+** those metatables (kept as the parser's user values). */
+static int parser_new(lua_State *L) {
+  Parser *ps;
+  size_t max_uri = 8192, max_head = 16384, max_body = 1048576, max_headers = 100;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    max_uri = opt_limit(L, "max_uri", max_uri);
+    max_head = opt_limit(L, "max_head", max_head);
+    max_body = opt_limit(L, "max_body", max_body);
+    max_headers = opt_limit(L, "max_headers", max_headers);
+    if (max_head > UINT32_MAX / 2 || max_headers > 100000)
+      return luaL_error(L, "limits.max_head or limits.max_headers is too large");
+  }
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  ps = (Parser *)lua_newuserdatauv(L, sizeof *ps, 2);
+  memset(ps, 0, sizeof *ps);
+  luaL_setmetatable(L, PARSER_MT);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 3);
+  lua_setiuservalue(L, -2, 2);
+  http_parser_init(&ps->p, HTTP_REQUEST);
+  ps->max_uri = max_uri;
+  ps->max_head = max_head;
+  ps->max_body = max_body;
+  ps->max_headers = (int)max_headers;
+  return 1;
+}
+
+static int parser_gc(lua_State *L) {
+  Parser *ps = (Parser *)luaL_checkudata(L, 1, PARSER_MT);
+  free(ps->head);
+  free(ps->hdrs);
+  ps->head = NULL;
+  ps->hdrs = NULL;
+  ps->hcap = ps->hlen = 0;
+  ps->nspans = 0;
+  return 0;
+}
+
+static const luaL_Reg parser_methods[] = {{"execute", NULL}, {NULL, NULL}};
+
+static const luaL_Reg parser_meta[] = {{"__gc", parser_gc}, {NULL, NULL}};
+
+int lasync__luaopen_http_parser(lua_State *L) {
+  lasync__class(L, PARSER_MT, parser_meta, parser_methods);
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, parser_execute, 1);  /* the metatable as its upvalue */
+  lua_setfield(L, -2, "execute");
+  lua_pop(L, 2);
+  lua_newtable(L);
+  lua_pushcfunction(L, parser_new);
+  lua_setfield(L, -2, "new");
+  return 1;
+}

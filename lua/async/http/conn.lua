@@ -1,0 +1,469 @@
+-- async.http.conn: the connection side of the HTTP/1.1 server: each
+-- connection's task, its requests and responses. async.http.server has the
+-- server object (listening, timeouts, logs, shutdown). Parsing is
+-- libhttp-parser's (async.core.http_parser, which also enforces the size
+-- limits as bytes arrive); this file answers a connection's requests in
+-- order (keep-alive, pipelining, Expect: 100-continue, HEAD, chunked bodies
+-- both ways).
+local async = require "async"
+local hp = require "async.core.http_parser"
+local reasons = require "async.http.status"
+
+local format, concat, lower = string.format, table.concat, string.lower
+local tostring, type, pairs, tonumber = tostring, type, pairs, tonumber
+local M = {}
+
+-------------------------------------------------------------------- errors
+
+local HandlerError = {__name = "lasync.HandlerError"}
+HandlerError.__index = HandlerError
+function HandlerError:__tostring() return format("HandlerError: %d %s", self.status, self.message) end
+M.HandlerError = HandlerError
+
+-- http.error(status [, message]): an error value that a handler may raise
+-- (error(http.error(404))) to answer with that status.
+function M.error(status, message)
+  if math.type(status) ~= "integer" or status < 400 or status > 599 then
+    error("http.error: status must be an integer from 400 to 599", 2)
+  end
+  return setmetatable({kind = "HandlerError", status = status,
+                       message = message or reasons[status] or "Error"}, HandlerError)
+end
+
+----------------------------------------------------------------- helpers
+
+local function unescape(s)
+  if not s:find("[%%+]") then return s end
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+M.unescape = unescape
+
+local function unescape_path(s)
+  if not s:find("%", 1, true) then return s end
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- "a=1&b=x%20y&a=2" -> {a = "2", b = "x y"} (the last value of a repeated
+-- name wins; req:query_all(name) has them all).
+local function parse_query(qs)
+  local q = {}
+  for pair in qs:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    q[unescape(k)] = unescape(v)
+  end
+  return q
+end
+
+-- Header lookup by any case: the parser gives lowercase names.
+local Headers = {__index = function(t, k)
+  if type(k) == "string" then
+    local l = lower(k)
+    if l ~= k then return rawget(t, l) end
+  end
+end}
+
+--------------------------------------------------------- the connection
+
+local function set_phase(c, phase)
+  c.phase = phase
+  c.mark = c.mark + 1
+end
+
+-- The next parser event: "head", "body", "done", "error" (status,
+-- message) or "eof" (the peer ended the stream between requests).
+local function next_event(c)
+  while true do
+    local buf = c.buf
+    if buf then
+      local ev, a, b = c.p:execute(buf, c.pos)
+      if ev ~= "more" then
+        if ev ~= "error" then c.pos = a end
+        return ev, a, b
+      end
+      c.buf = nil
+    end
+    local data = c.sock:read()
+    if not data then
+      local ev, a, b = c.p:execute("", 1)
+      if ev == "error" then return ev, a, b end
+      return "eof"
+    end
+    c.buf, c.pos = data, 1
+    if c.phase == "idle" then set_phase(c, "head") end
+  end
+end
+
+-- Sends `status` with a short text body and ends the connection: the
+-- answer to a request the parser refused or a timeout. Reads and drops
+-- what the peer still sends for a moment (a lingering close) so the
+-- kernel does not reset the connection before the answer is read.
+local function refuse(c, status, message)
+  local body = (reasons[status] or "Error") .. ": " .. tostring(message) .. "\n"
+  pcall(c.sock.write, c.sock, format(
+    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" ..
+    "Connection: close\r\n\r\n%s", status, reasons[status] or "Error", #body, body))
+  if c.srv.access_log then c.srv:log_access(c, nil, status, #body) end
+  set_phase(c, "linger")
+  pcall(function()
+    c.sock:shutdown()
+    local n = 0
+    repeat
+      local d = c.sock:read()
+      n = n + (d and #d or 0)
+    until not d or n > 1048576
+  end)
+end
+
+------------------------------------------------------------ the request
+
+local Request = {}
+local lazy = {}
+
+local RequestMT = {__name = "lasync.HttpRequest"}
+function RequestMT.__index(r, k)
+  local m = Request[k]
+  if m ~= nil then return m end
+  local f = lazy[k]
+  if f then
+    local v = f(r)
+    rawset(r, k, v)
+    return v
+  end
+end
+
+-- The target split into path and query only when asked for (a handler
+-- that looks at neither pays nothing).
+local function split_target(r)
+  local target = r.target
+  local path, qs = target, ""
+  local q = target:find("?", 1, true)
+  if q then path, qs = target:sub(1, q - 1), target:sub(q + 1) end
+  if path:byte(1) ~= 47 then                       -- absolute form: http://host/path
+    path = path:match("^%a[%w+.-]*://[^/]*(/.*)$") or path
+  end
+  rawset(r, "raw_path", path)
+  rawset(r, "query_string", qs)
+end
+
+function lazy.raw_path(r) split_target(r); return r.raw_path end
+function lazy.query_string(r) split_target(r); return r.query_string end
+function lazy.path(r) return unescape_path(r.raw_path) end
+function lazy.query(r) return parse_query(r.query_string) end
+function lazy.remote(r) return (r.conn.sock:peer()) end
+function lazy.params() return {} end
+
+local function new_request(c, head)    -- the parser set the metatables
+  head.conn = c
+  return head
+end
+
+-- The next piece of the body, or nil at its end. Raises an HandlerError
+-- (413, 400, ...) when the parser refuses the body.
+function Request:read()
+  if self.body_done then return nil end
+  local c = self.conn
+  if c.current ~= self then error("req:read: this request's connection has moved on", 2) end
+  if self.expect_continue and not self.continued then
+    self.continued = true
+    c.sock:write("HTTP/1.1 100 Continue\r\n\r\n")
+  end
+  local was = c.phase
+  set_phase(c, "body")
+  local ev, a, b = next_event(c)
+  set_phase(c, was)
+  if ev == "body" then return b end
+  self.body_done = true
+  if ev == "done" then return nil end
+  c.broken = true
+  if ev == "eof" then error(M.error(400, "the body ended early"), 0) end
+  error(M.error(a, b), 0)
+end
+
+-- for chunk in req:chunks() do ... end
+function Request:chunks()
+  return function() return self:read() end
+end
+
+-- The whole body as a string (read once, then kept).
+function Request:body()
+  if self.body_text == nil then
+    local parts = {}
+    for chunk in self:chunks() do parts[#parts + 1] = chunk end
+    self.body_text = concat(parts)
+  end
+  return self.body_text
+end
+
+-- The body decoded as JSON (async.json); 400 when it is not JSON.
+function Request:json()
+  local json = require "async.json"
+  local ok, v = pcall(json.decode, self:body())
+  if not ok then error(M.error(400, "the body is not valid JSON: " .. tostring(v)), 0) end
+  return v
+end
+
+function Request:header(name) return self.headers[name] end
+
+RequestMT.__tostring = function(r) return format("HttpRequest<%s %s>", r.method, r.target) end
+
+----------------------------------------------------------- the response
+
+local function bad_header(name, value)
+  return type(name) ~= "string" or not name:find("^[!#$%%&'*+%-.^_`|~%w]+$")
+    or value:find("[\r\n%z]")
+end
+
+-- The head of a response: status line and headers, without the final
+-- CRLF. `length` is the body's length, or nil for chunked, or false for
+-- none. Raises on a header name or value that would break the framing.
+-- "HTTP/1.1 200 OK\r\nDate: " by status, and decimal lengths: number to
+-- string conversion goes through snprintf, a visible cost per response.
+local status_lines = setmetatable({}, {__index = function(t, status)
+  if math.type(status) ~= "integer" or status < 100 or status > 599 then
+    error(format("the handler returned an invalid status (%s)", tostring(status)), 0)
+  end
+  local s = "HTTP/1.1 " .. status .. " " .. (reasons[status] or "Unknown") .. "\r\nDate: "
+  t[status] = s
+  return s
+end})
+local lengths = setmetatable({}, {__index = function(t, n)
+  local s = "\r\nContent-Length: " .. n
+  if n < 4096 then t[n] = s end
+  return s
+end})
+
+local function build_head(c, req, status, headers, length)
+  local line = status_lines[status]
+  if c.srv.closing or c.broken or (req.expect_continue and not req.continued and not req.body_done) then
+    c.keep = false                        -- shutting down, a bad body, or one never asked for
+  end
+  local conn = not c.keep and "\r\nConnection: close"
+    or (req.version == "1.0" and "\r\nConnection: keep-alive" or "")
+  local framing
+  if length then
+    framing = (status >= 200 and status ~= 204 and status ~= 304) and lengths[length] or ""
+  else
+    framing = c.chunked_ok and "\r\nTransfer-Encoding: chunked" or ""
+  end
+  local head = line .. c.srv.date
+  if not headers then                     -- the common case: one concatenation
+    if length and length > 0 then head = head .. "\r\nContent-Type: text/plain; charset=utf-8" end
+    return head .. framing .. conn
+  end
+  local parts, n, has_type = {head}, 1, false
+  for k, v in pairs(headers) do
+    local vs = type(v) == "table" and v or {v}
+    for i = 1, #vs do
+      local s = tostring(vs[i])
+      if bad_header(k, s) then
+        error(format("the handler returned a header that is not allowed: %q", tostring(k) .. ": " .. s), 0)
+      end
+      local l = lower(k)
+      if l == "content-type" then has_type = true end
+      if l ~= "content-length" and l ~= "transfer-encoding" and l ~= "connection" then
+        parts[n + 1], parts[n + 2], parts[n + 3], parts[n + 4] = "\r\n", k, ": ", s
+        n = n + 4
+      end
+    end
+  end
+  if length and length > 0 and not has_type then
+    parts[n + 1] = "\r\nContent-Type: text/plain; charset=utf-8"; n = n + 1
+  end
+  parts[n + 1], parts[n + 2] = framing, conn
+  return concat(parts, "", 1, n + 2)
+end
+
+-- Writes; the "send" phase lets the sweeper reset a peer that does not
+-- read (set_phase inlined: this is on every response).
+local function send(c, data)
+  local mark = c.mark
+  c.phase, c.mark = "send", mark + 1
+  c.sock:write(data)
+  c.phase, c.mark = "handler", mark + 2
+end
+
+local Response = {}
+Response.__index = Response
+Response.__name = "lasync.HttpResponse"
+
+-- res:start([status [, headers]]): sends the head of a streamed response
+-- (chunked unless headers give a Content-Length... which is not allowed:
+-- a streamed body has no length known up front).
+function Response:start(status, headers)
+  if self.started then error("res:start: the response has already started", 2) end
+  local c, req = self.conn, self.req
+  self.status = status or self.status or 200
+  if not c.chunked_ok then c.keep = false end       -- HTTP/1.0: the end is the close
+  send(c, build_head(c, req, self.status, headers or self.headers, nil) .. "\r\n\r\n")
+  self.started = true
+end
+
+-- res:write(data): sends a piece of the body (starting the response with
+-- 200 if res:start was not called). Waits while the peer is slow.
+function Response:write(data)
+  if self.finished then error("res:write: the response is finished", 2) end
+  if type(data) ~= "string" then error("res:write: string expected, got " .. type(data), 2) end
+  if not self.started then self:start() end
+  if #data == 0 or self.req.method == "HEAD" then return end
+  self.bytes = self.bytes + #data
+  local c = self.conn
+  if c.chunked_ok then send(c, format("%x\r\n", #data) .. data .. "\r\n")
+  else send(c, data) end
+end
+
+-- res:finish([data]): the last piece; ends the response.
+function Response:finish(data)
+  if self.finished then return end
+  if data then self:write(data) end
+  if not self.started then self:start() end
+  self.finished = true
+  local c = self.conn
+  if c.chunked_ok and self.req.method ~= "HEAD" then send(c, "0\r\n\r\n") end
+end
+
+-- Sends a whole response from what the handler returned.
+local function respond(c, req, status, body, headers)
+  if type(status) == "table" then
+    local t = status
+    status, body, headers = t.status or 200, t.body, t.headers
+    if t.json ~= nil then
+      body = require("async.json").encode(t.json)
+      headers = headers or {}
+      headers["Content-Type"] = headers["Content-Type"] or "application/json"
+    end
+  elseif status == nil then
+    status = 204
+  end
+  if body == nil then body = ""
+  elseif type(body) ~= "string" then
+    error("the handler returned a body that is not a string (" .. type(body) .. ")", 0)
+  end
+  local head = build_head(c, req, status, headers, #body)
+  if req.method == "HEAD" or status == 204 or status == 304 then body = "" end
+  send(c, head .. "\r\n\r\n" .. body)
+  return status, #body
+end
+
+------------------------------------------------------------ a request
+
+-- Hands the connection of req over to another protocol (WebSocket): the
+-- bytes after the request, and the stream. The server lets go of it when
+-- the handler returns. (An upgrade request with a body is read to its end
+-- first: one more parser step.)
+function M.take_over(req)
+  local c = req.conn
+  local leftover = ""
+  if c.buf then
+    local pos = c.pos
+    if not req.body_done then pos = select(2, c.p:execute(c.buf, pos)) end
+    leftover = c.buf:sub(pos)
+    c.buf = nil
+  end
+  c.upgraded = true
+  return c.sock, leftover
+end
+
+local function on_error(e)
+  if getmetatable(e) == HandlerError or async.is_cancelled(e) then return e end
+  return {error = e, traceback = debug.traceback(tostring(e), 2)}
+end
+
+-- Runs the handler and sends what it returned (or ends what it
+-- streamed); returns the status and body length for the log. Any error,
+-- the handler's or one in what it returned, goes to handle's xpcall.
+local function run(srv, c, req, res)
+  local status, body, headers = srv.handler(req, res)
+  if c.upgraded then return 101, 0 end
+  if res.started then
+    res:finish()
+    return res.status, res.bytes
+  end
+  return respond(c, req, status, body, headers)
+end
+
+-- Runs one request; returns whether the connection may go on.
+local function handle(srv, c, head)
+  local req = new_request(c, head)
+  c.current = req
+  c.keep = head.keep_alive and not srv.closing
+  c.chunked_ok = head.version == "1.1"
+  local res = setmetatable({conn = c, req = req, bytes = 0, status = 200}, Response)
+  req.res = res
+  local ok, status, body = xpcall(run, on_error, srv, c, req, res)
+  if c.upgraded then                              -- the WebSocket had the connection
+    if not ok and not async.is_cancelled(status) and getmetatable(status) ~= HandlerError then
+      srv:log_error(format("%s %s: %s", req.method, req.target, status.traceback))
+    end
+    if srv.access_log then srv:log_access(c, req, 101, 0) end
+    return false
+  end
+  if not ok then
+    local e = status
+    if async.is_cancelled(e) then error(e, 0) end
+    if c.expired or c.sock:closed() then return false end
+    if getmetatable(e) ~= HandlerError then
+      srv:log_error(format("%s %s: %s", req.method, req.target, e.traceback))
+      e = M.error(500, "Internal Server Error")
+    end
+    if res.started then return false end          -- the head is out: only a reset says it
+    local text = e.message .. "\n"
+    status, body = e.status, #text
+    send(c, build_head(c, req, status, {["Content-Type"] = "text/plain; charset=utf-8"}, #text)
+      .. "\r\n\r\n" .. (req.method == "HEAD" and "" or text))
+  end
+  if srv.access_log then srv:log_access(c, req, status, body) end
+  if not c.keep or c.broken then return false end
+  if not req.body_done then                       -- the handler left the body unread
+    if req.expect_continue and not req.continued then return false end
+    while req:read() do end
+  end
+  c.current = nil
+  return true
+end
+
+local function conn_loop(srv, c)
+  while true do
+    local ev, a, b = next_event(c)
+    if ev == "eof" then return end
+    if ev == "error" then return refuse(c, a, b) end
+    if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
+    set_phase(c, "handler")
+    if not handle(srv, c, b) or srv.closing then return end
+    set_phase(c, "idle")
+  end
+end
+
+local function tls_accept(ctx, sock) return require("async.tls").accept(ctx, sock) end
+
+-- The task of a connection (net.listen's handler).
+local function serve_conn(srv, sock)
+  local c = {srv = srv, sock = sock, p = hp.new(srv.limits, RequestMT, Headers), phase = "head", mark = 0,
+             seen = -1, age = 0}
+  if srv.closing then return end
+  if srv.nconn >= srv.max_connections then
+    return refuse(c, 503, "too many connections")
+  end
+  srv.nconn = srv.nconn + 1
+  srv.conns[c] = true
+  if srv.access_log then c.peer = sock:peer() end
+  local ok, err = true, nil
+  if srv.tls then
+    set_phase(c, "handshake")
+    ok, err = pcall(tls_accept, srv.tls, sock)
+    if ok then c.sock = err else c.expired = true end   -- a failed handshake is not logged
+    set_phase(c, "head")
+  end
+  if ok then ok, err = pcall(conn_loop, srv, c) end
+  if c.sock ~= sock then pcall(c.sock.close, c.sock) end
+  srv.conns[c] = nil
+  srv.nconn = srv.nconn - 1
+  if not ok then
+    if async.is_cancelled(err) then error(err, 0) end
+    if getmetatable(err) ~= async.IOError and not c.expired then
+      srv:log_error("connection failed: " .. tostring(err))
+    end
+  end
+end
+
+M.serve_conn = serve_conn
+return M
