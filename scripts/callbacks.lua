@@ -10,8 +10,10 @@ local function note(msg) log[#log + 1] = msg end
 -- delay. Both return a handle. Callbacks are not tasks: they run to the
 -- end without waiting (to wait, spawn a task from the callback).
 local soon = async.call_soon(note, "soon")
-local later = async.call_later(0.02, note, "later (20 ms)")
+-- (The 10 ms one is armed first: armed second, a loaded machine could
+-- arm it more than 10 ms after the 20 ms one, and the order below flip.)
 local sooner = async.call_later(0.01, note, "later (10 ms)")
+local later = async.call_later(0.02, note, "later (20 ms)")
 local dropped = async.call_later(0.01, note, "never")
 print("handles: " .. tostring(soon) .. " " .. tostring(later))
 assert(dropped:cancel() == true)         -- true: it had not run yet

@@ -29,7 +29,7 @@ end
 local function run_server(port, started)
   local srv = net.listen("127.0.0.1", port, handler, {on_error = function() end})
   local host, p = srv:address()
-  if started then started:resolve(p) else print(("serving on %s:%d; kill -TERM %d to stop"):format(host, p, signal.getpid())) end
+  if started then started:resolve(p, srv) else print(("serving on %s:%d; kill -TERM %d to stop"):format(host, p, signal.getpid())) end
   signal.wait("SIGTERM")
   local cancelled = srv:shutdown(GRACE)
   print(("SIGTERM: stopped accepting; %d request(s) cut off after %.1f s of grace"):format(cancelled, GRACE))
@@ -45,7 +45,7 @@ end
 -- supervisor's SIGTERM sent to ourselves.
 local started = async.future()
 local server = async.spawn(run_server, 0, started)
-local port = started:await()
+local port, srv = started:await()
 
 local function request(ms)
   local c <close> = net.connect("127.0.0.1", port)
@@ -55,9 +55,11 @@ end
 
 local quick = async.spawn(request, 100)      -- finishes within the grace period
 local slow = async.spawn(request, 10000)     -- does not: it is cancelled
-async.sleep(0.05)                            -- both are in flight now
+-- Wait for the evidence, not for "long enough" (a loaded machine may take
+-- longer than any guess): both connections accepted, the listener closed.
+while srv:connections() < 2 do async.sleep(0.001) end   -- both are in flight now
 signal.kill(signal.getpid(), "SIGTERM")      -- what a supervisor would send
-async.sleep(0.02)                            -- the server has stopped accepting
+while not srv:closed() do async.sleep(0.001) end         -- it stopped accepting
 local ok, err = pcall(net.connect, "127.0.0.1", port)
 
 assert(quick:await() == "DONE 100", "the request in flight finished")

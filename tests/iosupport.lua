@@ -83,14 +83,15 @@ function M.python(src, ...)
   end})
 end
 
--- Waits (yielding) until pred() is true, at most `turns` loop turns with a
--- short sleep each; raises if it never happens.
-function M.eventually(pred, what, turns)
-  for _ = 1, turns or 500 do
-    if pred() then return end
+-- Waits (yielding) until pred() is true; raises if it has not happened in
+-- `secs` seconds (default 10). A hang detector, not a speed check: 500 turns
+-- (~1 s) could run out on a loaded machine before a subprocess got going.
+function M.eventually(pred, what, secs)
+  local deadline = async.time() + (secs or 10)
+  while not pred() do
+    if async.time() > deadline then error("never happened: " .. (what or "condition"), 2) end
     async.sleep(0.002)
   end
-  error("never happened: " .. (what or "condition"), 2)
 end
 
 return M

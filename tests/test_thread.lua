@@ -101,12 +101,17 @@ function TestThread:test_error_in_the_thread()
 end
 
 function TestThread:test_cancel_the_thread()
+  -- The thread says it is in its pcall before we cancel: order by its word,
+  -- not by a 10 ms guess that it got there.
   local th = async.thread.spawn(function(ch)
-    local ok, err = pcall(ch.recv, ch)     -- waits forever
+    local ok, err = pcall(function()
+      ch:send("running")
+      ch:recv()                            -- waits forever
+    end)
     ch:send(async.is_cancelled(err) and "saw the cancel" or "?")
     error(err, 0)
   end)
-  async.sleep(0.01)
+  lu.assertEquals(th:recv(), "running")
   th:cancel()
   lu.assertEquals(th:recv(), "saw the cancel")
   lu.assertTrue(async.is_cancelled(fails(th.join, th)))
@@ -165,11 +170,9 @@ function TestThread:test_a_forgotten_thread_runs_to_its_end()
   end
   collectgarbage()
   lu.assertEquals(done:await(), "finished")
-  for _ = 1, 100 do                        -- its end is noticed from the loop
-    if threads() == before then break end
-    async.sleep(0.001)
-  end
-  lu.assertEquals(threads(), before)
+  -- its end is noticed from the loop: wait for it (the suite's timeout
+  -- bounds this), not for 100 turns a loaded machine may run out first
+  while threads() ~= before do async.sleep(0.001) end
 end
 
 function TestThread:test_threads_in_parallel()

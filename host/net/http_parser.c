@@ -21,7 +21,9 @@
 **
 ** Memory: the head is collected in one malloc'd buffer (the URI, then each
 ** name and value, with an index of spans), freed when it grew large; the
-** Lua request table is built once, at headers-complete.
+** Lua request table is built once, at headers-complete, with the headers as
+** one packed string: parser.headers(packed) makes their table only when a
+** handler reads req.headers (most hello-world-like handlers never do).
 */
 #include <stdlib.h>
 #include <string.h>
@@ -187,55 +189,106 @@ static int check_framing(Parser *ps) {
   return 0;
 }
 
-static void set_true(lua_State *L, const char *k) {
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, k);
+/* The request's field names, interned once as parser_execute's upvalues
+** 2...: lua_setfield would look each name up again on every request. */
+enum { K_METHOD = 2, K_TARGET, K_VERSION, K_PACKED, K_KEEP, K_UPGRADE, K_LENGTH,
+       K_CHUNKED, K_EXPECT, K_DONE, K_END };
+static const char *const keys[] = {"method", "target", "version", "packed_headers",
+  "keep_alive", "upgrade", "content_length", "chunked", "expect_continue", "body_done"};
+
+/* t[key] = the value on top (t below it). */
+static void set_key(lua_State *L, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
 }
 
-/* Pushes {method=, target=, version=, headers={lowercase name = value},
-** keep_alive=, upgrade=, content_length=, chunked=, expect_continue=}.
-** A repeated header's values are joined with ", " (RFC 9110 5.3). */
+static void set_true(lua_State *L, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+}
+
+/* The header spans as one string for headers() to decode when a handler
+** asks: each name and value prefixed by its length (4 bytes, in the room
+** header_piece left before each span). One string per request instead of
+** a table and two strings per header; most handlers read few or none. */
+static void push_packed_headers(lua_State *L, Parser *ps) {
+  int i, n = ps->nspans & ~1;             /* a name without a value is dropped */
+  uint32_t from, to;
+  if (n == 0) { lua_pushliteral(L, ""); return; }
+  for (i = 0; i < n; i++) memcpy(ps->head + ps->hdrs[i].off - 4, &ps->hdrs[i].len, 4);
+  from = ps->hdrs[0].off - 4;
+  to = ps->hdrs[n - 1].off + ps->hdrs[n - 1].len;
+  lua_pushlstring(L, ps->head + from, to - from);
+}
+
+/* Pushes {method=, target=, version=, packed headers, keep_alive=,
+** upgrade=, content_length=, chunked=, expect_continue=}; the Lua side
+** makes req.headers from the packed string on first use. */
 static void push_request(lua_State *L, Parser *ps) {
-  int i;
-  lua_createtable(L, 0, 16);                /* room for what Lua adds (conn, res, ...) */
+  lua_createtable(L, 0, 8);                 /* room for what Lua adds (conn, res) */
   lua_pushstring(L, http_method_str((enum http_method)ps->p.method));
-  lua_setfield(L, -2, "method");
+  set_key(L, K_METHOD);
   lua_pushlstring(L, span(ps, ps->uri), ps->uri.len);
-  lua_setfield(L, -2, "target");
+  set_key(L, K_TARGET);
   lua_pushstring(L, ps->p.http_major == 1 && ps->p.http_minor == 1 ? "1.1"
                     : ps->p.http_major == 1 ? "1.0" : "0.9");
-  lua_setfield(L, -2, "version");
-  lua_createtable(L, 0, ps->nspans / 2);
-  for (i = 0; i + 1 < ps->nspans; i += 2) {
-    push_lower(L, span(ps, ps->hdrs[i]), ps->hdrs[i].len);
+  set_key(L, K_VERSION);
+  push_packed_headers(L, ps);
+  set_key(L, K_PACKED);
+  /* flags are set only when true: nil reads as false, and each field
+  ** costs on every request */
+  if (http_should_keep_alive(&ps->p)) set_true(L, K_KEEP);
+  if (ps->p.upgrade) set_true(L, K_UPGRADE);
+  if (ps->cl) {
+    lua_pushinteger(L, (lua_Integer)ps->p.content_length);
+    set_key(L, K_LENGTH);
+  }
+  if (ps->p.flags & F_CHUNKED) set_true(L, K_CHUNKED);
+  if (ps->expect_continue) set_true(L, K_EXPECT);
+  if (ps->bodyless) set_true(L, K_DONE);
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) lua_setmetatable(L, -2);
+  else lua_pop(L, 1);
+}
+
+/* parser.headers(packed [, mt]): the table {lowercase name = value} from a
+** request's packed headers (see push_packed_headers), with metatable mt.
+** A repeated header's values are joined with ", " (RFC 9110 5.3). */
+static int parser_headers(lua_State *L) {
+  size_t len, pos = 0;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_createtable(L, 0, 8);
+  while (len - pos >= 8) {
+    uint32_t nl, vl;
+    const char *name;
+    memcpy(&nl, s + pos, 4);
+    if (nl > len - pos - 8) break;
+    name = s + pos + 4;
+    memcpy(&vl, name + nl, 4);
+    if (vl > len - pos - 8 - nl) break;
+    push_lower(L, name, nl);
     lua_pushvalue(L, -1);
     if (lua_rawget(L, -3) == LUA_TSTRING) {
       lua_pushliteral(L, ", ");
-      lua_pushlstring(L, span(ps, ps->hdrs[i + 1]), ps->hdrs[i + 1].len);
+      lua_pushlstring(L, name + nl + 4, vl);
       lua_concat(L, 3);
     }
     else {
       lua_pop(L, 1);
-      lua_pushlstring(L, span(ps, ps->hdrs[i + 1]), ps->hdrs[i + 1].len);
+      lua_pushlstring(L, name + nl + 4, vl);
     }
     lua_rawset(L, -3);
+    pos += 8 + (size_t)nl + vl;
   }
-  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) lua_setmetatable(L, -2);
-  else lua_pop(L, 1);
-  lua_setfield(L, -2, "headers");
-  /* flags are set only when true: nil reads as false, and each field
-  ** costs on every request */
-  if (http_should_keep_alive(&ps->p)) set_true(L, "keep_alive");
-  if (ps->p.upgrade) set_true(L, "upgrade");
-  if (ps->cl) {
-    lua_pushinteger(L, (lua_Integer)ps->p.content_length);
-    lua_setfield(L, -2, "content_length");
+  if (pos != len) return luaL_argerror(L, 1, "not a request's packed headers");
+  if (lua_istable(L, 2)) {
+    lua_pushvalue(L, 2);
+    lua_setmetatable(L, -2);
   }
-  if (ps->p.flags & F_CHUNKED) set_true(L, "chunked");
-  if (ps->expect_continue) set_true(L, "expect_continue");
-  if (ps->bodyless) set_true(L, "body_done");
-  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) lua_setmetatable(L, -2);
-  else lua_pop(L, 1);
+  return 1;
 }
 
 /* A request without a body (no Content-Length or 0, not chunked) is not
@@ -382,8 +435,8 @@ static size_t opt_limit(lua_State *L, const char *key, size_t dflt) {
 }
 
 /* parser.new([{max_uri=, max_head=, max_headers=, max_body=} [, request_mt
-** [, headers_mt]]]): the request tables and their headers tables get
-** those metatables (kept as the parser's user values). */
+** [, headers_mt]]]): the request tables get that metatable (kept as the
+** parser's user value; headers_mt is kept for compatibility and unused). */
 static int parser_new(lua_State *L) {
   Parser *ps;
   size_t max_uri = 8192, max_head = 16384, max_body = 1048576, max_headers = 100;
@@ -429,14 +482,18 @@ static const luaL_Reg parser_methods[] = {{"execute", NULL}, {NULL, NULL}};
 static const luaL_Reg parser_meta[] = {{"__gc", parser_gc}, {NULL, NULL}};
 
 int lasync__luaopen_http_parser(lua_State *L) {
+  int k;
   lasync__class(L, PARSER_MT, parser_meta, parser_methods);
   lua_getfield(L, -1, "__index");
-  lua_pushvalue(L, -2);
-  lua_pushcclosure(L, parser_execute, 1);  /* the metatable as its upvalue */
+  lua_pushvalue(L, -2);                    /* upvalue 1: the metatable */
+  for (k = K_METHOD; k < K_END; k++) lua_pushstring(L, keys[k - K_METHOD]);
+  lua_pushcclosure(L, parser_execute, K_END - 1);
   lua_setfield(L, -2, "execute");
   lua_pop(L, 2);
   lua_newtable(L);
   lua_pushcfunction(L, parser_new);
   lua_setfield(L, -2, "new");
+  lua_pushcfunction(L, parser_headers);
+  lua_setfield(L, -2, "headers");
   return 1;
 }

@@ -89,7 +89,7 @@ local function next_event(c)
       return "eof"
     end
     c.buf, c.pos = data, 1
-    if c.phase == "idle" then set_phase(c, "head") end
+    if c.phase == "idle" then c.phase, c.mark = "head", c.mark + 1 end
   end
 end
 
@@ -151,11 +151,7 @@ function lazy.path(r) return unescape_path(r.raw_path) end
 function lazy.query(r) return parse_query(r.query_string) end
 function lazy.remote(r) return (r.conn.sock:peer()) end
 function lazy.params() return {} end
-
-local function new_request(c, head)    -- the parser set the metatables
-  head.conn = c
-  return head
-end
+function lazy.headers(r) return hp.headers(r.packed_headers, Headers) end
 
 -- The next piece of the body, or nil at its end. Raises an HandlerError
 -- (413, 400, ...) when the parser refuses the body.
@@ -218,12 +214,15 @@ end
 -- none. Raises on a header name or value that would break the framing.
 -- "HTTP/1.1 200 OK\r\nDate: " by status, and decimal lengths: number to
 -- string conversion goes through snprintf, a visible cost per response.
+local known_status = {}                 -- the same lines, without the metatable
+local plain_status = {}                 -- those whose response has a body and its length
 local status_lines = setmetatable({}, {__index = function(t, status)
   if math.type(status) ~= "integer" or status < 100 or status > 599 then
     error(format("the handler returned an invalid status (%s)", tostring(status)), 0)
   end
   local s = "HTTP/1.1 " .. status .. " " .. (reasons[status] or "Unknown") .. "\r\nDate: "
-  t[status] = s
+  t[status], known_status[status] = s, s
+  if status >= 200 and status ~= 204 and status ~= 304 then plain_status[status] = s end
   return s
 end})
 local lengths = setmetatable({}, {__index = function(t, n)
@@ -232,9 +231,11 @@ local lengths = setmetatable({}, {__index = function(t, n)
   return s
 end})
 
-local function build_head(c, req, status, headers, length)
+local PLAIN = "\r\nContent-Type: text/plain; charset=utf-8"
+
+local function build_head(c, req, status, headers, length, body)
   local line = status_lines[status]
-  if c.srv.closing or c.broken or (req.expect_continue and not req.continued and not req.body_done) then
+  if c.srv.closing or c.broken or (not req.body_done and req.expect_continue and not req.continued) then
     c.keep = false                        -- shutting down, a bad body, or one never asked for
   end
   local conn = not c.keep and "\r\nConnection: close"
@@ -245,11 +246,20 @@ local function build_head(c, req, status, headers, length)
   else
     framing = c.chunked_ok and "\r\nTransfer-Encoding: chunked" or ""
   end
-  local head = line .. c.srv.date
   if not headers then                     -- the common case: one concatenation
-    if length and length > 0 then head = head .. "\r\nContent-Type: text/plain; charset=utf-8" end
-    return head .. framing .. conn
+    if body then                          -- respond's: the whole response
+      if length > 0 then
+        return line .. c.srv.date .. PLAIN .. framing .. conn
+          .. "\r\n\r\n" .. body
+      end
+      return line .. c.srv.date .. framing .. conn .. "\r\n\r\n" .. body
+    end
+    if length and length > 0 then
+      return line .. c.srv.date .. PLAIN .. framing .. conn
+    end
+    return line .. c.srv.date .. framing .. conn
   end
+  local head = line .. c.srv.date
   local parts, n, has_type = {head}, 1, false
   for k, v in pairs(headers) do
     local vs = type(v) == "table" and v or {v}
@@ -267,7 +277,7 @@ local function build_head(c, req, status, headers, length)
     end
   end
   if length and length > 0 and not has_type then
-    parts[n + 1] = "\r\nContent-Type: text/plain; charset=utf-8"; n = n + 1
+    parts[n + 1] = PLAIN; n = n + 1
   end
   parts[n + 1], parts[n + 2] = framing, conn
   return concat(parts, "", 1, n + 2)
@@ -282,7 +292,7 @@ local function send(c, data)
   c.phase, c.mark = "handler", mark + 2
 end
 
-local Response = {}
+local Response = {bytes = 0, status = 200}     -- defaults: two fields fewer per request
 Response.__index = Response
 Response.__name = "lasync.HttpResponse"
 
@@ -323,7 +333,8 @@ end
 
 -- Sends a whole response from what the handler returned.
 local function respond(c, req, status, body, headers)
-  if type(status) == "table" then
+  if known_status[status] then            -- the common case: no type() call
+  elseif type(status) == "table" then
     local t = status
     status, body, headers = t.status or 200, t.body, t.headers
     if t.json ~= nil then
@@ -338,9 +349,13 @@ local function respond(c, req, status, body, headers)
   elseif type(body) ~= "string" then
     error("the handler returned a body that is not a string (" .. type(body) .. ")", 0)
   end
-  local head = build_head(c, req, status, headers, #body)
+  local n = #body
   if req.method == "HEAD" or status == 204 or status == 304 then body = "" end
-  send(c, head .. "\r\n\r\n" .. body)
+  if headers then
+    send(c, build_head(c, req, status, headers, n) .. "\r\n\r\n" .. body)
+  else
+    send(c, build_head(c, req, status, nil, n, body))
+  end
   return status, #body
 end
 
@@ -378,16 +393,34 @@ local function run(srv, c, req, res)
     res:finish()
     return res.status, res.bytes
   end
+  -- The common case, respond and build_head and send inlined (this is
+  -- most of the server's own work per request): a keep-alive HTTP/1.1
+  -- request read to its end, a status seen before, a string body, no
+  -- headers. The bytes are exactly what respond would send.
+  local line = plain_status[status]
+  if line and headers == nil and c.keep and req.body_done and req.version == "1.1" and not c.broken
+      and not srv.closing and req.method ~= "HEAD" and type(body) == "string" then
+    local n = #body
+    local data
+    if n > 0 then data = line .. srv.date .. PLAIN .. lengths[n] .. "\r\n\r\n" .. body
+    else data = line .. srv.date .. lengths[0] .. "\r\n\r\n" end
+    local mark = c.mark
+    c.phase, c.mark = "send", mark + 1
+    c.sock:write(data)
+    c.phase, c.mark = "handler", mark + 2
+    return status, n
+  end
   return respond(c, req, status, body, headers)
 end
 
 -- Runs one request; returns whether the connection may go on.
 local function handle(srv, c, head)
-  local req = new_request(c, head)
+  local req = head                                -- the parser set the metatables
+  req.conn = c
   c.current = req
   c.keep = head.keep_alive and not srv.closing
   c.chunked_ok = head.version == "1.1"
-  local res = setmetatable({conn = c, req = req, bytes = 0, status = 200}, Response)
+  local res = setmetatable({conn = c, req = req}, Response)
   req.res = res
   local ok, status, body = xpcall(run, on_error, srv, c, req, res)
   if c.upgraded then                              -- the WebSocket had the connection
@@ -422,14 +455,32 @@ local function handle(srv, c, head)
 end
 
 local function conn_loop(srv, c)
+  local p, sock = c.p, c.sock                   -- neither changes while the loop runs
+  local execute, read = p.execute, sock.read    -- looked up once, not per request
   while true do
-    local ev, a, b = next_event(c)
+    local ev, a, b
+    if c.buf == nil and c.phase == "idle" then    -- between requests: next_event inlined
+      local data = read(sock)
+      if data then
+        c.buf, c.pos, c.phase, c.mark = data, 1, "head", c.mark + 1
+        ev, a, b = execute(p, data, 1)
+        if ev == "more" then c.buf = nil; ev, a, b = next_event(c)
+        elseif ev ~= "error" then c.pos = a end
+      else                                      -- the end of the stream: as next_event says it
+        ev, a, b = execute(p, "", 1)
+        if ev ~= "error" then ev = "eof" end
+      end
+    else
+      ev, a, b = next_event(c)
+    end
     if ev == "eof" then return end
     if ev == "error" then return refuse(c, a, b) end
     if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
-    set_phase(c, "handler")
+    c.phase, c.mark = "handler", c.mark + 1             -- set_phase, inlined: per request
     if not handle(srv, c, b) or srv.closing then return end
-    set_phase(c, "idle")
+    c.phase, c.mark = "idle", c.mark + 1
+    local buf = c.buf                                   -- all read: no parser call to say so
+    if buf and c.pos > #buf then c.buf = nil end
   end
 end
 
@@ -437,7 +488,7 @@ local function tls_accept(ctx, sock) return require("async.tls").accept(ctx, soc
 
 -- The task of a connection (net.listen's handler).
 local function serve_conn(srv, sock)
-  local c = {srv = srv, sock = sock, p = hp.new(srv.limits, RequestMT, Headers), phase = "head", mark = 0,
+  local c = {srv = srv, sock = sock, p = hp.new(srv.limits, RequestMT), phase = "head", mark = 0,
              seen = -1, age = 0}
   if srv.closing then return end
   if srv.nconn >= srv.max_connections then

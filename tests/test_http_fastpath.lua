@@ -1,0 +1,71 @@
+-- tests/test_http_fastpath.lua: what the HTTP server's hot path must keep:
+-- the request headers the parser packs into one string and unpacks on first
+-- use (repeated names joined, any case, pipelined requests kept apart), and
+-- the inlined common response, byte for byte what the general path sends
+-- (a status the server has not sent before takes the general path first).
+package.path = "tests/?.lua;" .. package.path
+local lu = require "luaunit"
+local support = require "support"
+local H = require "rawhttp"
+local hp = require "async.core.http_parser"
+local http = async.http
+
+TestHttpFastPath = {}
+
+function TestHttpFastPath:test_packed_headers_unpack_on_use()
+  local p = hp.new()
+  local ev, _, req = p:execute("GET /a HTTP/1.1\r\nX-One: 1\r\nx-one: 2\r\nHost: h\r\n\r\n")
+  lu.assertEquals(ev, "head")
+  lu.assertEquals(type(req.packed_headers), "string")
+  local h = hp.headers(req.packed_headers)
+  lu.assertEquals(h, {["x-one"] = "1, 2", host = "h"})
+  lu.assertEquals(hp.headers(""), {})
+  lu.assertErrorMsgContains("packed headers", hp.headers, "abc")
+  lu.assertErrorMsgContains("packed headers", hp.headers, ("\255"):rep(12))
+  lu.assertErrorMsgContains("string expected", hp.headers, nil)
+  lu.assertErrorMsgContains("table expected", hp.headers, "", 42)
+end
+
+-- Pipelined requests, each handler reading its own headers after the next
+-- request's head has been parsed into the same parser buffer.
+function TestHttpFastPath:test_pipelined_requests_keep_their_headers()
+  local srv = http.serve{port = 0, error_log = function() end, handler = function(req)
+    return 200, req.headers["X-N"] .. " " .. req.path
+  end}
+  local s <close> = H.connect(select(2, srv:address()))
+  s:write(H.get("/1", "X-N: one\r\n") .. H.get("/2", "X-N: two\r\n") .. H.get("/3", "x-n: three\r\n"))
+  lu.assertEquals(H.read_response(s).body, "one /1")
+  lu.assertEquals(H.read_response(s).body, "two /2")
+  lu.assertEquals(H.read_response(s).body, "three /3")
+  srv:close()
+end
+
+-- The same handler result through the inlined path (the second time a
+-- status is sent) and the general one (the first time, HEAD, HTTP/1.0,
+-- headers given) gives the same bytes but the Date.
+function TestHttpFastPath:test_inline_response_matches_the_general_one()
+  local srv = http.serve{port = 0, error_log = function() end, handler = function(req)
+    if req.path == "/empty" then return 299, "" end
+    return 299, "body"
+  end}
+  local s <close> = H.connect(select(2, srv:address()))
+  local function raw(path, version)
+    s:write("GET " .. path .. " HTTP/" .. (version or "1.1") .. "\r\nHost: t\r\nConnection: keep-alive\r\n\r\n")
+    local r = H.read_response(s)
+    return (r.raw_head:gsub("Date: [^\n]*", "Date: -")), r.body
+  end
+  local first_head, first_body = raw("/")
+  local second_head, second_body = raw("/")
+  lu.assertEquals(second_head, first_head)
+  lu.assertEquals(second_body, first_body)
+  lu.assertStrContains(first_head, "Content-Length: 4")
+  local e1, b1 = raw("/empty")
+  local e2, b2 = raw("/empty")
+  lu.assertEquals(e2, e1)
+  lu.assertEquals(b1 .. b2, "")
+  lu.assertStrContains(e1, "Content-Length: 0")
+  lu.assertStrContains(raw("/", "1.0"), "Connection: keep-alive")
+  srv:close()
+end
+
+support.run(...)
