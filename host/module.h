@@ -111,5 +111,6 @@ int lasync__luaopen_http_parser(lua_State *L);  /* net/http_parser.c: async.core
 int lasync__luaopen_ws(lua_State *L);        /* net/ws.c: async.core.ws */
 int lasync__luaopen_tls(lua_State *L);       /* net/tls.c: async.core.tls */
 int lasync__luaopen_pg(lua_State *L);        /* db/pg.c: async.core.pg */
+int lasync__luaopen_redis(lua_State *L);     /* db/redis.c: async.core.redis */
 
 #endif

@@ -128,6 +128,7 @@ static const luaL_Reg natives[] = {
   {"async.core.apidoc", lasync__luaopen_apidoc},
   {"async.core.json", lasync__luaopen_json},
   {"async.core.console", lasync__luaopen_console},
+  {"async.core.redis", lasync__luaopen_redis},
   {"async.core.http", lasync__luaopen_http},
   {"async.core.http_parser", lasync__luaopen_http_parser},
   {"async.core.ws", lasync__luaopen_ws},
