@@ -69,6 +69,14 @@ function TestTls:test_wss_clients_and_a_failed_handshake()
   local ok, err = pcall(ws.connect, "wss://localhost:" .. port .. "/ws")
   lu.assertFalse(ok)
   lu.assertStrContains(tostring(err), "certificate verification failed")
+  -- the system store is parsed once and shared: a context given its own CA
+  -- file does not add to it, so the next default connect fails the same way
+  local c2 <close> = ws.connect("wss://localhost:" .. port .. "/ws", {tls = {ca = cert}})
+  c2:send("again")
+  lu.assertEquals(c2:recv(), "again")
+  ok, err = pcall(ws.connect, "wss://localhost:" .. port .. "/ws")
+  lu.assertFalse(ok)
+  lu.assertStrContains(tostring(err), "certificate verification failed")
   local r = H.python([[
 import asyncio, ssl, sys, websockets
 async def main(port, cafile):
