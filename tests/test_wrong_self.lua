@@ -4,6 +4,7 @@
 package.path = "tests/?.lua;" .. package.path
 local lu = require "luaunit"
 local support = require "support"
+local redissupport = require "redissupport"
 local http, ws = async.http, async.ws
 
 TestWrongSelf = support.suite({}, 20)
@@ -57,6 +58,47 @@ function TestWrongSelf:test_testing_suite_refuses_an_object()
   local mt = getmetatable(srv)
   lu.assertErrorMsgContains("a plain table of tests expected", async.testing.suite, srv)
   lu.assertIs(getmetatable(srv), mt)
+end
+
+-- The misuse sweep hung once it had Redis objects: Redis's client close,
+-- given a PostgreSQL pool lease as self, closed the lease's connection
+-- (both keep it in `_conn`) and the pool's close then waited forever for
+-- a lease that could no longer be released. Every database and job queue
+-- class, metamethods included, now refuses another type's object.
+function TestWrongSelf:test_db_and_job_methods_refuse_another_types_object()
+  local rs <close> = redissupport.start(lu)
+  local client <close> = async.redis.connect(rs:url())
+  local sub <close> = client:subscriber()
+  local q = async.jobs.queue{redis = client, name = "wrong-self"}
+  local job = q:push("noop", {})
+  local w <close> = async.jobs.worker{queue = q, handlers = {noop = function() end}, quiet = true}
+  local pool <close> = async.pg.pool{conninfo = "host=/nonexistent"}  -- min 0: connects on use
+  local touched = 0
+  local probe = setmetatable({}, {__index = function() touched = touched + 1 return function() end end})
+  local victim = {_conn = probe, conn = probe, _pool = probe, _idle = {probe}, _busy = {[probe] = true},
+                  _subs = {[probe] = true}, queue = probe, pump_task = probe, stopped = probe}
+  local tables = {}
+  for _, obj in ipairs{client, sub, q, job, w, pool} do
+    local mt = getmetatable(obj)
+    tables[#tables + 1] = mt
+    if type(mt.__index) == "table" then tables[#tables + 1] = mt.__index end
+  end
+  tables[#tables + 1] = async.pg.Lease
+  local n = 0
+  for _, t in ipairs(tables) do
+    for k, f in pairs(t) do
+      if type(f) == "function" and k ~= "__index" then
+        local ok, err = pcall(f, victim, 1)
+        lu.assertFalse(ok, k)
+        lu.assertStrContains(tostring(err), "bad self to '" .. k .. "'")
+        n = n + 1
+      end
+    end
+  end
+  lu.assertTrue(n > 40, n .. " functions")
+  lu.assertEquals(touched, 0)
+  lu.assertEquals(job:await(10), nil)    -- what was called with a wrong self still works
+  w:stop()
 end
 
 support.run(...)

@@ -19,6 +19,12 @@ M.typename = typename
 -- (whose metatable is mt, by default the class itself):
 -- "bad self to 'read' (lasync.File expected, got number)".
 local checked = setmetatable({}, {__mode = "k"})
+-- Left unwrapped in a separate metatable: __index runs on every field
+-- read, and a binary operator's object may be either operand.
+local BINARY = {__index = true, __eq = true, __lt = true, __le = true, __concat = true,
+                __add = true, __sub = true, __mul = true, __div = true, __mod = true,
+                __pow = true, __idiv = true, __band = true, __bor = true, __bxor = true,
+                __shl = true, __shr = true}
 function M.check_self(class, mt)
   mt = mt or class
   -- a class is a plain table (an object has a metatable) named by its
@@ -31,18 +37,24 @@ function M.check_self(class, mt)
   if checked[class] then error("check_self: " .. rawget(mt, "__name") .. " is checked already", 2) end
   checked[class] = true
   local name = rawget(mt, "__name")
-  local fns = {}
-  for k, f in pairs(class) do
-    if type(k) == "string" and type(f) == "function" and k ~= "__index" then fns[k] = f end
-  end
-  for k, f in pairs(fns) do
-    class[k] = function(self, ...)
-      if getmetatable(self) ~= mt then
-        error(format("bad self to '%s' (%s expected, got %s)", k, name, typename(self)), 2)
+  local function wrap(t, skip)
+    local fns = {}
+    for k, f in pairs(t) do
+      if type(k) == "string" and type(f) == "function" and not skip[k] then fns[k] = f end
+    end
+    for k, f in pairs(fns) do
+      t[k] = function(self, ...)
+        if getmetatable(self) ~= mt then
+          error(format("bad self to '%s' (%s expected, got %s)", k, name, typename(self)), 2)
+        end
+        return f(self, ...)
       end
-      return f(self, ...)
     end
   end
+  wrap(class, {__index = true})
+  -- a metatable apart from the class holds metamethods too (__close,
+  -- __gc, __tostring), reachable as getmetatable(obj).__gc(anything)
+  if mt ~= class then wrap(mt, BINARY) end
   return class
 end
 

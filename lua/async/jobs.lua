@@ -196,6 +196,9 @@ end
 
 function queue_mt.__tostring(q) return format("JobQueue<%s>", q.name) end
 
+local class = require "async.class"
+class.check_self(Queue, queue_mt)        -- a wrong self raises at once
+class.check_self(Job, job_mt)
 M.Queue, M.Job = Queue, Job
 M.worker = function(o) return require("async.internal.jobs_worker").new(o) end
 return M

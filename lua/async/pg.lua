@@ -158,7 +158,7 @@ end
 
 -- ------------------------------------------------------------ transactions
 
-local Tx = {}
+local Tx = {__name = "lasync.PgTransaction"}
 Tx.__index = Tx
 
 local function conn_state(c)
@@ -307,6 +307,7 @@ end
 
 -- ------------------------------------------------------------ pool
 
+require("async.class").check_self(Tx)  -- a wrong self raises at once
 pg.pool = require("async.pg.pool")(pg, Conn, Tx)
 
 return pg

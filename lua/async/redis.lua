@@ -452,6 +452,7 @@ function M.connect(x)
                        _idempotent = idem, reconnects = 0}, client_mt)
 end
 
+require("async.class").check_self(Client, client_mt)  -- a wrong self raises at once
 M.Client = Client
 M.stats = core.stats
 M._options = options

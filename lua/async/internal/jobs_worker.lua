@@ -275,5 +275,6 @@ function worker_mt.__tostring(w)
   return format("JobWorker<%s, %d running%s>", w.name, w.nrunning, w.stopping and ", stopped" or "")
 end
 
+require("async.class").check_self(Worker, worker_mt)  -- a wrong self raises at once
 M.Worker = Worker
 return M

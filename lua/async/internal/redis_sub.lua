@@ -234,6 +234,7 @@ function M.new(client, opts)
   return s
 end
 
+require("async.class").check_self(Sub, sub_mt)  -- a wrong self raises at once
 M.Subscriber = Sub
 M.IOError = core.IOError
 return M

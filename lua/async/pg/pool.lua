@@ -14,10 +14,10 @@ return function(pg, Conn, Tx)
   local format, remove, type, error, pcall, setmetatable = string.format, table.remove, type,
     error, pcall, setmetatable
 
-  local Pool = {}
+  local Pool = {__name = "lasync.PgPool"}
   Pool.__index = Pool
 
-  local Lease = {}
+  local Lease = {__name = "lasync.PgLease"}
   Lease.__index = Lease
 
   local function lease_conn(l)
@@ -266,6 +266,9 @@ return function(pg, Conn, Tx)
   end
   Pool.__close = Pool.close
 
+  local class = require "async.class"
+  class.check_self(Pool)                 -- a wrong self raises at once (a Redis
+  class.check_self(Lease)                -- client's close took a lease's _conn)
   pg.Pool, pg.Lease = Pool, Lease
   return pg.pool
 end
