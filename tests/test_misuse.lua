@@ -113,6 +113,7 @@ local function kill(p)
   closer(p)
 end
 
+local consoles = 0                      -- a socket path of its own for each console
 local CONSTRUCTORS = {
   ["lasync.Task"] = function()
     return async.spawn(async.sleep, 10), function(t) t:cancel() pcall(t.await, t) end
@@ -151,6 +152,10 @@ local CONSTRUCTORS = {
   end,
   ["lasync.SignalHandler"] = function()
     return async.signal.on("SIGUSR2", function() end), function(h) h:remove() end
+  end,
+  ["lasync.Console"] = function()
+    consoles = consoles + 1
+    return async.console.listen(("%s/console%d.sock"):format(tmp, consoles)), closer
   end,
   ["lasync.Scope"] = function()
     local g
@@ -464,7 +469,9 @@ else
     for _, want in ipairs{"lasync.Task", "lasync.Stream", "lasync.Executor", "lasync.Thread",
                           "lasync.File", "lasync.Scope", "lasync.Queue", "lasync.HttpRequest",
                           "lasync.WebSocket", "lasync.TlsStream", "lasync.HttpSessionObject",
-                          "lasync.HttpServer", "lasync.Alarm", "lasync.JSONError"} do
+                          "lasync.HttpServer", "lasync.Alarm", "lasync.JSONError", "lasync.Console",
+                          "lasync.RedisClient", "lasync.RedisSubscriber", "lasync.JobQueue",
+                          "lasync.PgPool", "lasync.PgLease"} do
       lu.assertTrue(names[want], want .. " not found by the sweep's enumeration")
     end
   end
