@@ -6,6 +6,7 @@
 -- Pub/sub is in async.internal.redis_sub (client:subscriber()).
 local core = require "async.core.redis"
 local async = require "async"
+local class = require "async.class"
 
 local type, error, pcall, select, tostring, tonumber = type, error, pcall, select, tostring, tonumber
 local setmetatable, getmetatable, rawget = setmetatable, getmetatable, rawget
@@ -289,6 +290,8 @@ end
 -- the conversions); raises RedisError for an error reply, IOError when
 -- the connection is lost with the command in flight.
 function Client:call(cmd, ...)
+  -- checks self by a field, not getmetatable: a C call costs a command 3%
+  if self._mt ~= client_mt then class.bad_self("call", client_mt, self) end
   local k = kinds[cmd]
   if k == nil then k = classify(cmd) end
   if k then
@@ -446,13 +449,13 @@ function M.connect(x)
   local o = options(x)
   local idem = idempotent_set(o.idempotent)
   local c = open_conn(o)
-  return setmetatable({options = o, _conn = c, _idle = {}, _busy = setmetatable({}, {__mode = "k"}),
+  return setmetatable({_mt = client_mt, options = o, _conn = c, _idle = {}, _busy = setmetatable({}, {__mode = "k"}),
                        _subs = setmetatable({}, {__mode = "k"}),
                        _pool_sem = async.semaphore(math.max(1, math.floor(o.pool_size))),
                        _idempotent = idem, reconnects = 0}, client_mt)
 end
 
-require("async.class").check_self(Client, client_mt)  -- a wrong self raises at once
+class.check_self(Client, client_mt, {call = true})  -- a wrong self raises at once
 M.Client = Client
 M.stats = core.stats
 M._options = options
