@@ -20,19 +20,20 @@ function M.bad_self(k, mt, self)
   error(format("bad self to '%s' (%s expected, got %s)", k, rawget(mt, "__name"), typename(self)), 3)
 end
 
--- check_self(class [, mt [, own]]): every function of the class table
--- (methods and metamethods) checks that its first argument is an object
--- of the class (whose metatable is mt, by default the class itself):
--- "bad self to 'read' (lasync.File expected, got number)". The names in
--- the set `own` check themselves with bad_self: a wrapper's vararg call
--- costs a hot method about 8% (a Redis command, under callgrind).
-local checked = setmetatable({}, {__mode = "k"})
+local checked = setmetatable({}, {__mode = "k"})   -- the classes wrapped already
+
 -- Left unwrapped in a separate metatable: __index runs on every field
 -- read, and a binary operator's object may be either operand.
 local BINARY = {__index = true, __eq = true, __lt = true, __le = true, __concat = true,
                 __add = true, __sub = true, __mul = true, __div = true, __mod = true,
                 __pow = true, __idiv = true, __band = true, __bor = true, __bxor = true,
                 __shl = true, __shr = true}
+-- check_self(class [, mt [, own]]): every function of the class table
+-- (methods and metamethods) checks that its first argument is an object
+-- of the class (whose metatable is mt, by default the class itself):
+-- "bad self to 'read' (lasync.File expected, got number)". The names in
+-- the set `own` check themselves with bad_self: a wrapper's vararg call
+-- costs a hot method about 8% (a Redis command, under callgrind).
 function M.check_self(class, mt, own)
   mt = mt or class
   -- a class is a plain table (an object has a metatable) named by its

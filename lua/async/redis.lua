@@ -449,7 +449,8 @@ function M.connect(x)
   local o = options(x)
   local idem = idempotent_set(o.idempotent)
   local c = open_conn(o)
-  return setmetatable({_mt = client_mt, options = o, _conn = c, _idle = {}, _busy = setmetatable({}, {__mode = "k"}),
+  return setmetatable({_mt = client_mt, options = o, _conn = c, _idle = {},
+                       _busy = setmetatable({}, {__mode = "k"}),
                        _subs = setmetatable({}, {__mode = "k"}),
                        _pool_sem = async.semaphore(math.max(1, math.floor(o.pool_size))),
                        _idempotent = idem, reconnects = 0}, client_mt)
