@@ -217,4 +217,8 @@ build-fuzz/fuzz_http: tests/fuzz/fuzz_http.c host/net/http_parser.c host/net/ws.
 
 fuzz: build-fuzz/fuzz_http
 	@mkdir -p build-fuzz/corpus && cp tests/fuzz/seeds/*/* build-fuzz/corpus/
-	build-fuzz/fuzz_http -max_total_time=$(FUZZ_SECS) -rss_limit_mb=1024 -artifact_prefix=build-fuzz/ -print_final_stats=1 build-fuzz/corpus 2>&1 | tail -25
+	@# the fuzzer's own status decides (a pipe into tail would hide a crash)
+	@build-fuzz/fuzz_http -max_total_time=$(FUZZ_SECS) -rss_limit_mb=1024 -artifact_prefix=build-fuzz/ \
+	  -print_final_stats=1 build-fuzz/corpus >build-fuzz/log 2>&1; s=$$?; \
+	  grep -m1 '^fuzz:' build-fuzz/log; tail -25 build-fuzz/log; \
+	  [ $$s -eq 0 ] && echo "make fuzz: no crash in $(FUZZ_SECS) s" || echo "make fuzz: FAILED (status $$s, input in build-fuzz/)"; exit $$s
