@@ -183,14 +183,19 @@ static void push_value(lua_State *L, const char *v, size_t len, Oid oid, int cfg
 /* ------------------------------------------------------------ results */
 
 /* rows: {row, ..., columns = {names}, count = n, command = "SELECT 3"}.
-** The column names sit on the stack: a push each, no lookup. */
+** The column names sit on the stack: a push each, no lookup. The column
+** types are read once, not per field; a field's length is 0 for NULL, so
+** PQgetisnull is asked only then (most fields have a length). */
 static void push_rows(lua_State *L, PGresult *res, int cfg) {
-  int nrows = PQntuples(res), ncols = PQnfields(res), r, f;
+  int nrows = PQntuples(res), ncols = PQnfields(res), r, f, len;
   int names, null, rows;
   const char *tuples = PQcmdTuples(res);
+  Oid *types;
   luaL_checkstack(L, ncols + 8, "pg rows");
   lua_createtable(L, nrows, 3);
   rows = lua_gettop(L);
+  types = (Oid *)lua_newuserdatauv(L, (size_t)(ncols ? ncols : 1) * sizeof(Oid), 0);
+  for (f = 0; f < ncols; f++) types[f] = PQftype(res, f);
   lua_getfield(L, cfg, "null");
   null = lua_gettop(L);
   names = null + 1;
@@ -199,9 +204,8 @@ static void push_rows(lua_State *L, PGresult *res, int cfg) {
     lua_createtable(L, 0, ncols);
     for (f = 0; f < ncols; f++) {
       lua_pushvalue(L, names + f);
-      if (PQgetisnull(res, r, f)) lua_pushvalue(L, null);
-      else push_value(L, PQgetvalue(res, r, f), (size_t)PQgetlength(res, r, f),
-                      PQftype(res, f), cfg);
+      if ((len = PQgetlength(res, r, f)) == 0 && PQgetisnull(res, r, f)) lua_pushvalue(L, null);
+      else push_value(L, PQgetvalue(res, r, f), (size_t)len, types[f], cfg);
       lua_rawset(L, -3);
     }
     lua_rawseti(L, rows, r + 1);
