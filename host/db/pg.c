@@ -205,10 +205,18 @@ static void req_finish(PgConn *c, PgReq *q) {
     lasync_wake_error(L, &q->wait);
   }
   else {
+    /* Everything the conversion allocates is kept, so the collector has
+    ** nothing to free while it runs, yet each cycle it starts would walk
+    ** the half-built rows again; it waits until they are built (one cycle
+    ** then, not several). */
+    int gc = lua_gc(L, LUA_GCISRUNNING), ok;
+    if (gc) lua_gc(L, LUA_GCSTOP);
     lua_pushcfunction(L, push_result_protected);
     lua_pushlightuserdata(L, q);
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->cfgref);
-    if (lua_pcall(L, 2, 1, 0) == LUA_OK) lasync_wake_values(L, &q->wait, 1);
+    ok = lua_pcall(L, 2, 1, 0) == LUA_OK;
+    if (gc) lua_gc(L, LUA_GCRESTART);
+    if (ok) lasync_wake_values(L, &q->wait, 1);
     else lasync_wake_error(L, &q->wait);
   }
   req_free(q);
