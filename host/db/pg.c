@@ -219,6 +219,8 @@ static void req_finish(PgConn *c, PgReq *q) {
     if (ok) lasync_wake_values(L, &q->wait, 1);
     else lasync_wake_error(L, &q->wait);
   }
+  if (q->res) lasync__pg_clear_result(lasync_loop(c->H), q->res);
+  q->res = NULL;
   req_free(q);
 }
 

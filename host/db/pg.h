@@ -83,6 +83,8 @@ int lasync__pg_query_methods(lua_State *L);
 ** config table at index cfg; raises on a conversion error (run it
 ** protected). */
 void lasync__pg_push_result(lua_State *L, PGresult *res, int kind, int cfg);
+/* Frees a result; a large one on a thread of the loop's pool. */
+void lasync__pg_clear_result(uv_loop_t *loop, PGresult *res);
 /* Pushes the PgError of an error result. */
 void lasync__pg_push_error(lua_State *L, const PGresult *res);
 /* Encodes the Lua values at [first, first + n) as parameters; their text
