@@ -105,9 +105,11 @@ static lua_Number parse_float(const char *v) {
   return (lua_Number)((*v == '-' ? -(double)m : (double)m) / pow10[scale]);
 }
 
-/* Pushes the value of one field in text format v (NUL-terminated, len
-** bytes) of type oid. cfg: the config table's index. */
-static void push_value(lua_State *L, const char *v, size_t len, Oid oid, int cfg);
+/* Pushes the value of one field in text format v of type oid. A value in
+** text format ends at its first zero byte (the server sends none inside),
+** so its length is asked for only where it is needed. cfg: the config
+** table's index. */
+static void push_value(lua_State *L, const char *v, Oid oid, int cfg);
 
 /* Parses an array literal at *s into a new table on the stack. */
 static const char *parse_array(lua_State *L, const char *s, Oid elem, int cfg, int depth) {
@@ -128,7 +130,7 @@ static const char *parse_array(lua_State *L, const char *s, Oid elem, int cfg, i
       }
       if (*s++ != '"') luaL_error(L, "pg: malformed array value");
       luaL_pushresult(&b);
-      push_value(L, lua_tostring(L, -1), luaL_len(L, -1), elem, cfg);
+      push_value(L, lua_tostring(L, -1), elem, cfg);
       lua_remove(L, -2);
     }
     else {
@@ -137,7 +139,7 @@ static const char *parse_array(lua_State *L, const char *s, Oid elem, int cfg, i
       if (e - s == 4 && strncasecmp(s, "NULL", 4) == 0) lua_getfield(L, cfg, "null");
       else {
         lua_pushlstring(L, s, (size_t)(e - s));
-        push_value(L, lua_tostring(L, -1), (size_t)(e - s), elem, cfg);
+        push_value(L, lua_tostring(L, -1), elem, cfg);
         lua_remove(L, -2);
       }
       s = e;
@@ -149,7 +151,7 @@ static const char *parse_array(lua_State *L, const char *s, Oid elem, int cfg, i
   }
 }
 
-static void push_value(lua_State *L, const char *v, size_t len, Oid oid, int cfg) {
+static void push_value(lua_State *L, const char *v, Oid oid, int cfg) {
   Oid elem;
   switch (oid) {
     case BOOLOID: lua_pushboolean(L, v[0] == 't'); return;
@@ -157,15 +159,15 @@ static void push_value(lua_State *L, const char *v, size_t len, Oid oid, int cfg
       lua_pushinteger(L, parse_int(v));
       return;
     case FLOAT4OID: case FLOAT8OID: lua_pushnumber(L, parse_float(v)); return;
-    case BYTEAOID: push_bytea(L, v, len); return;
+    case BYTEAOID: push_bytea(L, v, strlen(v)); return;
     case JSONOID: case JSONBOID:
       if (lua_getfield(L, cfg, "json_decode") == LUA_TFUNCTION) {
-        lua_pushlstring(L, v, len);
+        lua_pushlstring(L, v, strlen(v));
         lua_call(L, 1, 1);
       }
       else {
         lua_pop(L, 1);
-        lua_pushlstring(L, v, len);
+        lua_pushlstring(L, v, strlen(v));
       }
       return;
   }
@@ -177,17 +179,18 @@ static void push_value(lua_State *L, const char *v, size_t len, Oid oid, int cfg
     if (parse_array(L, v, elem, cfg, 0)[0] != '\0') luaL_error(L, "pg: malformed array value");
     return;
   }
-  lua_pushlstring(L, v, len);
+  lua_pushlstring(L, v, strlen(v));     /* not pushstring: its cache misses */
 }
 
 /* ------------------------------------------------------------ results */
 
 /* rows: {row, ..., columns = {names}, count = n, command = "SELECT 3"}.
 ** The column names sit on the stack: a push each, no lookup. The column
-** types are read once, not per field; a field's length is 0 for NULL, so
-** PQgetisnull is asked only then (most fields have a length). */
+** types are read once, not per field; a NULL field reads as "", so
+** PQgetisnull is asked only then. */
 static void push_rows(lua_State *L, PGresult *res, int cfg) {
-  int nrows = PQntuples(res), ncols = PQnfields(res), r, f, len;
+  int nrows = PQntuples(res), ncols = PQnfields(res), r, f;
+  const char *v;
   int names, null, rows;
   const char *tuples = PQcmdTuples(res);
   Oid *types;
@@ -204,8 +207,9 @@ static void push_rows(lua_State *L, PGresult *res, int cfg) {
     lua_createtable(L, 0, ncols);
     for (f = 0; f < ncols; f++) {
       lua_pushvalue(L, names + f);
-      if ((len = PQgetlength(res, r, f)) == 0 && PQgetisnull(res, r, f)) lua_pushvalue(L, null);
-      else push_value(L, PQgetvalue(res, r, f), (size_t)len, types[f], cfg);
+      v = PQgetvalue(res, r, f);
+      if (v[0] == '\0' && PQgetisnull(res, r, f)) lua_pushvalue(L, null);
+      else push_value(L, v, types[f], cfg);
       lua_rawset(L, -3);
     }
     lua_rawseti(L, rows, r + 1);
