@@ -221,8 +221,9 @@ end
 
 -- Many rows: NULL told from "" (a NULL field reads as "" in libpq), a
 -- result large enough to be freed off the loop thread, and the collector
--- (stopped while rows are built) running again after, also after an error
--- in the middle of the build, and left stopped if the program stopped it.
+-- (stopped while 1,000 rows or more are built) running again after, also
+-- after an error in the middle of the build, and left stopped if the
+-- program stopped it; and rows wider than 16 columns.
 function TestPgTypes:test_many_rows_nulls_empty_strings_and_the_collector()
   with_conn(function(c)
     local sql = [[select g as id, case g % 3 when 0 then null when 1 then '' else 'v' || g end as s,
@@ -244,7 +245,7 @@ function TestPgTypes:test_many_rows_nulls_empty_strings_and_the_collector()
     end
     local decode = pg.config.json_decode
     pg.config.json_decode = function() error("decoder refused") end
-    local ok, err = pcall(c.query, c, "select g, '{}'::jsonb as j from generate_series(1, 10) g")
+    local ok, err = pcall(c.query, c, "select g, '{}'::jsonb as j from generate_series(1, 2000) g")
     pg.config.json_decode = decode
     lu.assertFalse(ok)
     lu.assertStrContains(tostring(err), "decoder refused")
@@ -255,6 +256,11 @@ function TestPgTypes:test_many_rows_nulls_empty_strings_and_the_collector()
     collectgarbage("restart")
     lu.assertEquals(#rows, 5000)
     lu.assertFalse(still)
+    local cols = {}                      -- wider than the 16 types kept on the C stack
+    for i = 1, 40 do cols[i] = ("%d as c%d"):format(i, i) end
+    local wide = c:query("select " .. table.concat(cols, ", "))
+    lu.assertEquals(#wide.columns, 40)
+    for i = 1, 40 do lu.assertEquals(wide[1]["c" .. i], i) end
   end)
 end
 

@@ -17,6 +17,9 @@
 
 enum { PG_CONNECTING, PG_READY, PG_BROKEN, PG_CLOSED, PG_COPY };
 enum { REQ_ROWS, REQ_COUNT, REQ_PREPARE };
+/* A result of this many rows or more is built with the collector stopped
+** and freed off the loop thread (pg.c, pg_types.c). */
+#define PG_MANY_ROWS 1000
 
 /* One statement sent in the pipeline: its Sync follows it, so an error
 ** ends only this statement's implicit transaction, not its neighbours'.

@@ -193,11 +193,11 @@ static void push_rows(lua_State *L, PGresult *res, int cfg) {
   const char *v;
   int names, null, rows;
   const char *tuples = PQcmdTuples(res);
-  Oid *types;
+  Oid few[16], *types = few;            /* a userdata only for wide rows */
   luaL_checkstack(L, ncols + 8, "pg rows");
   lua_createtable(L, nrows, 3);
   rows = lua_gettop(L);
-  types = (Oid *)lua_newuserdatauv(L, (size_t)(ncols ? ncols : 1) * sizeof(Oid), 0);
+  if (ncols > 16) types = (Oid *)lua_newuserdatauv(L, (size_t)ncols * sizeof(Oid), 0);
   for (f = 0; f < ncols; f++) types[f] = PQftype(res, f);
   lua_getfield(L, cfg, "null");
   null = lua_gettop(L);
@@ -240,9 +240,6 @@ void lasync__pg_push_result(lua_State *L, PGresult *res, int kind, int cfg) {
   }
 }
 
-/* Results of at least this many rows are freed off the loop thread. */
-#define CLEAR_AWAY_ROWS 1000
-
 typedef struct ClearWork {
   uv_work_t req;
   PGresult *res;
@@ -258,7 +255,7 @@ static void clear_after(uv_work_t *req, int status) { (void)status; free(req); }
 ** independent of its connection, and no event procedure is registered. */
 void lasync__pg_clear_result(uv_loop_t *loop, PGresult *res) {
   ClearWork *cw;
-  if (PQntuples(res) >= CLEAR_AWAY_ROWS && (cw = (ClearWork *)malloc(sizeof *cw)) != NULL) {
+  if (PQntuples(res) >= PG_MANY_ROWS && (cw = (ClearWork *)malloc(sizeof *cw)) != NULL) {
     cw->res = res;
     if (uv_queue_work(loop, &cw->req, clear_work, clear_after) == 0) return;
     free(cw);
