@@ -219,6 +219,51 @@ function TestPgTypes:test_rows_columns_and_counts()
   end)
 end
 
+-- Many rows: NULL told from "" (a NULL field reads as "" in libpq), a
+-- result large enough to be freed off the loop thread, and the collector
+-- (stopped while 1,000 rows or more are built) running again after, also
+-- after an error in the middle of the build, and left stopped if the
+-- program stopped it; and rows wider than 16 columns.
+function TestPgTypes:test_many_rows_nulls_empty_strings_and_the_collector()
+  with_conn(function(c)
+    local sql = [[select g as id, case g % 3 when 0 then null when 1 then '' else 'v' || g end as s,
+                  case when g % 5 = 0 then null else g * 0.5::float8 end as f
+                  from generate_series(1, 5000) g]]
+    for _ = 1, 2 do
+      local rows = c:query(sql)
+      lu.assertEquals(#rows, 5000)
+      lu.assertEquals(rows.count, 5000)
+      for i = 1, #rows do
+        local r = rows[i]
+        lu.assertEquals(r.id, i)
+        if i % 3 == 0 then lu.assertIs(r.s, pg.null)
+        elseif i % 3 == 1 then lu.assertEquals(r.s, "")
+        else lu.assertEquals(r.s, "v" .. i) end
+        if i % 5 == 0 then lu.assertIs(r.f, pg.null) else lu.assertEquals(r.f, i * 0.5) end
+      end
+      lu.assertTrue(collectgarbage("isrunning"))
+    end
+    local decode = pg.config.json_decode
+    pg.config.json_decode = function() error("decoder refused") end
+    local ok, err = pcall(c.query, c, "select g, '{}'::jsonb as j from generate_series(1, 2000) g")
+    pg.config.json_decode = decode
+    lu.assertFalse(ok)
+    lu.assertStrContains(tostring(err), "decoder refused")
+    lu.assertTrue(collectgarbage("isrunning"))
+    collectgarbage("stop")
+    local rows = c:query(sql)
+    local still = collectgarbage("isrunning")
+    collectgarbage("restart")
+    lu.assertEquals(#rows, 5000)
+    lu.assertFalse(still)
+    local cols = {}                      -- wider than the 16 types kept on the C stack
+    for i = 1, 40 do cols[i] = ("%d as c%d"):format(i, i) end
+    local wide = c:query("select " .. table.concat(cols, ", "))
+    lu.assertEquals(#wide.columns, 40)
+    for i = 1, 40 do lu.assertEquals(wide[1]["c" .. i], i) end
+  end)
+end
+
 function TestPgTypes:test_prepared_statements()
   with_conn(function(c)
     lu.assertTrue(c:prepare("add", "select $1::int + $2::int as s"))

@@ -17,6 +17,9 @@
 
 enum { PG_CONNECTING, PG_READY, PG_BROKEN, PG_CLOSED, PG_COPY };
 enum { REQ_ROWS, REQ_COUNT, REQ_PREPARE };
+/* A result of this many rows or more is built with the collector stopped
+** and freed off the loop thread (pg.c, pg_types.c). */
+#define PG_MANY_ROWS 1000
 
 /* One statement sent in the pipeline: its Sync follows it, so an error
 ** ends only this statement's implicit transaction, not its neighbours'.
@@ -83,6 +86,8 @@ int lasync__pg_query_methods(lua_State *L);
 ** config table at index cfg; raises on a conversion error (run it
 ** protected). */
 void lasync__pg_push_result(lua_State *L, PGresult *res, int kind, int cfg);
+/* Frees a result; a large one on a thread of the loop's pool. */
+void lasync__pg_clear_result(uv_loop_t *loop, PGresult *res);
 /* Pushes the PgError of an error result. */
 void lasync__pg_push_error(lua_State *L, const PGresult *res);
 /* Encodes the Lua values at [first, first + n) as parameters; their text
