@@ -196,11 +196,14 @@ static int check_framing(Parser *ps) {
 }
 
 /* The request's field names, interned once as parser_execute's upvalues
-** 2...: lua_setfield would look each name up again on every request. */
+** 2...: lua_setfield would look each name up again on every request. The
+** commonest method and version too (lua_pushstring hashes, or strcmps
+** against the API's string cache, every time). */
 enum { K_METHOD = 2, K_TARGET, K_VERSION, K_PACKED, K_KEEP, K_UPGRADE, K_LENGTH,
-       K_CHUNKED, K_EXPECT, K_DONE, K_END };
+       K_CHUNKED, K_EXPECT, K_DONE, K_GET, K_V11, K_END };
 static const char *const keys[] = {"method", "target", "version", "packed_headers",
-  "keep_alive", "upgrade", "content_length", "chunked", "expect_continue", "body_done"};
+  "keep_alive", "upgrade", "content_length", "chunked", "expect_continue", "body_done",
+  "GET", "1.1"};
 
 /* t[key] = true, t on top. (Values are pushed after their key, each
 ** key an upvalue: lua_setfield would look each name up again on every
@@ -231,14 +234,15 @@ static void push_packed_headers(lua_State *L, Parser *ps) {
 static void push_request(lua_State *L, Parser *ps) {
   lua_createtable(L, 0, 8);                 /* room for what Lua adds (conn, res) */
   lua_pushvalue(L, lua_upvalueindex(K_METHOD));
-  lua_pushstring(L, http_method_str((enum http_method)ps->p.method));
+  if (ps->p.method == HTTP_GET) lua_pushvalue(L, lua_upvalueindex(K_GET));
+  else lua_pushstring(L, http_method_str((enum http_method)ps->p.method));
   lua_rawset(L, -3);
   lua_pushvalue(L, lua_upvalueindex(K_TARGET));
   lua_pushlstring(L, span(ps, ps->uri), ps->uri.len);
   lua_rawset(L, -3);
   lua_pushvalue(L, lua_upvalueindex(K_VERSION));
-  lua_pushstring(L, ps->p.http_major == 1 && ps->p.http_minor == 1 ? "1.1"
-                    : ps->p.http_major == 1 ? "1.0" : "0.9");
+  if (ps->p.http_major == 1 && ps->p.http_minor == 1) lua_pushvalue(L, lua_upvalueindex(K_V11));
+  else lua_pushstring(L, ps->p.http_major == 1 ? "1.0" : "0.9");
   lua_rawset(L, -3);
   lua_pushvalue(L, lua_upvalueindex(K_PACKED));
   push_packed_headers(L, ps);
