@@ -152,6 +152,10 @@ function lazy.query(r) return parse_query(r.query_string) end
 function lazy.remote(r) return (r.conn.sock:peer()) end
 function lazy.params() return {} end
 function lazy.headers(r) return hp.headers(r.packed_headers, Headers) end
+local Response
+-- A handler that takes no res argument gets none made (a table and a
+-- setmetatable call per request); req.res makes it when asked (ws.upgrade).
+function lazy.res(r) return setmetatable({conn = r.conn, req = r}, Response) end
 
 -- The next piece of the body, or nil at its end. Raises an HandlerError
 -- (413, 400, ...) when the parser refuses the body.
@@ -292,7 +296,7 @@ local function send(c, data)
   c.phase, c.mark = "handler", mark + 2
 end
 
-local Response = {bytes = 0, status = 200}     -- defaults: two fields fewer per request
+Response = {bytes = 0, status = 200}           -- defaults: two fields fewer per request
 Response.__index = Response
 Response.__name = "lasync.HttpResponse"
 
@@ -389,7 +393,8 @@ end
 local function run(srv, c, req, res)
   local status, body, headers = srv.handler(req, res)
   if c.upgraded then return 101, 0 end
-  if res.started then
+  res = rawget(req, "res")                        -- nil: never made, so never started
+  if res and res.started then
     res:finish()
     return res.status, res.bytes
   end
@@ -420,8 +425,11 @@ local function handle(srv, c, head)
   c.current = req
   c.keep = head.keep_alive and not srv.closing
   c.chunked_ok = head.version == "1.1"
-  local res = setmetatable({conn = c, req = req}, Response)
-  req.res = res
+  local res                                       -- made only for a handler that takes it
+  if srv.res_arg then
+    res = setmetatable({conn = c, req = req}, Response)
+    req.res = res
+  end
   local ok, status, body = xpcall(run, on_error, srv, c, req, res)
   if c.upgraded then                              -- the WebSocket had the connection
     if not ok and not async.is_cancelled(status) and getmetatable(status) ~= HandlerError then
@@ -438,7 +446,8 @@ local function handle(srv, c, head)
       srv:log_error(format("%s %s: %s", req.method, req.target, e.traceback))
       e = M.error(500, "Internal Server Error")
     end
-    if res.started then return false end          -- the head is out: only a reset says it
+    res = rawget(req, "res")
+    if res and res.started then return false end  -- the head is out: only a reset says it
     local text = e.message .. "\n"
     status, body = e.status, #text
     send(c, build_head(c, req, status, {["Content-Type"] = "text/plain; charset=utf-8"}, #text)
