@@ -406,12 +406,11 @@ local function run(srv, c, req, res)
   if line and headers == nil and c.keep and req.body_done and req.version == "1.1" and not c.broken
       and not srv.closing and req.method ~= "HEAD" and type(body) == "string" then
     local n = #body
-    local data
-    if n > 0 then data = line .. srv.date .. PLAIN .. lengths[n] .. "\r\n\r\n" .. body
-    else data = line .. srv.date .. lengths[0] .. "\r\n\r\n" end
     local mark = c.mark
     c.phase, c.mark = "send", mark + 1
-    c.sock:write(data)
+    -- the pieces go out in one writev: no string made of them
+    if n > 0 then c.sock:write(line, srv.date, PLAIN, lengths[n], "\r\n\r\n", body)
+    else c.sock:write(line, srv.date, lengths[0], "\r\n\r\n") end
     c.phase, c.mark = "handler", mark + 2
     return status, n
   end
