@@ -155,7 +155,14 @@ function lazy.headers(r) return hp.headers(r.packed_headers, Headers) end
 local Response
 -- A handler that takes no res argument gets none made (a table and a
 -- setmetatable call per request); req.res makes it when asked (ws.upgrade).
-function lazy.res(r) return setmetatable({conn = r.conn, req = r}, Response) end
+-- The connection keeps it for run and handle while r is in flight (a
+-- rawget per request to look for it cost a C call).
+function lazy.res(r)
+  local c = r.conn
+  local res = setmetatable({conn = c, req = r}, Response)
+  if c.current == r then c.made_res = res end
+  return res
+end
 
 -- The next piece of the body, or nil at its end. Raises an HandlerError
 -- (413, 400, ...) when the parser refuses the body.
@@ -236,6 +243,13 @@ local lengths = setmetatable({}, {__index = function(t, n)
 end})
 
 local PLAIN = "\r\nContent-Type: text/plain; charset=utf-8"
+-- The rest of the common response's head after the Date, by body length:
+-- one piece to write instead of three.
+local plain_tails = setmetatable({}, {__index = function(t, n)
+  local s = (n > 0 and PLAIN or "") .. lengths[n] .. "\r\n\r\n"
+  if n < 4096 then t[n] = s end
+  return s
+end})
 
 local function build_head(c, req, status, headers, length, body)
   local line = status_lines[status]
@@ -393,7 +407,7 @@ end
 local function run(srv, c, req, res)
   local status, body, headers = srv.handler(req, res)
   if c.upgraded then return 101, 0 end
-  res = rawget(req, "res")                        -- nil: never made, so never started
+  res = res or c.made_res                         -- nil: never made, so never started
   if res and res.started then
     res:finish()
     return res.status, res.bytes
@@ -409,8 +423,7 @@ local function run(srv, c, req, res)
     local mark = c.mark
     c.phase, c.mark = "send", mark + 1
     -- the pieces go out in one writev: no string made of them
-    if n > 0 then c.sock:write(line, srv.date, PLAIN, lengths[n], "\r\n\r\n", body)
-    else c.sock:write(line, srv.date, lengths[0], "\r\n\r\n") end
+    c.sock:write(line, srv.date, plain_tails[n], body)
     c.phase, c.mark = "handler", mark + 2
     return status, n
   end
@@ -430,6 +443,10 @@ local function handle(srv, c, head)
     req.res = res
   end
   local ok, status, body = xpcall(run, on_error, srv, c, req, res)
+  if not res then
+    res = c.made_res                              -- made by req.res, or nil
+    if res then c.made_res = nil end
+  end
   if c.upgraded then                              -- the WebSocket had the connection
     if not ok and not async.is_cancelled(status) and getmetatable(status) ~= HandlerError then
       srv:log_error(format("%s %s: %s", req.method, req.target, status.traceback))
@@ -445,7 +462,6 @@ local function handle(srv, c, head)
       srv:log_error(format("%s %s: %s", req.method, req.target, e.traceback))
       e = M.error(500, "Internal Server Error")
     end
-    res = rawget(req, "res")
     if res and res.started then return false end  -- the head is out: only a reset says it
     local text = e.message .. "\n"
     status, body = e.status, #text
