@@ -486,10 +486,10 @@ local function conn_loop(srv, c)
     if c.buf == nil and c.phase == "idle" then    -- between requests: next_event inlined
       local data = read(sock)
       if data then
-        c.buf, c.pos, c.phase, c.mark = data, 1, "head", c.mark + 1
+        c.phase, c.mark = "head", c.mark + 1
         ev, a, b = execute(p, data, 1)
-        if ev == "more" then c.buf = nil; ev, a, b = next_event(c)
-        elseif ev ~= "error" then c.pos = a end
+        if ev == "more" then ev, a, b = next_event(c)
+        elseif ev ~= "error" and a <= #data then c.buf, c.pos = data, a end  -- else all read
       else                                      -- the end of the stream: as next_event says it
         ev, a, b = execute(p, "", 1)
         if ev ~= "error" then ev = "eof" end
