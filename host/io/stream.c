@@ -402,7 +402,9 @@ static int read_end(lua_State *L, lasync_Stream *s, const char *op) {
 }
 
 static size_t check_size(lua_State *L, int arg, lua_Integer dflt) {
-  lua_Integer n = luaL_optinteger(L, arg, dflt);
+  lua_Integer n;
+  if (lua_type(L, arg) <= LUA_TNIL) return (size_t)dflt;  /* read(): twice a message */
+  n = luaL_checkinteger(L, arg);
   luaL_argcheck(L, n > 0, arg, "must be a positive number of bytes");
   return (size_t)n;
 }

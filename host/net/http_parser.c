@@ -385,7 +385,7 @@ static int parser_execute(lua_State *L) {
   Parser *ps = check_parser(L);
   size_t len, n;
   const char *data = luaL_checklstring(L, 2, &len);
-  lua_Integer pos = luaL_optinteger(L, 3, 1);
+  lua_Integer pos = lua_isinteger(L, 3) ? lua_tointeger(L, 3) : luaL_optinteger(L, 3, 1);
   luaL_argcheck(L, pos >= 1 && (size_t)pos <= len + 1, 3, "position out of range");
   if (ps->status || (HTTP_PARSER_ERRNO(&ps->p) != HPE_OK &&
                      HTTP_PARSER_ERRNO(&ps->p) != HPE_PAUSED))
