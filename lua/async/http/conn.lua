@@ -262,7 +262,7 @@ local function build_head(c, req, status, headers, length, body)
   if length then
     framing = (status >= 200 and status ~= 204 and status ~= 304) and lengths[length] or ""
   else
-    framing = c.chunked_ok and "\r\nTransfer-Encoding: chunked" or ""
+    framing = req.version == "1.1" and "\r\nTransfer-Encoding: chunked" or ""
   end
   if not headers then                     -- the common case: one concatenation
     if body then                          -- respond's: the whole response
@@ -321,7 +321,7 @@ function Response:start(status, headers)
   if self.started then error("res:start: the response has already started", 2) end
   local c, req = self.conn, self.req
   self.status = status or self.status or 200
-  if not c.chunked_ok then c.keep = false end       -- HTTP/1.0: the end is the close
+  if req.version ~= "1.1" then c.keep = false end  -- HTTP/1.0: the end is the close
   send(c, build_head(c, req, self.status, headers or self.headers, nil) .. "\r\n\r\n")
   self.started = true
 end
@@ -335,7 +335,7 @@ function Response:write(data)
   if #data == 0 or self.req.method == "HEAD" then return end
   self.bytes = self.bytes + #data
   local c = self.conn
-  if c.chunked_ok then send(c, format("%x\r\n", #data) .. data .. "\r\n")
+  if self.req.version == "1.1" then send(c, format("%x\r\n", #data) .. data .. "\r\n")
   else send(c, data) end
 end
 
@@ -346,7 +346,7 @@ function Response:finish(data)
   if not self.started then self:start() end
   self.finished = true
   local c = self.conn
-  if c.chunked_ok and self.req.method ~= "HEAD" then send(c, "0\r\n\r\n") end
+  if self.req.version == "1.1" and self.req.method ~= "HEAD" then send(c, "0\r\n\r\n") end
 end
 
 -- Sends a whole response from what the handler returned.
@@ -436,7 +436,6 @@ local function handle(srv, c, head)
   req.conn = c
   c.current = req
   c.keep = head.keep_alive and not srv.closing
-  c.chunked_ok = head.version == "1.1"
   local res                                       -- made only for a handler that takes it
   if srv.res_arg then
     res = setmetatable({conn = c, req = req}, Response)
