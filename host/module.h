@@ -59,6 +59,8 @@ void *lasync__host_singleton(lua_State *L, const void *key, size_t size,
 
 /* Whether lasync_free has begun: no new work, no new handles. */
 int lasync__host_closing(lasync_Host *H);
+/* Where the host keeps the Stream metatable's address (io/stream.c). */
+const void **lasync__host_stream_mt(lasync_Host *H);
 /* +1 while a REPL is open, -1 when it stops: failures nobody awaited are
 ** then reported as soon as the task ends (as in debug mode). */
 void lasync__report_now(lasync_Host *H, int delta);

@@ -68,4 +68,50 @@ function TestHttpFastPath:test_inline_response_matches_the_general_one()
   srv:close()
 end
 
+-- A handler that takes no res argument gets none made per request; req.res
+-- makes it on first use, and a response streamed through it is sent as
+-- with the argument (a router or a vararg handler still gets it).
+function TestHttpFastPath:test_res_made_when_asked()
+  local function one_arg(req)
+    if req.path == "/fail" then                   -- the head is out: the 500 is not sent
+      req.res:start(200)
+      error("after the head")
+    end
+    if req.path == "/stream" then
+      local res = req.res
+      lu.assertIs(req.res, res)
+      res:start(201, {["X-S"] = "1"})
+      res:write("a")
+      res:finish("b")
+      return
+    end
+    return 200, rawget(req, "res") == nil and "none" or "made"
+  end
+  local function vararg(...)
+    local req, res = ...
+    lu.assertIs(req.res, res)
+    res:finish("v")
+  end
+  for _, case in ipairs{{one_arg, "none"}, {vararg}} do
+    local srv = http.serve{port = 0, error_log = function() end, handler = case[1]}
+    local s <close> = H.connect(select(2, srv:address()))
+    if case[2] then
+      s:write(H.get("/"))
+      lu.assertEquals(H.read_response(s).body, case[2])
+      s:write(H.get("/stream"))
+      local r = H.read_response(s)
+      lu.assertEquals(r.status, 201)
+      lu.assertEquals(r.body, "ab")
+      lu.assertStrContains(r.raw_head, "X-S: 1")
+      s:write(H.get("/fail"))
+      local _, k = s:read_all():gsub("HTTP/1%.1 ", "")
+      lu.assertEquals(k, 1)
+    else
+      s:write(H.get("/"))
+      lu.assertEquals(H.read_response(s).body, "v")
+    end
+    srv:close()
+  end
+end
+
 support.run(...)

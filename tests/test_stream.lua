@@ -349,6 +349,24 @@ function TestStreamWrite:test_write_many_values_and_chaining()
   closed_both(a, b)
 end
 
+-- Several pieces go out in one writev, no string made of them; what the
+-- kernel does not take (pieces larger than the socket buffer) is queued
+-- from the byte where it stopped, and more pieces than one writev takes
+-- are concatenated: the peer reads the same bytes in every case.
+function TestStreamWrite:test_write_pieces_partly_taken_keep_their_order()
+  local a, b = pair()
+  local big = {}
+  for i = 1, 3 do big[i] = string.rep(string.char(64 + i), 3 * 1024 * 1024 + i) end
+  local many = {}
+  for i = 1, 12 do many[i] = tostring(i) .. "," end
+  local want = "<" .. table.concat(big) .. 7 .. ">" .. table.concat(many)
+  local reader = async.spawn(b.read_exactly, b, #want)
+  a:write("<", big[1], big[2], big[3], 7, ">")
+  a:write(table.unpack(many))
+  lu.assertEquals(reader:await() == want, true)
+  closed_both(a, b)
+end
+
 -- A peer that never reads: the writer waits at the high-water mark, so
 -- memory stays bounded; cancelling the waiting write queues nothing.
 function TestStreamWrite:test_backpressure_against_a_peer_that_never_reads()

@@ -130,6 +130,10 @@ struct lasync_Host {
   lua_State *wd_co;             /* the innermost coroutine it runs now */
   uint64_t wd_start, wd_seq;
   int wd_busy;
+  /* io/stream.c */
+  const void *stream_mt;        /* the Stream metatable, for lasync__stream_box
+                                   to compare (a registry lookup cost more
+                                   than the read it checked) */
   /* embed.c: wakers and freeing */
   struct lasync_Remote *remote; /* wakers, made on first use */
   int inside;                   /* depth: lasync drives the loop or runs one

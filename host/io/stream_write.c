@@ -117,6 +117,30 @@ static lasync_Stream *write_stream(lua_State *L, int first, const char *op) {
 
 static int write_k(lua_State *L, int status, lua_KContext ctx);
 
+#define WRITEV_MAX 8
+
+/* write(a, b, ...) when nothing is queued: the pieces straight to the fd
+** in one writev, with no string made by concatenation (an HTTP response's
+** head and body, say). Checks the pieces (strings or numbers). Returns
+** SIZE_MAX when all of it went, or how many bytes did (the caller
+** concatenates and queues the rest). */
+static size_t write_pieces(lua_State *L, lasync_Stream *s, int n) {
+  uv_buf_t b[WRITEV_MAX];
+  size_t total = 0, len;
+  int i, r, fast = !s->werr && !(s->flags & F_SHUT) && s->kind != STREAM_FILE &&
+                   s->wqueued == 0 && lasync_waitlist_empty(&s->writers);
+  for (i = 2; i <= n; i++) {             /* each is checked, fast or not */
+    const char *p = luaL_checklstring(L, i, &len);
+    b[i - 2] = uv_buf_init((char *)p, (unsigned)len);
+    total += len;
+    if (len > INT_MAX || total > INT_MAX) fast = 0;
+  }
+  if (!fast) return 0;
+  r = uv_try_write(&s->h.stream, b, (unsigned)(n - 1));
+  if (r == (int)total) return SIZE_MAX;
+  return r > 0 ? (size_t)r : 0;
+}
+
 /* write(...): the arguments (strings or numbers) are written as one. In
 ** the continuation the writer has been given its turn: it queues its data
 ** whatever the queue holds, and passes the turn on if there is room. */
@@ -125,12 +149,21 @@ static int write_step(lua_State *L, int first) {
   const char *p;
   size_t len;
   int r;
+  size_t done = 0;
   if (first) {
     int i, n = lua_gettop(L);
-    for (i = 2; i <= n || i == 2; i++) luaL_checklstring(L, i, NULL);
+    if (n > 2 && n - 1 <= WRITEV_MAX) {    /* write_pieces checks them */
+      if ((done = write_pieces(L, s, n)) == SIZE_MAX) {
+        lua_settop(L, 1);
+        return 1;
+      }
+    }
+    else for (i = 2; i <= n || i == 2; i++) luaL_checklstring(L, i, NULL);
     if (n > 2) lua_concat(L, n - 1);
   }
   p = lua_tolstring(L, 2, &len);
+  p += done;                              /* write_pieces sent that much */
+  len -= done;
   if (s->werr) return write_failed(L, s, "write");
   if (s->flags & F_SHUT) return shut_error(L, s, "write");
   if (first && len > 0 &&

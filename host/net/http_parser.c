@@ -73,16 +73,21 @@ static int refuse(Parser *ps, int status, const char *why) {
   return -1;
 }
 
-/* Appends to the head buffer; -1 when out of memory. */
-static int head_append(Parser *ps, const char *at, size_t n) {
-  if (ps->hcap - ps->hlen < n) {
-    size_t cap = ps->hcap ? ps->hcap : 512;
-    char *nb;
-    while (cap - ps->hlen < n) cap *= 2;
-    if ((nb = (char *)realloc(ps->head, cap)) == NULL) return -1;
-    ps->head = nb;
-    ps->hcap = cap;
-  }
+/* Grows the head buffer to hold n more bytes; -1 when out of memory. */
+static int head_grow(Parser *ps, size_t n) {
+  size_t cap = ps->hcap ? ps->hcap : 512;
+  char *nb;
+  while (cap - ps->hlen < n) cap *= 2;
+  if ((nb = (char *)realloc(ps->head, cap)) == NULL) return -1;
+  ps->head = nb;
+  ps->hcap = cap;
+  return 0;
+}
+
+/* Appends to the head buffer; -1 when out of memory. Inline: a request
+** makes a dozen appends, most of a few bytes. */
+static inline int head_append(Parser *ps, const char *at, size_t n) {
+  if (ps->hcap - ps->hlen < n && head_grow(ps, n)) return -1;
   memcpy(ps->head + ps->hlen, at, n);
   ps->hlen += n;
   return 0;
@@ -118,8 +123,9 @@ static int header_piece(Parser *ps, const char *at, size_t n, int value) {
         (ps->hdrs = (Span *)malloc(sizeof(Span) * 2 * (size_t)ps->max_headers)) == NULL)
       return refuse(ps, 500, "out of memory");
     if (value && ps->nspans % 2 == 0) return refuse(ps, 400, "a header value without a name");
-    if (head_append(ps, ": \r\n", 4)) return refuse(ps, 500, "out of memory");
-    ps->hdrs[ps->nspans].off = (uint32_t)ps->hlen;   /* the 4 bytes count ": " and CRLF */
+    if (ps->hcap - ps->hlen < 4 && head_grow(ps, 4)) return refuse(ps, 500, "out of memory");
+    ps->hlen += 4;                        /* room for the span's length (packed headers) */
+    ps->hdrs[ps->nspans].off = (uint32_t)ps->hlen;
     ps->hdrs[ps->nspans].len = 0;
     ps->nspans++;
     ps->in_value = value;
@@ -190,19 +196,18 @@ static int check_framing(Parser *ps) {
 }
 
 /* The request's field names, interned once as parser_execute's upvalues
-** 2...: lua_setfield would look each name up again on every request. */
+** 2...: lua_setfield would look each name up again on every request. The
+** commonest method and version too (lua_pushstring hashes, or strcmps
+** against the API's string cache, every time). */
 enum { K_METHOD = 2, K_TARGET, K_VERSION, K_PACKED, K_KEEP, K_UPGRADE, K_LENGTH,
-       K_CHUNKED, K_EXPECT, K_DONE, K_END };
+       K_CHUNKED, K_EXPECT, K_DONE, K_GET, K_V11, K_END };
 static const char *const keys[] = {"method", "target", "version", "packed_headers",
-  "keep_alive", "upgrade", "content_length", "chunked", "expect_continue", "body_done"};
+  "keep_alive", "upgrade", "content_length", "chunked", "expect_continue", "body_done",
+  "GET", "1.1"};
 
-/* t[key] = the value on top (t below it). */
-static void set_key(lua_State *L, int key) {
-  lua_pushvalue(L, lua_upvalueindex(key));
-  lua_insert(L, -2);
-  lua_rawset(L, -3);
-}
-
+/* t[key] = true, t on top. (Values are pushed after their key, each
+** key an upvalue: lua_setfield would look each name up again on every
+** request, and lua_insert to put a key under its value costs a rotate.) */
 static void set_true(lua_State *L, int key) {
   lua_pushvalue(L, lua_upvalueindex(key));
   lua_pushboolean(L, 1);
@@ -228,22 +233,28 @@ static void push_packed_headers(lua_State *L, Parser *ps) {
 ** makes req.headers from the packed string on first use. */
 static void push_request(lua_State *L, Parser *ps) {
   lua_createtable(L, 0, 8);                 /* room for what Lua adds (conn, res) */
-  lua_pushstring(L, http_method_str((enum http_method)ps->p.method));
-  set_key(L, K_METHOD);
+  lua_pushvalue(L, lua_upvalueindex(K_METHOD));
+  if (ps->p.method == HTTP_GET) lua_pushvalue(L, lua_upvalueindex(K_GET));
+  else lua_pushstring(L, http_method_str((enum http_method)ps->p.method));
+  lua_rawset(L, -3);
+  lua_pushvalue(L, lua_upvalueindex(K_TARGET));
   lua_pushlstring(L, span(ps, ps->uri), ps->uri.len);
-  set_key(L, K_TARGET);
-  lua_pushstring(L, ps->p.http_major == 1 && ps->p.http_minor == 1 ? "1.1"
-                    : ps->p.http_major == 1 ? "1.0" : "0.9");
-  set_key(L, K_VERSION);
+  lua_rawset(L, -3);
+  lua_pushvalue(L, lua_upvalueindex(K_VERSION));
+  if (ps->p.http_major == 1 && ps->p.http_minor == 1) lua_pushvalue(L, lua_upvalueindex(K_V11));
+  else lua_pushstring(L, ps->p.http_major == 1 ? "1.0" : "0.9");
+  lua_rawset(L, -3);
+  lua_pushvalue(L, lua_upvalueindex(K_PACKED));
   push_packed_headers(L, ps);
-  set_key(L, K_PACKED);
+  lua_rawset(L, -3);
   /* flags are set only when true: nil reads as false, and each field
   ** costs on every request */
   if (http_should_keep_alive(&ps->p)) set_true(L, K_KEEP);
   if (ps->p.upgrade) set_true(L, K_UPGRADE);
   if (ps->cl) {
+    lua_pushvalue(L, lua_upvalueindex(K_LENGTH));
     lua_pushinteger(L, (lua_Integer)ps->p.content_length);
-    set_key(L, K_LENGTH);
+    lua_rawset(L, -3);
   }
   if (ps->p.flags & F_CHUNKED) set_true(L, K_CHUNKED);
   if (ps->expect_continue) set_true(L, K_EXPECT);
@@ -374,7 +385,7 @@ static int parser_execute(lua_State *L) {
   Parser *ps = check_parser(L);
   size_t len, n;
   const char *data = luaL_checklstring(L, 2, &len);
-  lua_Integer pos = luaL_optinteger(L, 3, 1);
+  lua_Integer pos = lua_isinteger(L, 3) ? lua_tointeger(L, 3) : luaL_optinteger(L, 3, 1);
   luaL_argcheck(L, pos >= 1 && (size_t)pos <= len + 1, 3, "position out of range");
   if (ps->status || (HTTP_PARSER_ERRNO(&ps->p) != HPE_OK &&
                      HTTP_PARSER_ERRNO(&ps->p) != HPE_PAUSED))

@@ -95,8 +95,19 @@ function TlsStream:read_exactly(n)
   return out
 end
 
-function TlsStream:write(data)
+-- write(...): the pieces written as one, as a Stream's write (the HTTP
+-- server passes a response's head and body apart).
+function TlsStream:write(data, ...)
   if self.s == nil then error("write: attempt to use a closed stream", 2) end
+  if select("#", ...) > 0 then
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      if type(v) ~= "string" and type(v) ~= "number" then
+        error(string.format("bad argument #%d to 'write' (string expected, got %s)", i + 1, type(v)), 2)
+      end
+    end
+    data = table.concat({data, ...})
+  end
   self.s:write(data)
   flush(self)
 end

@@ -152,6 +152,17 @@ function lazy.query(r) return parse_query(r.query_string) end
 function lazy.remote(r) return (r.conn.sock:peer()) end
 function lazy.params() return {} end
 function lazy.headers(r) return hp.headers(r.packed_headers, Headers) end
+local Response
+-- A handler that takes no res argument gets none made (a table and a
+-- setmetatable call per request); req.res makes it when asked (ws.upgrade).
+-- The connection keeps it for run and handle while r is in flight (a
+-- rawget per request to look for it cost a C call).
+function lazy.res(r)
+  local c = r.conn
+  local res = setmetatable({conn = c, req = r}, Response)
+  if c.current == r then c.made_res = res end
+  return res
+end
 
 -- The next piece of the body, or nil at its end. Raises an HandlerError
 -- (413, 400, ...) when the parser refuses the body.
@@ -232,6 +243,13 @@ local lengths = setmetatable({}, {__index = function(t, n)
 end})
 
 local PLAIN = "\r\nContent-Type: text/plain; charset=utf-8"
+-- The rest of the common response's head after the Date, by body length:
+-- one piece to write instead of three.
+local plain_tails = setmetatable({}, {__index = function(t, n)
+  local s = (n > 0 and PLAIN or "") .. lengths[n] .. "\r\n\r\n"
+  if n < 4096 then t[n] = s end
+  return s
+end})
 
 local function build_head(c, req, status, headers, length, body)
   local line = status_lines[status]
@@ -244,7 +262,7 @@ local function build_head(c, req, status, headers, length, body)
   if length then
     framing = (status >= 200 and status ~= 204 and status ~= 304) and lengths[length] or ""
   else
-    framing = c.chunked_ok and "\r\nTransfer-Encoding: chunked" or ""
+    framing = req.version == "1.1" and "\r\nTransfer-Encoding: chunked" or ""
   end
   if not headers then                     -- the common case: one concatenation
     if body then                          -- respond's: the whole response
@@ -292,7 +310,7 @@ local function send(c, data)
   c.phase, c.mark = "handler", mark + 2
 end
 
-local Response = {bytes = 0, status = 200}     -- defaults: two fields fewer per request
+Response = {bytes = 0, status = 200}           -- defaults: two fields fewer per request
 Response.__index = Response
 Response.__name = "lasync.HttpResponse"
 
@@ -303,7 +321,7 @@ function Response:start(status, headers)
   if self.started then error("res:start: the response has already started", 2) end
   local c, req = self.conn, self.req
   self.status = status or self.status or 200
-  if not c.chunked_ok then c.keep = false end       -- HTTP/1.0: the end is the close
+  if req.version ~= "1.1" then c.keep = false end  -- HTTP/1.0: the end is the close
   send(c, build_head(c, req, self.status, headers or self.headers, nil) .. "\r\n\r\n")
   self.started = true
 end
@@ -317,7 +335,7 @@ function Response:write(data)
   if #data == 0 or self.req.method == "HEAD" then return end
   self.bytes = self.bytes + #data
   local c = self.conn
-  if c.chunked_ok then send(c, format("%x\r\n", #data) .. data .. "\r\n")
+  if self.req.version == "1.1" then send(c, format("%x\r\n", #data) .. data .. "\r\n")
   else send(c, data) end
 end
 
@@ -328,7 +346,7 @@ function Response:finish(data)
   if not self.started then self:start() end
   self.finished = true
   local c = self.conn
-  if c.chunked_ok and self.req.method ~= "HEAD" then send(c, "0\r\n\r\n") end
+  if self.req.version == "1.1" and self.req.method ~= "HEAD" then send(c, "0\r\n\r\n") end
 end
 
 -- Sends a whole response from what the handler returned.
@@ -389,7 +407,8 @@ end
 local function run(srv, c, req, res)
   local status, body, headers = srv.handler(req, res)
   if c.upgraded then return 101, 0 end
-  if res.started then
+  res = res or c.made_res                         -- nil: never made, so never started
+  if res and res.started then
     res:finish()
     return res.status, res.bytes
   end
@@ -401,12 +420,10 @@ local function run(srv, c, req, res)
   if line and headers == nil and c.keep and req.body_done and req.version == "1.1" and not c.broken
       and not srv.closing and req.method ~= "HEAD" and type(body) == "string" then
     local n = #body
-    local data
-    if n > 0 then data = line .. srv.date .. PLAIN .. lengths[n] .. "\r\n\r\n" .. body
-    else data = line .. srv.date .. lengths[0] .. "\r\n\r\n" end
     local mark = c.mark
     c.phase, c.mark = "send", mark + 1
-    c.sock:write(data)
+    -- the pieces go out in one writev: no string made of them
+    c.sock:write(line, srv.date, plain_tails[n], body)
     c.phase, c.mark = "handler", mark + 2
     return status, n
   end
@@ -419,10 +436,16 @@ local function handle(srv, c, head)
   req.conn = c
   c.current = req
   c.keep = head.keep_alive and not srv.closing
-  c.chunked_ok = head.version == "1.1"
-  local res = setmetatable({conn = c, req = req}, Response)
-  req.res = res
+  local res                                       -- made only for a handler that takes it
+  if srv.res_arg then
+    res = setmetatable({conn = c, req = req}, Response)
+    req.res = res
+  end
   local ok, status, body = xpcall(run, on_error, srv, c, req, res)
+  if not res then
+    res = c.made_res                              -- made by req.res, or nil
+    if res then c.made_res = nil end
+  end
   if c.upgraded then                              -- the WebSocket had the connection
     if not ok and not async.is_cancelled(status) and getmetatable(status) ~= HandlerError then
       srv:log_error(format("%s %s: %s", req.method, req.target, status.traceback))
@@ -438,7 +461,7 @@ local function handle(srv, c, head)
       srv:log_error(format("%s %s: %s", req.method, req.target, e.traceback))
       e = M.error(500, "Internal Server Error")
     end
-    if res.started then return false end          -- the head is out: only a reset says it
+    if res and res.started then return false end  -- the head is out: only a reset says it
     local text = e.message .. "\n"
     status, body = e.status, #text
     send(c, build_head(c, req, status, {["Content-Type"] = "text/plain; charset=utf-8"}, #text)
@@ -462,10 +485,10 @@ local function conn_loop(srv, c)
     if c.buf == nil and c.phase == "idle" then    -- between requests: next_event inlined
       local data = read(sock)
       if data then
-        c.buf, c.pos, c.phase, c.mark = data, 1, "head", c.mark + 1
+        c.phase, c.mark = "head", c.mark + 1
         ev, a, b = execute(p, data, 1)
-        if ev == "more" then c.buf = nil; ev, a, b = next_event(c)
-        elseif ev ~= "error" then c.pos = a end
+        if ev == "more" then ev, a, b = next_event(c)
+        elseif ev ~= "error" and a <= #data then c.buf, c.pos = data, a end  -- else all read
       else                                      -- the end of the stream: as next_event says it
         ev, a, b = execute(p, "", 1)
         if ev ~= "error" then ev = "eof" end

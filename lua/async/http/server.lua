@@ -104,10 +104,14 @@ function M.serve(opts)
     error("http.serve: handler must be a function or a router", 2)
   end
   local limits = check_limits(opts.limits)
+  -- whether the handler may take res (a router, a C function or a vararg
+  -- one may): conn.lua makes it only then, or when req.res is read
+  local info = type(h) == "function" and debug.getinfo(h, "u")
   local srv = setmetatable({handler = h, limits = limits, conns = {}, nconn = 0,
                             max_connections = limits.max_connections, date = http_date(),
                             access_log = opts.access_log == true and io.stderr or opts.access_log,
-                            error_log = opts.error_log}, Server)
+                            error_log = opts.error_log,
+                            res_arg = not info or info.isvararg or info.nparams >= 2}, Server)
   local shortest = math.huge
   for ph, key in pairs(PHASE_LIMIT) do shortest = math.min(shortest, limits[key]) end
   srv.tick = math.max(0.005, math.min(1, shortest / 4))
