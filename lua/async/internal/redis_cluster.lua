@@ -223,7 +223,15 @@ end
 local function dispatch(self, slot, op, ...)
   if self._closed then error(closed_error(), 0) end
   if self._stale then refresh(self) end
-  return send_at(self, slot and self._slots[slot + 1] or any_master(self), false, op, ...)
+  if slot then return send_at(self, self._slots[slot + 1], false, op, ...) end
+  -- keyless: any master will do, so a lost one is passed over
+  for i = 1, #self._masters do
+    local res = pack(pcall(send_at, self, any_master(self), false, op, ...))
+    if res[1] then return unpack(res, 2, res.n) end
+    if getmetatable(res[2]) ~= IOError or i == #self._masters or self._closed then
+      error(res[2], 0)
+    end
+  end
 end
 
 local function op_call(c, asking, ...)
@@ -290,7 +298,7 @@ end
 
 -- cluster:call(cmd, ...): as client:call, on the master of the keys' slot.
 function Cluster:call(cmd, ...)
-  if self._mt ~= cluster_mt then class.bad_self("call", cluster_mt, self) end
+  if type(self) ~= "table" or self._mt ~= cluster_mt then class.bad_self("call", cluster_mt, self) end
   return dispatch(self, command_slot(self, cmd, ...), op_call, cmd, ...)
 end
 
@@ -300,7 +308,8 @@ cluster_mt.__index = function(_, k)
   local m = Cluster[k] or shorthands[k]
   if m ~= nil or type(k) ~= "string" or not k:match("^%a[%w_]*$") then return m end
   local cmd = upper(k)
-  m = function(self, ...) return self:call(cmd, ...) end
+  local call = Cluster.call
+  m = function(self, ...) return call(self, cmd, ...) end
   shorthands[k] = m
   return m
 end
