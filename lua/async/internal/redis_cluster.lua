@@ -200,17 +200,15 @@ end
 -- sends the next command through a fresh slot map.
 local function send_at(self, addr, asking, op, ...)
   for attempt = 1, 3 do
-    local ok, c = pcall(node, self, addr)
-    if not ok then error(c, 0) end
-    local res = pack(pcall(op, c, asking, ...))
-    if res[1] then return unpack(res, 2, res.n) end
-    local e = res[2]
-    if getmetatable(e) == IOError then
+    local c = self._nodes[addr] or node(self, addr)
+    local ok, r = pcall(op, c, asking, ...)   -- every op returns one value
+    if ok then return r end
+    if getmetatable(r) == IOError then
       if not self._closed then drop(self, addr) end
-      error(node_error(addr, e), 0)
+      error(node_error(addr, r), 0)
     end
-    local how, s, to = redirect(e)
-    if not how or attempt == 3 then error(e, 0) end
+    local how, s, to = redirect(r)
+    if not how or attempt == 3 then error(r, 0) end
     if how == "MOVED" then
       self._slots[s + 1] = to            -- at once, for the tasks that call meanwhile
       refresh(self)
@@ -226,11 +224,9 @@ local function dispatch(self, slot, op, ...)
   if slot then return send_at(self, self._slots[slot + 1], false, op, ...) end
   -- keyless: any master will do, so a lost one is passed over
   for i = 1, #self._masters do
-    local res = pack(pcall(send_at, self, any_master(self), false, op, ...))
-    if res[1] then return unpack(res, 2, res.n) end
-    if getmetatable(res[2]) ~= IOError or i == #self._masters or self._closed then
-      error(res[2], 0)
-    end
+    local ok, r = pcall(send_at, self, any_master(self), false, op, ...)
+    if ok then return r end
+    if getmetatable(r) ~= IOError or i == #self._masters or self._closed then error(r, 0) end
   end
 end
 
@@ -247,13 +243,18 @@ end
 -- The routing info of a command (cached per name): from COMMAND INFO,
 -- asked once of any node.
 local function info_of(self, cmd)
-  local name = upper(cmd)
-  local info = self._info[name]
+  local info = self._info[cmd]           -- by the name as given, then in capitals
   if info then return info end
-  local r = dispatch(self, nil, op_call, "COMMAND", "INFO", name)
-  local e = r[1]
-  info = e and keys.compile(e) or {specs = {}}   -- unknown: keyless; the server will say
-  self._info[name] = info
+  local name = upper(cmd)
+  info = self._info[name]
+  if not info then
+    local e = dispatch(self, nil, op_call, "COMMAND", "INFO", name)[1]
+    -- an unknown command is keyless (the server will say) and not kept
+    if not e then return {specs = {}} end
+    info = keys.compile(e)
+    self._info[name] = info
+  end
+  self._info[cmd] = info   -- bounded: a name is cached only when the server knows it
   return info
 end
 
