@@ -95,7 +95,10 @@ function M.start_cluster(lu, n)
     local s = setmetatable({dir = io_.tmpdir(), port = free_port()}, Server)
     s.extra = {"--cluster-enabled", "yes", "--cluster-config-file", s.dir .. "/nodes.conf",
                -- a killed node must not fail the others' slots during a test
-               "--cluster-node-timeout", "60000", "--cluster-require-full-coverage", "no"}
+               "--cluster-node-timeout", "60000", "--cluster-require-full-coverage", "no",
+               -- the bus port is port + 10000 unless given: past 65535 for a free
+               -- port above 55535, and the server would not start
+               "--cluster-port", tostring(free_port())}
     c.nodes[i] = s
     s:start()
     c.seeds[i] = "127.0.0.1:" .. s.port

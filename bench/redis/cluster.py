@@ -27,15 +27,22 @@ def start_cluster(n=3):
         port = free_port()
         p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
                               "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
-                              "--cluster-config-file", os.path.join(d, "nodes.conf")],
+                              "--cluster-config-file", os.path.join(d, "nodes.conf"),
+                              # the bus port is port + 10000 unless given: past 65535 for
+                              # a free port above 55535, and the server would not start
+                              "--cluster-port", str(free_port())],
                              stdout=subprocess.PIPE, text=True)
         for line in p.stdout:
             if "Ready to accept connections" in line:
                 break
         procs.append(p); ports.append(port); dirs.append(d)
     seeds = ["127.0.0.1:%d" % p for p in ports]
-    subprocess.run(["redis-cli", "--cluster", "create", *seeds, "--cluster-replicas", "0",
-                    "--cluster-yes"], check=True, stdout=subprocess.DEVNULL)
+    r = subprocess.run(["redis-cli", "--cluster", "create", *seeds, "--cluster-replicas", "0",
+                        "--cluster-yes"], capture_output=True, text=True)
+    if r.returncode != 0:
+        for p in procs:
+            p.terminate()
+        sys.exit("redis-cli --cluster create failed:\n" + r.stdout + r.stderr)
     deadline = time.time() + 30
     for port in ports:
         while b"cluster_state:ok" not in subprocess.run(["redis-cli", "-p", str(port), "CLUSTER", "INFO"],
