@@ -103,6 +103,11 @@ end
 local function node(self, addr)
   local n = self._nodes[addr]
   if n then return n end
+  if addr == nil then    -- a slot no master serves (the map has a hole)
+    self._stale = true
+    error(setmetatable({kind = "RedisError", code = "CLUSTERDOWN",
+                        message = "CLUSTERDOWN no master serves this hash slot"}, RedisError), 0)
+  end
   while self._opening[addr] do self._opening[addr]:wait() end
   n = self._nodes[addr]
   if n then return n end
