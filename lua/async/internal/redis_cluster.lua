@@ -14,7 +14,7 @@ local keys = require "async.internal.redis_keys"
 
 local type, error, pcall, select, tostring, tonumber = type, error, pcall, select, tostring, tonumber
 local setmetatable, getmetatable, pairs, ipairs = setmetatable, getmetatable, pairs, ipairs
-local format, upper, lower, unpack, pack = string.format, string.upper, string.lower, table.unpack, table.pack
+local format, upper, unpack, pack = string.format, string.upper, table.unpack, table.pack
 local slot_of, key_slot = keys.slot_of, keys.slot
 
 local RedisError, IOError = redis.RedisError, redis.IOError
@@ -276,7 +276,8 @@ local function cross_slot(cmd, k1, k2)
     RedisError), 0)
 end
 
--- The slot of one command (a table {cmd, args...}), or nil when keyless.
+-- The slot of the command cmd(...), or nil when it has no key; raises
+-- CROSSSLOT when its keys are in different slots.
 local function command_slot(self, cmd, ...)
   if type(cmd) ~= "string" and type(cmd) ~= "number" then
     error(format("bad argument #1 to 'call' (command name expected, got %s)", type(cmd)), 3)
@@ -298,14 +299,9 @@ local function command_slot(self, cmd, ...)
     end
     return s
   end
-  if info.sub == nil and info.specs then
-    if cmd == "" then return nil end
-    local found
-    found, k1, k2 = slot_of(info, ...)
-    if found == false then return cross_slot(cmd, k1, k2) end
-    return found
-  end
-  return nil
+  s, k1, k2 = slot_of(info, ...)
+  if s == false then return cross_slot(cmd, k1, k2) end
+  return s
 end
 
 -- cluster:call(cmd, ...): as client:call, on the master of the keys' slot.
