@@ -41,7 +41,9 @@ def start_cluster(n=3):
                         "--cluster-yes"], capture_output=True, text=True)
     if r.returncode != 0:
         for p in procs:
-            p.terminate()
+            p.terminate(); p.wait()
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
         sys.exit("redis-cli --cluster create failed:\n" + r.stdout + r.stderr)
     deadline = time.time() + 30
     for port in ports:
