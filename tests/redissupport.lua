@@ -28,9 +28,11 @@ Server.__close = function(s) M.cleanup(s) end
 -- Starts (or restarts, on the same port and directory) the server and
 -- waits until it accepts connections.
 function Server:start()
-  self.proc = async.process.spawn{"redis-server", "--port", tostring(self.port), "--bind", "127.0.0.1",
+  local argv = {"redis-server", "--port", tostring(self.port), "--bind", "127.0.0.1",
     "--dir", self.dir, "--save", "", "--appendonly", "no", "--unixsocket", self.dir .. "/redis.sock",
     "--loglevel", "notice", "--enable-debug-command", "yes", "--daemonize", "no", stdout = "pipe", stderr = "pipe", stdin = "ignore"}
+  for _, a in ipairs(self.extra or {}) do argv[#argv + 1] = a end
+  self.proc = async.process.spawn(argv)
   async.timeout(10, function()
     while true do
       local line = self.proc.stdout:read_line()
@@ -62,6 +64,70 @@ function M.start(lu)
   local s = setmetatable({dir = io_.tmpdir(), port = free_port()}, Server)
   s:start()
   return s
+end
+
+-- A cluster of n masters (no replicas): n servers with cluster mode on,
+-- joined by redis-cli --cluster create (n = 1: given every slot), returned once every node says
+-- cluster_state:ok. cluster.nodes[i] are servers; cluster.seeds their
+-- "host:port"; <close> or M.cleanup_cluster stops them all.
+local Cluster = {}
+Cluster.__index = Cluster
+Cluster.__close = function(c) M.cleanup_cluster(c) end
+function Cluster:addr(i) return "127.0.0.1:" .. self.nodes[i].port end
+
+local function cli(...)
+  local argv = {"redis-cli", ...}
+  argv.stdout, argv.stderr, argv.stdin = "pipe", "pipe", "ignore"
+  local p = async.process.spawn(argv)
+  local out = p.stdout:read() or ""
+  local err = p.stderr:read() or ""
+  local code = p:wait()
+  p:close()
+  return code, out .. err
+end
+M.cli = cli
+
+function M.start_cluster(lu, n)
+  local path, why = M.find()
+  if not path then lu.skip(why) end
+  local c = setmetatable({nodes = {}, seeds = {}}, Cluster)
+  for i = 1, n or 3 do
+    local s = setmetatable({dir = io_.tmpdir(), port = free_port()}, Server)
+    s.extra = {"--cluster-enabled", "yes", "--cluster-config-file", s.dir .. "/nodes.conf",
+               -- a killed node must not fail the others' slots during a test
+               "--cluster-node-timeout", "60000", "--cluster-require-full-coverage", "no",
+               -- the bus port is port + 10000 unless given: past 65535 for a free
+               -- port above 55535, and the server would not start
+               "--cluster-port", tostring(free_port())}
+    c.nodes[i] = s
+    s:start()
+    c.seeds[i] = "127.0.0.1:" .. s.port
+  end
+  local code, out
+  if #c.nodes == 1 then   -- one node holds every slot: no join to wait for (the misuse sweep)
+    code, out = cli("-p", tostring(c.nodes[1].port), "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+  else
+    local args = {"--cluster", "create", table.unpack(c.seeds)}
+    for _, a in ipairs{"--cluster-replicas", "0", "--cluster-yes"} do args[#args + 1] = a end
+    code, out = cli(table.unpack(args))
+  end
+  if code ~= 0 then M.cleanup_cluster(c); error("redis-cli --cluster create failed: " .. out, 0) end
+  -- every node agrees the cluster is up (gossip takes a moment)
+  async.timeout(20, function()
+    for _, s in ipairs(c.nodes) do
+      while true do
+        local _, info = cli("-p", tostring(s.port), "CLUSTER", "INFO")
+        if info:find("cluster_state:ok", 1, true) then break end
+        async.sleep(0.02)
+      end
+    end
+  end)
+  return c
+end
+
+function M.cleanup_cluster(c)
+  for _, s in ipairs(c.nodes) do M.cleanup(s) end
+  c.nodes = {}
 end
 
 function M.cleanup(s)

@@ -167,7 +167,7 @@ local CONSTRUCTORS = {
 -- METHODS[__name]: the methods of a type whose __index is a function.
 local METHODS = {}
 misuse_net.add(CONSTRUCTORS, METHODS, function() return tmp end)
-misuse_db.add(CONSTRUCTORS)
+misuse_db.add(CONSTRUCTORS, METHODS)
 
 -- The constructors of type ty: its __name's entry and its variants
 -- ("__name (what)") whose objects have ty's metatable.

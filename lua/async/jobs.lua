@@ -15,6 +15,7 @@
 -- between two steps never leaves a job half-moved: a job is in a stream
 -- (pending or being run), in P:delayed, or finished.
 local async = require "async"
+local class = require "async.class"
 local scripts = require "async.internal.jobs_scripts"
 
 local type, error, pcall, tostring, tonumber, format = type, error, pcall, tostring, tonumber, string.format
@@ -185,6 +186,8 @@ end
 -- Removes every key of the queue (tests, resets). Workers must be stopped.
 function Queue:destroy()
   local red = self.redis
+  -- on a cluster, SCAN walks one node: the one of the queue's {name} slot
+  if class.typename(red) == "lasync.RedisCluster" then red = red:node(self.prefix) end
   local cursor = "0"
   repeat
     local pattern = self.prefix:gsub("[%*%?%[%]\\]", "\\%0") .. ":*"   -- glob-escaped
@@ -196,7 +199,6 @@ end
 
 function queue_mt.__tostring(q) return format("JobQueue<%s>", q.name) end
 
-local class = require "async.class"
 class.check_self(Queue, queue_mt)        -- a wrong self raises at once
 class.check_self(Job, job_mt)
 M.Queue, M.Job = Queue, Job

@@ -35,7 +35,8 @@ local function parse_url(url)
   local o = {}
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
   if scheme ~= "redis" and scheme ~= "unix" then
-    error(format("redis.connect: bad URL %q (redis://host:port/db or unix:///path expected)", url), 3)
+    error(format("redis.connect: bad URL %q (redis://host:port/db, unix:///path or " ..
+                 "redis+cluster://host:port,... expected)", url), 3)
   end
   local query
   rest, query = rest:match("^([^?]*)%??(.*)$")
@@ -446,6 +447,10 @@ local function idempotent_set(list)
 end
 
 function M.connect(x)
+  if (type(x) == "table" and (x.cluster ~= nil or (type(x.url) == "string" and x.url:match("^redis%+cluster://"))))
+     or (type(x) == "string" and x:match("^redis%+cluster://")) then
+    return require("async.internal.redis_cluster").connect(x)
+  end
   local o = options(x)
   local idem = idempotent_set(o.idempotent)
   local c = open_conn(o)

@@ -1,6 +1,7 @@
 -- async.internal.jobs_scripts: the server-side scripts of async.jobs (each change
 -- of a job's state is one atomic script) and how they are run: EVALSHA,
--- loading the script again when the server does not know it (a restart).
+-- sending the source (EVAL) when the server does not know it (a restart,
+-- or another node of a cluster).
 -- Every key of a queue has the hash tag {name}, so on Redis Cluster they
 -- all live on one node; the promote script writes to the stream named in
 -- the delayed entry, one of those keys.
@@ -96,7 +97,9 @@ function M.run(client, name, keys, ...)
   local ok, r = pcall(client.call, client, table.unpack(argv))
   if ok then return r end
   if type(r) == "table" and r.code == "NOSCRIPT" then
-    argv[2] = load(client, name)
+    -- EVAL with the source, which caches it where it ran: on Redis Cluster
+    -- SCRIPT LOAD reaches one node only, not the one of the queue's slot.
+    argv[1], argv[2] = "EVAL", M.src[name]
     return client:call(table.unpack(argv))
   end
   error(r, 0)
