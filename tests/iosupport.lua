@@ -57,29 +57,38 @@ end
 
 -- Starts a Python program (source text) in the background with the given
 -- arguments; returns a handle whose :line() reads a line of its output
--- (blocking: only for what it prints before it needs us) and :finish()
--- waits for its end and returns (all remaining output, exit ok). The
--- program ends itself after 20 s, and is killed if the handle is collected
--- unfinished (a failed test), so the loop is never stuck in pclose.
+-- (stdout and stderr together) and :finish() waits for its end and returns
+-- (all remaining output, exit ok). Both wait as a task does, with the loop
+-- running: a blocking read (io.popen) froze the loop, so a server whose
+-- handler had returned with output still queued (close flushes in the
+-- background) never sent the rest, and the Python peer waited for it
+-- until its alarm. The program ends itself after 20 s, and is killed if
+-- the handle is collected unfinished (a failed test).
 function M.python(src, ...)
   local path = os.tmpname()
-  support.write_file(path, "import os, signal\nsignal.alarm(20)\nprint(os.getpid(), flush=True)\n" .. src)
-  local args = {}
-  for i, a in ipairs({...}) do args[i] = support.shell_quote(a) end
-  local p = assert(io.popen(M.PYTHON .. " " .. path .. " " .. table.concat(args, " ") .. " 2>&1"))
-  local pid = tonumber(p:read("l"))
+  support.write_file(path, "import signal\nsignal.alarm(20)\n" .. src)
+  local argv = {"/bin/sh", "-c", 'exec "$0" "$@" 2>&1', M.PYTHON, path}
+  for _, a in ipairs({...}) do argv[#argv + 1] = a end
+  argv.stdout = "pipe"
+  local proc = async.process.spawn(argv)
   local h, finished = {}, false
-  function h.line() return p:read("l") end
+  function h.line() return proc.stdout:read_line() end
   function h.finish()
     finished = true
-    local out = p:read("a")
-    local ok = p:close()
+    local out = proc.stdout:read_all()
+    local code, sig = proc:wait()
+    proc:close()
     os.remove(path)
-    return out, ok
+    if sig then out = out .. "(python killed by " .. sig .. ")\n" end
+    return out, code == 0 and sig == nil
   end
-  function h.kill() if pid then os.execute("kill " .. pid .. " 2>/dev/null") end end
+  function h.kill() proc:kill() end
   return setmetatable(h, {__gc = function()
-    if not finished then h.kill(); h.finish() end
+    if not finished then
+      pcall(proc.kill, proc)
+      pcall(proc.close, proc)
+      os.remove(path)
+    end
   end})
 end
 

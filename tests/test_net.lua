@@ -415,6 +415,42 @@ print("python client ok")
   srv.server:shutdown()
 end
 
+-- A handler that returns with output still queued: close flushes it in the
+-- background while the test waits for the peer. 16 MB is more than the
+-- kernel holds (the peer's receive buffer is pinned small, a send buffer
+-- grows to 4 MB at most), so bytes are queued in lasync when the handler
+-- returns, as at the end of the echo test above when the Python reader
+-- lags: a helper that waited for Python blocking the loop hung here.
+function TestPeers:test_python_peer_hung_for_output_queued_at_handler_return()
+  local size, queued = 16 << 20, nil
+  local returned = async.future()
+  local srv = net.listen("127.0.0.1", 0, function(conn)
+    conn:read_line()
+    conn:write(("z"):rep(size))
+    queued = select(2, conn:buffered())
+    returned:resolve()
+  end)
+  local py = io_.python([[
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"go\n")
+n = 0
+while True:
+    b = s.recv(65536)
+    if not b: break
+    n += len(b)
+print(n)
+]], tostring(select(2, srv:address())))
+  returned:await()
+  lu.assertTrue(queued > 0, "nothing was queued: the case is not exercised")
+  local out, ok = py.finish()
+  lu.assertTrue(ok, out)
+  lu.assertEquals(out, size .. "\n")
+  srv:shutdown()
+end
+
 -- A lasync client against a Python server (asyncio streams).
 function TestPeers:test_lasync_client_against_python_server()
   local py = io_.python([[
