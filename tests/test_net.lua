@@ -602,6 +602,22 @@ function TestUnix:test_stale_socket_file_is_replaced()
   io_.rmtree(dir)
 end
 
+-- A path longer than sun_path's 108 bytes was cut short by libuv: the
+-- socket appeared at the shorter path (another file's, possibly) and
+-- stayed there after the listener closed. It is refused now.
+function TestUnix:test_a_path_too_long_for_a_unix_socket_is_refused()
+  local dir = io_.tmpdir()
+  local long = dir .. "/" .. ("z"):rep(120)
+  local ok, err = pcall(net.listen_unix, long, function() end)
+  lu.assertFalse(ok)
+  assert_ioerror(err, "ENAMETOOLONG", "listen")
+  ok, err = pcall(net.connect_unix, long)
+  lu.assertFalse(ok)
+  assert_ioerror(err, "ENAMETOOLONG", "connect")
+  lu.assertEquals(async.fs.list_dir(dir), {})   -- no socket at a shorter path
+  io_.rmtree(dir)
+end
+
 function TestUnix:test_connect_unix_to_nothing()
   local ok, err = pcall(net.connect_unix, "/tmp/lasync-no-such-socket")
   lu.assertFalse(ok)

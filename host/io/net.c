@@ -140,9 +140,22 @@ static int l_tcp_connect(lua_State *L) {
   return lasync_wait(L, &c->wait, connect_cancel, connect_k, 0);
 }
 
+/* A unix socket's path must fit sun_path: libuv cuts a longer one short,
+** so the socket was made (or sought) at another path, and the truncated
+** file outlived its listener, whose close unlinked the path as given. */
+static const char *check_pipe_path(lua_State *L, const char *op) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  if (len >= sizeof(((struct sockaddr_un *)0)->sun_path) || strlen(path) != len)
+    lasync__ioerror(L, len >= sizeof(((struct sockaddr_un *)0)->sun_path) ? UV_ENAMETOOLONG
+                                                                          : UV_EINVAL,
+                    op, "address", len > 60 ? "(a path too long to show)" : path);
+  return path;
+}
+
 /* pipe_connect(path): a Stream on a unix domain socket. */
 static int l_pipe_connect(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_pipe_path(L, "connect");
   lasync_Stream *s;
   ConnectReq *c = connect_begin(L, &s, STREAM_PIPE, path);
   uv_pipe_connect(&c->req, &s->h.pipe, lua_tostring(L, 1), on_connect);
@@ -434,7 +447,7 @@ static int l_tcp_listen(lua_State *L) {
 ** stale socket file at path (no listener behind it) is replaced; the file
 ** is removed when the listener closes. */
 static int l_pipe_listen(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_pipe_path(L, "listen");
   int backlog = check_backlog(L, 2), r;
   struct stat st;
   Listener *l = listener_new(L, STREAM_PIPE, path);
