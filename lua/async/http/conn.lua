@@ -404,8 +404,7 @@ end
 -- Runs the handler and sends what it returned (or ends what it
 -- streamed); returns the status and body length for the log. Any error,
 -- the handler's or one in what it returned, goes to handle's xpcall.
-local function run(srv, c, req, res)
-  local status, body, headers = srv.handler(req, res)
+local function run_rest(srv, c, req, res, status, body, headers)
   if c.upgraded then return 101, 0 end
   res = res or c.made_res                         -- nil: never made, so never started
   if res and res.started then
@@ -430,18 +429,13 @@ local function run(srv, c, req, res)
   return respond(c, req, status, body, headers)
 end
 
--- Runs one request; returns whether the connection may go on.
-local function handle(srv, c, head)
-  local req = head                                -- the parser set the metatables
-  req.conn = c
-  c.current = req
-  c.keep = head.keep_alive and not srv.closing
-  local res                                       -- made only for a handler that takes it
-  if srv.res_arg then
-    res = setmetatable({conn = c, req = req}, Response)
-    req.res = res
-  end
-  local ok, status, body = xpcall(run, on_error, srv, c, req, res)
+local function run(srv, c, req, res)
+  return run_rest(srv, c, req, res, srv.handler(req, res))
+end
+
+-- The end of a request after the handler ran (ok and status, body as
+-- xpcall(run, ...) returned them); returns whether the connection may go on.
+local function conclude(srv, c, req, res, ok, status, body)
   if not res then
     res = c.made_res                              -- made by req.res, or nil
     if res then c.made_res = nil end
@@ -477,9 +471,21 @@ local function handle(srv, c, head)
   return true
 end
 
+-- Runs one request for a handler that takes res; returns whether the
+-- connection may go on.
+local function handle(srv, c, req)
+  req.conn = c
+  c.current = req
+  c.keep = req.keep_alive and not srv.closing
+  local res = setmetatable({conn = c, req = req}, Response)
+  req.res = res
+  return conclude(srv, c, req, res, xpcall(run, on_error, srv, c, req, res))
+end
+
 local function conn_loop(srv, c)
   local p, sock = c.p, c.sock                   -- neither changes while the loop runs
-  local execute, read = p.execute, sock.read    -- looked up once, not per request
+  local execute, read, write = p.execute, sock.read, sock.write  -- looked up once, not per request
+  local handler, res_arg = srv.handler, srv.res_arg
   while true do
     local ev, a, b
     if c.buf == nil and c.phase == "idle" then    -- between requests: next_event inlined
@@ -500,7 +506,37 @@ local function conn_loop(srv, c)
     if ev == "error" then return refuse(c, a, b) end
     if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
     c.phase, c.mark = "handler", c.mark + 1             -- set_phase, inlined: per request
-    if not handle(srv, c, b) or srv.closing then return end
+    if res_arg then
+      if not handle(srv, c, b) then return end
+    else
+      -- handle and run inlined for a handler without res (one Lua call
+      -- layer fewer per request is a visible share of the server's work);
+      -- what is not the common case goes on in run_rest and conclude.
+      local req = b                                     -- the parser set the metatable
+      req.conn = c
+      c.current = req
+      local keep = req.keep_alive and not srv.closing
+      c.keep = keep
+      local ok, status, body, headers = xpcall(handler, on_error, req)
+      local line = ok and plain_status[status]
+      if line and headers == nil and keep and req.body_done and req.version == "1.1"
+          and not c.broken and not srv.closing and req.method ~= "HEAD" and type(body) == "string"
+          and not c.made_res and not c.upgraded then   -- the bytes are exactly respond's
+        local n = #body
+        local mark = c.mark
+        c.phase, c.mark = "send", mark + 1
+        -- the pieces go out in one writev: no string made of them. (A
+        -- failed write ends the connection through serve_conn's pcall.)
+        write(sock, line, srv.date, plain_tails[n], body)
+        c.phase, c.mark = "handler", mark + 2
+        if srv.access_log then srv:log_access(c, req, status, n) end
+        c.current = nil
+      else
+        if ok then ok, status, body = xpcall(run_rest, on_error, srv, c, req, nil, status, body, headers) end
+        if not conclude(srv, c, req, nil, ok, status, body) then return end
+      end
+    end
+    if srv.closing then return end
     c.phase, c.mark = "idle", c.mark + 1
     local buf = c.buf                                   -- all read: no parser call to say so
     if buf and c.pos > #buf then c.buf = nil end
