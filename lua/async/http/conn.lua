@@ -429,12 +429,9 @@ local function run_rest(srv, c, req, res, status, body, headers)
   return respond(c, req, status, body, headers)
 end
 
-local function run(srv, c, req, res)
-  return run_rest(srv, c, req, res, srv.handler(req, res))
-end
-
 -- The end of a request after the handler ran (ok and status, body as
--- xpcall(run, ...) returned them); returns whether the connection may go on.
+-- xpcall(run_rest, ...) returned them, or false and the handler's error);
+-- returns whether the connection may go on.
 local function conclude(srv, c, req, res, ok, status, body)
   if not res then
     res = c.made_res                              -- made by req.res, or nil
@@ -471,20 +468,25 @@ local function conclude(srv, c, req, res, ok, status, body)
   return true
 end
 
--- Runs one request for a handler that takes res; returns whether the
--- connection may go on.
-local function handle(srv, c, req)
-  req.conn = c
-  c.current = req
-  c.keep = req.keep_alive and not srv.closing
-  local res = setmetatable({conn = c, req = req}, Response)
-  req.res = res
-  return conclude(srv, c, req, res, xpcall(run, on_error, srv, c, req, res))
+-- The slow end of a request: anything but the common response (see
+-- requests). c.concluding tells conn_loop that an error raised here is
+-- not the handler's.
+local function slow_end(srv, c, req, res, status, body, headers)
+  c.concluding = true
+  local ok
+  ok, status, body = xpcall(run_rest, on_error, srv, c, req, res, status, body, headers)
+  local go_on = conclude(srv, c, req, res, ok, status, body)
+  c.concluding = nil
+  return go_on
 end
 
-local function conn_loop(srv, c)
+-- Answers the connection's requests in order until it ends. A handler's
+-- error is raised out of it (conn_loop answers it and calls again): one
+-- xpcall per connection rather than one per request. c.current is the
+-- request between its head and its end.
+local function requests(srv, c)
   local p, sock = c.p, c.sock                   -- neither changes while the loop runs
-  local execute, read, write = p.execute, sock.read, sock.write  -- looked up once, not per request
+  local execute, read, write = p.execute, sock.read, sock.write  -- looked up once
   local handler, res_arg = srv.handler, srv.res_arg
   while true do
     local ev, a, b
@@ -506,39 +508,54 @@ local function conn_loop(srv, c)
     if ev == "error" then return refuse(c, a, b) end
     if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
     c.phase, c.mark = "handler", c.mark + 1             -- set_phase, inlined: per request
+    local req = b                                       -- the parser set the metatable
+    req.conn = c
+    c.current = req
+    local keep = req.keep_alive and not srv.closing
+    c.keep = keep
+    local res                                           -- made only for a handler that takes it
     if res_arg then
-      if not handle(srv, c, b) then return end
-    else
-      -- handle and run inlined for a handler without res (one Lua call
-      -- layer fewer per request is a visible share of the server's work);
-      -- what is not the common case goes on in run_rest and conclude.
-      local req = b                                     -- the parser set the metatable
-      req.conn = c
-      c.current = req
-      local keep = req.keep_alive and not srv.closing
-      c.keep = keep
-      local ok, status, body, headers = xpcall(handler, on_error, req)
-      local line = ok and plain_status[status]
-      if line and headers == nil and keep and req.body_done and req.version == "1.1"
-          and not c.broken and not srv.closing and req.method ~= "HEAD" and type(body) == "string"
-          and not c.made_res and not c.upgraded then   -- the bytes are exactly respond's
-        local n = #body
-        local mark = c.mark
-        c.phase, c.mark = "send", mark + 1
-        -- the pieces go out in one writev: no string made of them. (A
-        -- failed write ends the connection through serve_conn's pcall.)
-        write(sock, line, srv.date, plain_tails[n], body)
-        c.phase, c.mark = "handler", mark + 2
-        if srv.access_log then srv:log_access(c, req, status, n) end
-        c.current = nil
-      else
-        if ok then ok, status, body = xpcall(run_rest, on_error, srv, c, req, nil, status, body, headers) end
-        if not conclude(srv, c, req, nil, ok, status, body) then return end
-      end
+      res = setmetatable({conn = c, req = req}, Response)
+      req.res = res
+    end
+    local status, body, headers = handler(req, res)
+    -- The common case, respond and build_head and send inlined (this is
+    -- most of the server's own work per request): a keep-alive HTTP/1.1
+    -- request read to its end, a status seen before, a string body, no
+    -- headers, nothing streamed. The bytes are exactly what respond sends.
+    local line = plain_status[status]
+    if line and headers == nil and keep and req.body_done and req.version == "1.1"
+        and not c.broken and not srv.closing and req.method ~= "HEAD" and type(body) == "string"
+        and not c.made_res and not c.upgraded and not (res and res.started) then
+      local n = #body
+      local mark = c.mark
+      c.phase, c.mark = "send", mark + 1
+      write(sock, line, srv.date, plain_tails[n], body)  -- one writev, no string made
+      c.phase, c.mark = "handler", mark + 2
+      c.current = nil                                   -- (a failing log is not the handler's)
+      if srv.access_log then srv:log_access(c, req, status, n) end
+    elseif not slow_end(srv, c, req, res, status, body, headers) then
+      return
     end
     if srv.closing then return end
     c.phase, c.mark = "idle", c.mark + 1
     local buf = c.buf                                   -- all read: no parser call to say so
+    if buf and c.pos > #buf then c.buf = nil end
+  end
+end
+
+local function conn_loop(srv, c)
+  while true do
+    local ok, e = xpcall(requests, on_error, srv, c)
+    if ok then return end
+    local req = c.current
+    if async.is_cancelled(e) then error(e, 0) end
+    if req == nil or c.concluding then           -- not the handler's: as it was raised
+      error(getmetatable(e) == HandlerError and e or e.error, 0)
+    end
+    if not conclude(srv, c, req, rawget(req, "res"), false, e) or srv.closing then return end
+    c.phase, c.mark = "idle", c.mark + 1
+    local buf = c.buf
     if buf and c.pos > #buf then c.buf = nil end
   end
 end
