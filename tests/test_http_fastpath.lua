@@ -114,4 +114,32 @@ function TestHttpFastPath:test_res_made_when_asked()
   end
 end
 
+-- A handler's error is answered and the connection goes on with the next
+-- request (the requests run in one protected call per connection, entered
+-- again after each error): pipelined, for both kinds of handler.
+function TestHttpFastPath:test_connection_goes_on_after_handler_errors()
+  local function one_arg(req)
+    if req.path == "/boom" then error("boom") end
+    if req.path == "/teapot" then error(http.error(418)) end
+    return 200, "ok " .. req.path
+  end
+  local function two_args(req, res) return one_arg(req) end
+  for _, h in ipairs{one_arg, two_args} do
+    local errors = {}
+    local srv = http.serve{port = 0, handler = h, error_log = function(m) errors[#errors + 1] = m end}
+    local s <close> = H.connect(select(2, srv:address()))
+    s:write(H.get("/a") .. H.get("/boom") .. H.get("/b") .. H.get("/teapot") .. H.get("/c"))
+    local got = {}
+    for i = 1, 5 do
+      local r = H.read_response(s)
+      got[i] = r.status .. " " .. r.body
+    end
+    lu.assertEquals(got, {"200 ok /a", "500 Internal Server Error\n", "200 ok /b",
+                          "418 I'm a teapot\n", "200 ok /c"})
+    lu.assertEquals(#errors, 1)
+    lu.assertStrContains(errors[1], "boom")
+    srv:close()
+  end
+end
+
 support.run(...)
