@@ -492,10 +492,11 @@ local function requests(srv, c)
     local ev, a, b
     if c.buf == nil and c.phase == "idle" then    -- between requests: next_event inlined
       local data = read(sock)
-      if data then
-        c.phase, c.mark = "head", c.mark + 1
+      if data then                              -- a whole head goes from idle to handler
         ev, a, b = execute(p, data, 1)
-        if ev == "more" then ev, a, b = next_event(c)
+        if ev == "more" then
+          c.phase, c.mark = "head", c.mark + 1
+          ev, a, b = next_event(c)
         elseif ev ~= "error" and a <= #data then c.buf, c.pos = data, a end  -- else all read
       else                                      -- the end of the stream: as next_event says it
         ev, a, b = execute(p, "", 1)
@@ -531,14 +532,14 @@ local function requests(srv, c)
       local mark = c.mark
       c.phase, c.mark = "send", mark + 1
       write(sock, line, srv.date, plain_tails[n], body)  -- one writev, no string made
-      c.phase, c.mark = "handler", mark + 2
+      c.phase, c.mark = "idle", mark + 2
       c.current = nil                                   -- (a failing log is not the handler's)
       if srv.access_log then srv:log_access(c, req, status, n) end
-    elseif not slow_end(srv, c, req, res, status, body, headers) then
-      return
+      if srv.closing then return end
+    else
+      if not slow_end(srv, c, req, res, status, body, headers) or srv.closing then return end
+      c.phase, c.mark = "idle", c.mark + 1
     end
-    if srv.closing then return end
-    c.phase, c.mark = "idle", c.mark + 1
     local buf = c.buf                                   -- all read: no parser call to say so
     if buf and c.pos > #buf then c.buf = nil end
   end
