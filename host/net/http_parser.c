@@ -4,7 +4,11 @@
 **
 ** A Parser consumes the bytes a connection reads and reports one event per
 ** call: p:execute(data, pos) returns
-**   "head", nextpos, request     the request line and headers are complete
+**   "head", nextpos, request, plain
+**                                the request line and headers are complete;
+**                                plain: a keep-alive HTTP/1.1 request without
+**                                a body, not HEAD (the server's common case,
+**                                told without four table reads)
 **   "body", nextpos, chunk       a piece of the body (chunked or not)
 **   "done", nextpos              the request ended (body included)
 **   "more", #data + 1            everything was consumed; read more
@@ -405,8 +409,10 @@ static int parser_execute(lua_State *L) {
       lua_pushliteral(L, "head");
       lua_pushinteger(L, pos + (lua_Integer)n);
       push_request(L, ps);
+      lua_pushboolean(L, ps->bodyless && ps->p.http_major == 1 && ps->p.http_minor == 1 &&
+                         ps->p.method != HTTP_HEAD && http_should_keep_alive(&ps->p));
       if (ps->bodyless) trim_head(ps);
-      return 3;
+      return 4;
     case EV_BODY:
       lua_pushliteral(L, "body");
       lua_pushinteger(L, pos + (lua_Integer)n);

@@ -75,10 +75,10 @@ local function next_event(c)
   while true do
     local buf = c.buf
     if buf then
-      local ev, a, b = c.p:execute(buf, c.pos)
+      local ev, a, b, plain = c.p:execute(buf, c.pos)
       if ev ~= "more" then
         if ev ~= "error" then c.pos = a end
-        return ev, a, b
+        return ev, a, b, plain
       end
       c.buf = nil
     end
@@ -489,21 +489,21 @@ local function requests(srv, c)
   local execute, read, write = p.execute, sock.read, sock.write  -- looked up once
   local handler, res_arg = srv.handler, srv.res_arg
   while true do
-    local ev, a, b
+    local ev, a, b, plain                         -- plain: see async.core.http_parser
     if c.buf == nil and c.phase == "idle" then    -- between requests: next_event inlined
       local data = read(sock)
       if data then                              -- a whole head goes from idle to handler
-        ev, a, b = execute(p, data, 1)
+        ev, a, b, plain = execute(p, data, 1)
         if ev == "more" then
           c.phase, c.mark = "head", c.mark + 1
-          ev, a, b = next_event(c)
+          ev, a, b, plain = next_event(c)
         elseif ev ~= "error" and a <= #data then c.buf, c.pos = data, a end  -- else all read
       else                                      -- the end of the stream: as next_event says it
         ev, a, b = execute(p, "", 1)
         if ev ~= "error" then ev = "eof" end
       end
     else
-      ev, a, b = next_event(c)
+      ev, a, b, plain = next_event(c)
     end
     if ev == "eof" then return end
     if ev == "error" then return refuse(c, a, b) end
@@ -512,7 +512,7 @@ local function requests(srv, c)
     local req = b                                       -- the parser set the metatable
     req.conn = c
     c.current = req
-    local keep = req.keep_alive and not srv.closing
+    local keep = (plain or req.keep_alive) and not srv.closing
     c.keep = keep
     local res                                           -- made only for a handler that takes it
     if res_arg then
@@ -525,8 +525,7 @@ local function requests(srv, c)
     -- request read to its end, a status seen before, a string body, no
     -- headers, nothing streamed. The bytes are exactly what respond sends.
     local line = plain_status[status]
-    if line and headers == nil and keep and req.body_done and req.version == "1.1"
-        and not c.broken and not srv.closing and req.method ~= "HEAD" and type(body) == "string"
+    if line and plain and headers == nil and not srv.closing and not c.broken and type(body) == "string"
         and not c.made_res and not c.upgraded and not (res and res.started) then
       local n = #body
       local mark = c.mark
