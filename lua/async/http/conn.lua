@@ -549,14 +549,17 @@ local function requests(srv, c)
   end
 end
 
+-- Runs requests; answers a handler's error (conclude, which raises a
+-- cancellation on) and enters again. Any other error goes on to serve_conn
+-- as it was raised.
 local function conn_loop(srv, c)
   while true do
     local ok, e = xpcall(requests, on_error, srv, c)
     if ok then return end
     local req = c.current
-    if async.is_cancelled(e) then error(e, 0) end
     if req == nil or c.concluding then           -- not the handler's: as it was raised
-      error(getmetatable(e) == HandlerError and e or e.error, 0)
+      if getmetatable(e) == HandlerError or async.is_cancelled(e) then error(e, 0) end
+      error(e.error, 0)
     end
     if not conclude(srv, c, req, rawget(req, "res"), false, e) or srv.closing then return end
     c.phase, c.mark = "idle", c.mark + 1
