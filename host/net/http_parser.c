@@ -236,8 +236,9 @@ static void push_packed_headers(lua_State *L, Parser *ps) {
 ** upgrade=, content_length=, chunked=, expect_continue=}; the Lua side
 ** makes req.headers from the packed string on first use. Two fields are
 ** left out for the common request, each a new key at ~200 instructions:
-** version when it is "1.1", and body_done (whether the request has no body
-** follows from content_length and chunked); the request metatable of
+** version when it is "1.1", keep_alive when it is the version's default
+** (HTTP/1.1's), and body_done (whether the request has no body follows
+** from content_length and chunked); the request metatable of
 ** async.http.conn gives their values. */
 static void push_request(lua_State *L, Parser *ps) {
   lua_createtable(L, 0, 8);                 /* room for what Lua adds (conn, res) */
@@ -258,7 +259,11 @@ static void push_request(lua_State *L, Parser *ps) {
   lua_rawset(L, -3);
   /* flags are set only when true: nil reads as false, and each field
   ** costs on every request */
-  if (http_should_keep_alive(&ps->p)) set_true(L, K_KEEP);
+  if (http_should_keep_alive(&ps->p) != (ps->p.http_major == 1 && ps->p.http_minor == 1)) {
+    lua_pushvalue(L, lua_upvalueindex(K_KEEP));       /* not the version's default */
+    lua_pushboolean(L, !(ps->p.http_major == 1 && ps->p.http_minor == 1));
+    lua_rawset(L, -3);
+  }
   if (ps->p.upgrade) set_true(L, K_UPGRADE);
   if (ps->cl) {
     lua_pushvalue(L, lua_upvalueindex(K_LENGTH));

@@ -145,10 +145,12 @@ local function split_target(r)
   rawset(r, "query_string", qs)
 end
 
--- Fields the parser leaves out for the common request (two new keys in
--- each request table fewer): a request with no version is HTTP/1.1; one
--- without a body is done at its head (Request:read sets it when read).
+-- Fields the parser leaves out for the common request (three new keys in
+-- each request table fewer): a request with no version is HTTP/1.1; with
+-- no keep_alive, the version's default; one without a body is done at its
+-- head (Request:read sets body_done when it reads the end).
 function lazy.version() return "1.1" end
+function lazy.keep_alive(r) return r.version == "1.1" end
 function lazy.body_done(r) return not r.chunked and (r.content_length or 0) == 0 end
 function lazy.raw_path(r) split_target(r); return r.raw_path end
 function lazy.query_string(r) split_target(r); return r.query_string end
