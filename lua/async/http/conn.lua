@@ -408,9 +408,9 @@ local function on_error(e)
   return {error = e, traceback = debug.traceback(tostring(e), 2)}
 end
 
--- Runs the handler and sends what it returned (or ends what it
--- streamed); returns the status and body length for the log. Any error,
--- the handler's or one in what it returned, goes to handle's xpcall.
+-- Sends what the handler returned (or ends what it streamed) when the
+-- connection's loop did not; returns the status and body length for the
+-- log. An error in what it returned goes to slow_end's xpcall.
 local function run_rest(srv, c, req, res, status, body, headers)
   if c.upgraded then return 101, 0 end
   res = res or c.made_res                         -- nil: never made, so never started
