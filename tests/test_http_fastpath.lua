@@ -9,6 +9,7 @@ local support = require "support"
 local H = require "rawhttp"
 local hp = require "async.core.http_parser"
 local http = async.http
+local format = string.format
 
 TestHttpFastPath = {}
 
@@ -112,6 +113,54 @@ function TestHttpFastPath:test_res_made_when_asked()
     end
     srv:close()
   end
+end
+
+-- A handler's error is answered and the connection goes on with the next
+-- request (the requests run in one protected call per connection, entered
+-- again after each error): pipelined, for both kinds of handler.
+function TestHttpFastPath:test_connection_goes_on_after_handler_errors()
+  local function one_arg(req)
+    if req.path == "/boom" then error("boom") end
+    if req.path == "/teapot" then error(http.error(418)) end
+    return 200, "ok " .. req.path
+  end
+  local function two_args(req, res) return one_arg(req) end
+  for _, h in ipairs{one_arg, two_args} do
+    local errors = {}
+    local srv = http.serve{port = 0, handler = h, error_log = function(m) errors[#errors + 1] = m end}
+    local s <close> = H.connect(select(2, srv:address()))
+    s:write(H.get("/a") .. H.get("/boom") .. H.get("/b") .. H.get("/teapot") .. H.get("/c"))
+    local got = {}
+    for i = 1, 5 do
+      local r = H.read_response(s)
+      got[i] = r.status .. " " .. r.body
+    end
+    lu.assertEquals(got, {"200 ok /a", "500 Internal Server Error\n", "200 ok /b",
+                          "418 I'm a teapot\n", "200 ok /c"})
+    lu.assertEquals(#errors, 1)
+    lu.assertStrContains(errors[1], "boom")
+    srv:close()
+  end
+end
+
+-- The fields the parser leaves out for the common request read as before.
+function TestHttpFastPath:test_fields_left_out_read_as_sent()
+  local srv = http.serve{port = 0, error_log = function() end, handler = function(req)
+    if req.method == "POST" then req:body() end
+    return 200, format("%s %s %s", req.version, tostring(req.keep_alive), tostring(req.body_done))
+  end}
+  local port = select(2, srv:address())
+  local function ask(raw) return H.request(port, raw).body end
+  lu.assertEquals(ask("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"), "1.1 false true")
+  lu.assertEquals(ask("GET / HTTP/1.0\r\n\r\n"), "1.0 false true")
+  lu.assertEquals(ask("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), "1.0 true true")
+  lu.assertEquals(ask("POST / HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab"), "1.1 false true")
+  local s <close> = H.connect(port)
+  s:write(H.get("/"))
+  lu.assertEquals(H.read_response(s).body, "1.1 true true")
+  s:write("GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+  lu.assertEquals(H.read_response(s).body, "1.1 true false")   -- read after the handler
+  srv:close()
 end
 
 support.run(...)

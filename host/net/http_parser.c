@@ -4,14 +4,19 @@
 **
 ** A Parser consumes the bytes a connection reads and reports one event per
 ** call: p:execute(data, pos) returns
-**   "head", nextpos, request     the request line and headers are complete
+**   "head", nextpos, request, plain
+**                                the request line and headers are complete;
+**                                plain: a keep-alive HTTP/1.1 request without
+**                                a body, not HEAD (the server's common case,
+**                                told without four table reads)
 **   "body", nextpos, chunk       a piece of the body (chunked or not)
 **   "done", nextpos              the request ended (body included)
 **   "more", #data + 1            everything was consumed; read more
 **   "error", status, message     the request is refused with `status`
 ** The parser pauses itself in each callback that makes an event, so the
 ** caller gets events in order and resumes at nextpos with the same string.
-** A request without a body has no "done" event: its head has body_done.
+** A request without a body has no "done" event (req.body_done is true:
+** neither content_length nor chunked says there is one).
 **
 ** Limits are enforced here, while the bytes arrive, so nothing grows
 ** without bound: the URI (414), the head's size and header count (431),
@@ -200,10 +205,9 @@ static int check_framing(Parser *ps) {
 ** commonest method and version too (lua_pushstring hashes, or strcmps
 ** against the API's string cache, every time). */
 enum { K_METHOD = 2, K_TARGET, K_VERSION, K_PACKED, K_KEEP, K_UPGRADE, K_LENGTH,
-       K_CHUNKED, K_EXPECT, K_DONE, K_GET, K_V11, K_END };
+       K_CHUNKED, K_EXPECT, K_GET, K_END };
 static const char *const keys[] = {"method", "target", "version", "packed_headers",
-  "keep_alive", "upgrade", "content_length", "chunked", "expect_continue", "body_done",
-  "GET", "1.1"};
+  "keep_alive", "upgrade", "content_length", "chunked", "expect_continue", "GET"};
 
 /* t[key] = true, t on top. (Values are pushed after their key, each
 ** key an upvalue: lua_setfield would look each name up again on every
@@ -230,7 +234,12 @@ static void push_packed_headers(lua_State *L, Parser *ps) {
 
 /* Pushes {method=, target=, version=, packed headers, keep_alive=,
 ** upgrade=, content_length=, chunked=, expect_continue=}; the Lua side
-** makes req.headers from the packed string on first use. */
+** makes req.headers from the packed string on first use. Two fields are
+** left out for the common request, each a new key at ~200 instructions:
+** version when it is "1.1", keep_alive when it is the version's default
+** (HTTP/1.1's), and body_done (whether the request has no body follows
+** from content_length and chunked); the request metatable of
+** async.http.conn gives their values. */
 static void push_request(lua_State *L, Parser *ps) {
   lua_createtable(L, 0, 8);                 /* room for what Lua adds (conn, res) */
   lua_pushvalue(L, lua_upvalueindex(K_METHOD));
@@ -240,16 +249,21 @@ static void push_request(lua_State *L, Parser *ps) {
   lua_pushvalue(L, lua_upvalueindex(K_TARGET));
   lua_pushlstring(L, span(ps, ps->uri), ps->uri.len);
   lua_rawset(L, -3);
-  lua_pushvalue(L, lua_upvalueindex(K_VERSION));
-  if (ps->p.http_major == 1 && ps->p.http_minor == 1) lua_pushvalue(L, lua_upvalueindex(K_V11));
-  else lua_pushstring(L, ps->p.http_major == 1 ? "1.0" : "0.9");
-  lua_rawset(L, -3);
+  if (ps->p.http_major != 1 || ps->p.http_minor != 1) {
+    lua_pushvalue(L, lua_upvalueindex(K_VERSION));
+    lua_pushstring(L, ps->p.http_major == 1 ? "1.0" : "0.9");
+    lua_rawset(L, -3);
+  }
   lua_pushvalue(L, lua_upvalueindex(K_PACKED));
   push_packed_headers(L, ps);
   lua_rawset(L, -3);
   /* flags are set only when true: nil reads as false, and each field
   ** costs on every request */
-  if (http_should_keep_alive(&ps->p)) set_true(L, K_KEEP);
+  if (http_should_keep_alive(&ps->p) != (ps->p.http_major == 1 && ps->p.http_minor == 1)) {
+    lua_pushvalue(L, lua_upvalueindex(K_KEEP));       /* not the version's default */
+    lua_pushboolean(L, !(ps->p.http_major == 1 && ps->p.http_minor == 1));
+    lua_rawset(L, -3);
+  }
   if (ps->p.upgrade) set_true(L, K_UPGRADE);
   if (ps->cl) {
     lua_pushvalue(L, lua_upvalueindex(K_LENGTH));
@@ -258,7 +272,6 @@ static void push_request(lua_State *L, Parser *ps) {
   }
   if (ps->p.flags & F_CHUNKED) set_true(L, K_CHUNKED);
   if (ps->expect_continue) set_true(L, K_EXPECT);
-  if (ps->bodyless) set_true(L, K_DONE);
   if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) lua_setmetatable(L, -2);
   else lua_pop(L, 1);
 }
@@ -405,8 +418,10 @@ static int parser_execute(lua_State *L) {
       lua_pushliteral(L, "head");
       lua_pushinteger(L, pos + (lua_Integer)n);
       push_request(L, ps);
+      lua_pushboolean(L, ps->bodyless && ps->p.http_major == 1 && ps->p.http_minor == 1 &&
+                         ps->p.method != HTTP_HEAD && http_should_keep_alive(&ps->p));
       if (ps->bodyless) trim_head(ps);
-      return 3;
+      return 4;
     case EV_BODY:
       lua_pushliteral(L, "body");
       lua_pushinteger(L, pos + (lua_Integer)n);

@@ -75,10 +75,10 @@ local function next_event(c)
   while true do
     local buf = c.buf
     if buf then
-      local ev, a, b = c.p:execute(buf, c.pos)
+      local ev, a, b, plain = c.p:execute(buf, c.pos)
       if ev ~= "more" then
         if ev ~= "error" then c.pos = a end
-        return ev, a, b
+        return ev, a, b, plain
       end
       c.buf = nil
     end
@@ -145,6 +145,13 @@ local function split_target(r)
   rawset(r, "query_string", qs)
 end
 
+-- Fields the parser leaves out for the common request (three new keys in
+-- each request table fewer): a request with no version is HTTP/1.1; with
+-- no keep_alive, the version's default; one without a body is done at its
+-- head (Request:read sets body_done when it reads the end).
+function lazy.version() return "1.1" end
+function lazy.keep_alive(r) return r.version == "1.1" end
+function lazy.body_done(r) return not r.chunked and (r.content_length or 0) == 0 end
 function lazy.raw_path(r) split_target(r); return r.raw_path end
 function lazy.query_string(r) split_target(r); return r.query_string end
 function lazy.path(r) return unescape_path(r.raw_path) end
@@ -401,11 +408,10 @@ local function on_error(e)
   return {error = e, traceback = debug.traceback(tostring(e), 2)}
 end
 
--- Runs the handler and sends what it returned (or ends what it
--- streamed); returns the status and body length for the log. Any error,
--- the handler's or one in what it returned, goes to handle's xpcall.
-local function run(srv, c, req, res)
-  local status, body, headers = srv.handler(req, res)
+-- Sends what the handler returned (or ends what it streamed) when the
+-- connection's loop did not; returns the status and body length for the
+-- log. An error in what it returned goes to slow_end's xpcall.
+local function run_rest(srv, c, req, res, status, body, headers)
   if c.upgraded then return 101, 0 end
   res = res or c.made_res                         -- nil: never made, so never started
   if res and res.started then
@@ -430,18 +436,10 @@ local function run(srv, c, req, res)
   return respond(c, req, status, body, headers)
 end
 
--- Runs one request; returns whether the connection may go on.
-local function handle(srv, c, head)
-  local req = head                                -- the parser set the metatables
-  req.conn = c
-  c.current = req
-  c.keep = head.keep_alive and not srv.closing
-  local res                                       -- made only for a handler that takes it
-  if srv.res_arg then
-    res = setmetatable({conn = c, req = req}, Response)
-    req.res = res
-  end
-  local ok, status, body = xpcall(run, on_error, srv, c, req, res)
+-- The end of a request after the handler ran (ok and status, body as
+-- xpcall(run_rest, ...) returned them, or false and the handler's error);
+-- returns whether the connection may go on.
+local function conclude(srv, c, req, res, ok, status, body)
   if not res then
     res = c.made_res                              -- made by req.res, or nil
     if res then c.made_res = nil end
@@ -477,32 +475,97 @@ local function handle(srv, c, head)
   return true
 end
 
-local function conn_loop(srv, c)
+-- The slow end of a request: anything but the common response (see
+-- requests). c.concluding tells conn_loop that an error raised here is
+-- not the handler's.
+local function slow_end(srv, c, req, res, status, body, headers)
+  c.concluding = true
+  local ok
+  ok, status, body = xpcall(run_rest, on_error, srv, c, req, res, status, body, headers)
+  local go_on = conclude(srv, c, req, res, ok, status, body)
+  c.concluding = nil
+  return go_on
+end
+
+-- Answers the connection's requests in order until it ends. A handler's
+-- error is raised out of it (conn_loop answers it and calls again): one
+-- xpcall per connection rather than one per request. c.current is the
+-- request between its head and its end.
+local function requests(srv, c)
   local p, sock = c.p, c.sock                   -- neither changes while the loop runs
-  local execute, read = p.execute, sock.read    -- looked up once, not per request
+  local execute, read, write = p.execute, sock.read, sock.write  -- looked up once
+  local handler, res_arg = srv.handler, srv.res_arg
   while true do
-    local ev, a, b
+    local ev, a, b, plain                         -- plain: see async.core.http_parser
     if c.buf == nil and c.phase == "idle" then    -- between requests: next_event inlined
       local data = read(sock)
-      if data then
-        c.phase, c.mark = "head", c.mark + 1
-        ev, a, b = execute(p, data, 1)
-        if ev == "more" then ev, a, b = next_event(c)
+      if data then                              -- a whole head goes from idle to handler
+        ev, a, b, plain = execute(p, data, 1)
+        if ev == "more" then
+          c.phase, c.mark = "head", c.mark + 1
+          ev, a, b, plain = next_event(c)
         elseif ev ~= "error" and a <= #data then c.buf, c.pos = data, a end  -- else all read
       else                                      -- the end of the stream: as next_event says it
         ev, a, b = execute(p, "", 1)
         if ev ~= "error" then ev = "eof" end
       end
     else
-      ev, a, b = next_event(c)
+      ev, a, b, plain = next_event(c)
     end
     if ev == "eof" then return end
     if ev == "error" then return refuse(c, a, b) end
     if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
     c.phase, c.mark = "handler", c.mark + 1             -- set_phase, inlined: per request
-    if not handle(srv, c, b) or srv.closing then return end
-    c.phase, c.mark = "idle", c.mark + 1
+    local req = b                                       -- the parser set the metatable
+    req.conn = c
+    c.current = req
+    local keep = (plain or req.keep_alive) and not srv.closing
+    c.keep = keep
+    local res                                           -- made only for a handler that takes it
+    if res_arg then
+      res = setmetatable({conn = c, req = req}, Response)
+      req.res = res
+    end
+    local status, body, headers = handler(req, res)
+    -- The common case, respond and build_head and send inlined (this is
+    -- most of the server's own work per request): a keep-alive HTTP/1.1
+    -- request read to its end, a status seen before, a string body, no
+    -- headers, nothing streamed. The bytes are exactly what respond sends.
+    local line = plain_status[status]
+    if line and plain and headers == nil and not srv.closing and not c.broken and type(body) == "string"
+        and not c.made_res and not c.upgraded and not (res and res.started) then
+      local n = #body
+      local mark = c.mark
+      c.phase, c.mark = "send", mark + 1
+      write(sock, line, srv.date, plain_tails[n], body)  -- one writev, no string made
+      c.phase, c.mark = "idle", mark + 2
+      c.current = nil                                   -- (a failing log is not the handler's)
+      if srv.access_log then srv:log_access(c, req, status, n) end
+      if srv.closing then return end
+    else
+      if not slow_end(srv, c, req, res, status, body, headers) or srv.closing then return end
+      c.phase, c.mark = "idle", c.mark + 1
+    end
     local buf = c.buf                                   -- all read: no parser call to say so
+    if buf and c.pos > #buf then c.buf = nil end
+  end
+end
+
+-- Runs requests; answers a handler's error (conclude, which raises a
+-- cancellation on) and enters again. Any other error goes on to serve_conn
+-- as it was raised.
+local function conn_loop(srv, c)
+  while true do
+    local ok, e = xpcall(requests, on_error, srv, c)
+    if ok then return end
+    local req = c.current
+    if req == nil or c.concluding then           -- not the handler's: as it was raised
+      if getmetatable(e) == HandlerError or async.is_cancelled(e) then error(e, 0) end
+      error(e.error, 0)
+    end
+    if not conclude(srv, c, req, rawget(req, "res"), false, e) or srv.closing then return end
+    c.phase, c.mark = "idle", c.mark + 1
+    local buf = c.buf
     if buf and c.pos > #buf then c.buf = nil end
   end
 end
