@@ -4,7 +4,7 @@
 Starts three redis-servers with cluster mode on (temporary directories, free ports, no
 persistence), joins them with redis-cli --cluster create, then REPS times (env BENCH_REPS,
 default 5) in a rotating order: 100,000 commands (SET/GET alternating) from 100 tasks on one
-cluster client (cluster_ops.lua), ioredis Redis.Cluster with and without
+cluster client (ops.lua given the seeds), ioredis Redis.Cluster with and without
 enableAutoPipelining (cluster_ops_ioredis.js), and for reference the plain lasync client on a
 standalone redis-server (ops.lua). Prints the median rate of each and its ratio
 to lasync's cluster client. Needs bench/redis/deps.sh.
@@ -61,7 +61,7 @@ def main():
     s = ",".join(seeds)
     peers = {
         "lasync plain, 1 server": [LASYNC, os.path.join(HERE, "ops.lua"), str(single_port)],
-        "lasync cluster": [LASYNC, os.path.join(HERE, "cluster_ops.lua"), s],
+        "lasync cluster": [LASYNC, os.path.join(HERE, "ops.lua"), s],
         "ioredis Cluster": [NODE, os.path.join(HERE, "cluster_ops_ioredis.js"), s],
         "ioredis Cluster autopipeline": [NODE, os.path.join(HERE, "cluster_ops_ioredis.js"), s],
     }

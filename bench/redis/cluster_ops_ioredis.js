@@ -1,4 +1,4 @@
-// bench/redis/cluster_ops_ioredis.js SEEDS [TASKS] [N]: cluster_ops.lua with
+// bench/redis/cluster_ops_ioredis.js SEEDS [TASKS] [N]: ops.lua (given the seeds) with
 // ioredis's Redis.Cluster (a connection per master; AUTOPIPELINE=1 turns on
 // enableAutoPipelining, which batches per node).
 const Redis = require("ioredis");
