@@ -5,7 +5,7 @@ Starts three redis-servers with cluster mode on (temporary directories, free por
 persistence), joins them with redis-cli --cluster create, then REPS times (env BENCH_REPS,
 default 5) in a rotating order: 100,000 commands (SET/GET alternating) from 100 tasks on one
 cluster client (ops.lua given the seeds), ioredis Redis.Cluster with and without
-enableAutoPipelining (cluster_ops_ioredis.js), and for reference the plain lasync client on a
+enableAutoPipelining (ops_ioredis.js), and for reference the plain lasync client on a
 standalone redis-server (ops.lua). Prints the median rate of each and its ratio
 to lasync's cluster client. Needs bench/redis/deps.sh.
 """
@@ -62,8 +62,8 @@ def main():
     peers = {
         "lasync plain, 1 server": [LASYNC, os.path.join(HERE, "ops.lua"), str(single_port)],
         "lasync cluster": [LASYNC, os.path.join(HERE, "ops.lua"), s],
-        "ioredis Cluster": [NODE, os.path.join(HERE, "cluster_ops_ioredis.js"), s],
-        "ioredis Cluster autopipeline": [NODE, os.path.join(HERE, "cluster_ops_ioredis.js"), s],
+        "ioredis Cluster": [NODE, os.path.join(HERE, "ops_ioredis.js"), s],
+        "ioredis Cluster autopipeline": [NODE, os.path.join(HERE, "ops_ioredis.js"), s],
     }
     env = {"ioredis Cluster autopipeline": {"AUTOPIPELINE": "1"}}
     rates = {k: [] for k in peers}
