@@ -418,22 +418,7 @@ local function run_rest(srv, c, req, res, status, body, headers)
     res:finish()
     return res.status, res.bytes
   end
-  -- The common case, respond and build_head and send inlined (this is
-  -- most of the server's own work per request): a keep-alive HTTP/1.1
-  -- request read to its end, a status seen before, a string body, no
-  -- headers. The bytes are exactly what respond would send.
-  local line = plain_status[status]
-  if line and headers == nil and c.keep and req.body_done and req.version == "1.1" and not c.broken
-      and not srv.closing and req.method ~= "HEAD" and type(body) == "string" then
-    local n = #body
-    local mark = c.mark
-    c.phase, c.mark = "send", mark + 1
-    -- the pieces go out in one writev: no string made of them
-    c.sock:write(line, srv.date, plain_tails[n], body)
-    c.phase, c.mark = "handler", mark + 2
-    return status, n
-  end
-  return respond(c, req, status, body, headers)
+  return respond(c, req, status, body, headers)   -- the common case was sent by requests
 end
 
 -- The end of a request after the handler ran (ok and status, body as
