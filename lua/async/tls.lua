@@ -100,13 +100,13 @@ end
 function TlsStream:write(data, ...)
   if self.s == nil then error("write: attempt to use a closed stream", 2) end
   if select("#", ...) > 0 then
-    for i = 1, select("#", ...) do
-      local v = select(i, ...)
-      if type(v) ~= "string" and type(v) ~= "number" then
-        error(string.format("bad argument #%d to 'write' (string expected, got %s)", i + 1, type(v)), 2)
+    local pieces = {data, ...}
+    for i = 1, select("#", ...) + 1 do
+      if type(pieces[i]) ~= "string" and type(pieces[i]) ~= "number" then
+        error(string.format("bad argument #%d to 'write' (string expected, got %s)", i, type(pieces[i])), 2)
       end
     end
-    data = table.concat({data, ...})
+    data = table.concat(pieces)
   end
   self.s:write(data)
   flush(self)
