@@ -144,12 +144,11 @@ static int l_tcp_connect(lua_State *L) {
 ** so the socket was made (or sought) at another path, and the truncated
 ** file outlived its listener, whose close unlinked the path as given. */
 static const char *check_pipe_path(lua_State *L, const char *op) {
-  size_t len;
+  size_t len, max = sizeof(((struct sockaddr_un *)0)->sun_path);
   const char *path = luaL_checklstring(L, 1, &len);
-  if (len >= sizeof(((struct sockaddr_un *)0)->sun_path) || strlen(path) != len)
-    lasync__ioerror(L, len >= sizeof(((struct sockaddr_un *)0)->sun_path) ? UV_ENAMETOOLONG
-                                                                          : UV_EINVAL,
-                    op, "address", len > 60 ? "(a path too long to show)" : path);
+  if (len >= max || strlen(path) != len)
+    lasync__ioerror(L, len >= max ? UV_ENAMETOOLONG : UV_EINVAL, op, "address",
+                    len > 60 ? "(a path too long to show)" : path);
   return path;
 }
 
