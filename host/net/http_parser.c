@@ -35,40 +35,10 @@
 #include <strings.h>
 #include <stdint.h>
 #include <limits.h>
-#include <http_parser.h>
-#include "lasync.h"
-#include "module.h"
+#include "http_parse.h"
 
 #define PARSER_MT "lasync.HttpParser"
 #define HEAD_KEEP 4096            /* a head buffer larger than this is freed */
-
-enum { EV_NONE, EV_HEAD, EV_BODY, EV_DONE };
-
-typedef struct Span { uint32_t off, len; } Span;
-
-typedef struct Parser {
-  http_parser p;
-  /* limits */
-  size_t max_uri, max_head, max_body;
-  int max_headers;
-  /* the head being collected */
-  char *head;
-  size_t hlen, hcap;
-  Span uri;
-  Span *hdrs;                     /* name, value, name, value, ... */
-  int nspans, in_value;
-  /* the message */
-  uint64_t body_seen;
-  int event;
-  const char *at;                 /* EV_BODY: the chunk, inside the caller's string */
-  size_t atlen;
-  int status;                     /* set by a callback that refuses the request */
-  const char *why;
-  int te, cl;                     /* Transfer-Encoding and Content-Length headers seen */
-  int te_other;                   /* a coding other than chunked */
-  int expect_continue;
-  int bodyless;                   /* the head event ends the request */
-} Parser;
 
 /* --------------------------------------------------------- collecting */
 
@@ -200,12 +170,6 @@ static int check_framing(Parser *ps) {
   return 0;
 }
 
-/* The request's field names, interned once as parser_execute's upvalues
-** 2...: lua_setfield would look each name up again on every request. The
-** commonest method and version too (lua_pushstring hashes, or strcmps
-** against the API's string cache, every time). */
-enum { K_METHOD = 2, K_TARGET, K_VERSION, K_PACKED, K_KEEP, K_UPGRADE, K_LENGTH,
-       K_CHUNKED, K_EXPECT, K_GET, K_END };
 static const char *const keys[] = {"method", "target", "version", "packed_headers",
   "keep_alive", "upgrade", "content_length", "chunked", "expect_continue", "GET"};
 
@@ -355,11 +319,11 @@ static const http_parser_settings settings = {
 /* ------------------------------------------------------------ the type */
 
 /* luaL_checkudata without its lookup by name: execute runs several times
-** per request. The metatable is the function's upvalue. */
-static Parser *check_parser(lua_State *L) {
+** per request. The metatable is the function's upvalue K_MT. */
+Parser *lasync__http_check(lua_State *L) {
   void *p = lua_touserdata(L, 1);
   if (p != NULL && lua_getmetatable(L, 1)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    int same = lua_rawequal(L, -1, lua_upvalueindex(K_MT));
     lua_pop(L, 1);
     if (same) return (Parser *)p;
   }
@@ -374,6 +338,16 @@ static void trim_head(Parser *ps) {
     ps->head = NULL;
     ps->hcap = ps->hlen = 0;
   }
+}
+
+void lasync__http_request(lua_State *L, Parser *ps) {
+  push_request(L, ps);
+  if (ps->bodyless) trim_head(ps);
+}
+
+int lasync__http_plain(Parser *ps) {
+  return ps->bodyless && ps->p.http_major == 1 && ps->p.http_minor == 1 &&
+         ps->p.method != HTTP_HEAD && http_should_keep_alive(&ps->p);
 }
 
 /* The status and message for libhttp-parser's own errors. */
@@ -392,62 +366,94 @@ static int parse_error(lua_State *L, Parser *ps) {
   return 3;
 }
 
+static int failed(Parser *ps) {
+  return ps->status || (HTTP_PARSER_ERRNO(&ps->p) != HPE_OK &&
+                        HTTP_PARSER_ERRNO(&ps->p) != HPE_PAUSED);
+}
+
+int lasync__http_step(Parser *ps, const char *data, size_t len, size_t pos, size_t *next) {
+  size_t n;
+  *next = pos;
+  if (failed(ps)) return STEP_ERROR;      /* a parser that failed stays failed */
+  if (len > 0 && pos == len) return STEP_MORE;  /* nothing left: length 0 would mean EOF */
+  http_parser_pause(&ps->p, 0);
+  ps->event = EV_NONE;
+  n = http_parser_execute(&ps->p, &settings, data + pos, len - pos);
+  *next = pos + n;
+  if (failed(ps)) return STEP_ERROR;
+  switch (ps->event) {
+    case EV_HEAD: return STEP_HEAD;
+    case EV_BODY: return STEP_BODY;
+    case EV_DONE: trim_head(ps); return STEP_DONE;
+    default:
+      if (len == 0) return STEP_MORE;     /* the end, and nothing was owed */
+      /* stopped short with no error: an upgrade */
+      return pos + n != len ? STEP_EXTRA : STEP_MORE;
+  }
+}
+
+int lasync__http_push(lua_State *L, Parser *ps, int step, size_t next) {
+  lua_Integer at = (lua_Integer)next + 1;
+  switch (step) {
+    case STEP_ERROR: return parse_error(L, ps);
+    case STEP_HEAD:
+      lua_pushliteral(L, "head");
+      lua_pushinteger(L, at);
+      push_request(L, ps);
+      lua_pushboolean(L, lasync__http_plain(ps));
+      if (ps->bodyless) trim_head(ps);
+      return 4;
+    case STEP_BODY:
+      lua_pushliteral(L, "body");
+      lua_pushinteger(L, at);
+      lua_pushlstring(L, ps->at, ps->atlen);
+      return 3;
+    case STEP_DONE:
+      lua_pushliteral(L, "done");
+      lua_pushinteger(L, at);
+      return 2;
+    case STEP_EXTRA:
+      lua_pushliteral(L, "error");
+      lua_pushinteger(L, 400);
+      lua_pushliteral(L, "unexpected data after the request");
+      return 3;
+    default:
+      lua_pushliteral(L, "more");
+      lua_pushinteger(L, at);
+      return 2;
+  }
+}
+
+static const char *const phase_names[] = {"head", "idle", "handler", "send", "body",
+  "linger", "handshake", NULL};
+
+/* hp.phase(p): the connection's phase and its count of changes. */
+static int parser_phase(lua_State *L) {
+  Parser *ps = lasync__http_check(L);
+  lua_pushstring(L, phase_names[ps->phase]);
+  lua_pushinteger(L, ps->mark);
+  return 2;
+}
+
+/* hp.set_phase(p, name): a phase change the sweeper sees. */
+static int parser_set_phase(lua_State *L) {
+  Parser *ps = lasync__http_check(L);
+  ps->phase = luaL_checkoption(L, 2, NULL, phase_names);
+  ps->mark++;
+  return 0;
+}
+
 /* p:execute(data, pos): the next event from data[pos..]; see the top. An
 ** empty data string tells the parser the peer ended the stream. */
 static int parser_execute(lua_State *L) {
-  Parser *ps = check_parser(L);
-  size_t len, n;
+  Parser *ps = lasync__http_check(L);
+  size_t len, next;
+  int step;
   const char *data = luaL_checklstring(L, 2, &len);
   lua_Integer pos = lua_isinteger(L, 3) ? lua_tointeger(L, 3) : luaL_optinteger(L, 3, 1);
   luaL_argcheck(L, pos >= 1 && (size_t)pos <= len + 1, 3, "position out of range");
-  if (ps->status || (HTTP_PARSER_ERRNO(&ps->p) != HPE_OK &&
-                     HTTP_PARSER_ERRNO(&ps->p) != HPE_PAUSED))
-    return parse_error(L, ps);            /* a parser that failed stays failed */
-  if (len > 0 && (size_t)pos == len + 1) {  /* nothing left: length 0 would mean EOF */
-    lua_pushliteral(L, "more");
-    lua_pushinteger(L, pos);
-    return 2;
-  }
-  http_parser_pause(&ps->p, 0);
-  ps->event = EV_NONE;
-  n = http_parser_execute(&ps->p, &settings, data + pos - 1, len - (size_t)(pos - 1));
-  if (HTTP_PARSER_ERRNO(&ps->p) != HPE_OK && HTTP_PARSER_ERRNO(&ps->p) != HPE_PAUSED)
-    return parse_error(L, ps);
-  switch (ps->event) {
-    case EV_HEAD:
-      lua_pushliteral(L, "head");
-      lua_pushinteger(L, pos + (lua_Integer)n);
-      push_request(L, ps);
-      lua_pushboolean(L, ps->bodyless && ps->p.http_major == 1 && ps->p.http_minor == 1 &&
-                         ps->p.method != HTTP_HEAD && http_should_keep_alive(&ps->p));
-      if (ps->bodyless) trim_head(ps);
-      return 4;
-    case EV_BODY:
-      lua_pushliteral(L, "body");
-      lua_pushinteger(L, pos + (lua_Integer)n);
-      lua_pushlstring(L, ps->at, ps->atlen);
-      return 3;
-    case EV_DONE:
-      trim_head(ps);
-      lua_pushliteral(L, "done");
-      lua_pushinteger(L, pos + (lua_Integer)n);
-      return 2;
-    default:
-      if (len == 0) {                     /* the end, and nothing was owed */
-        lua_pushliteral(L, "more");
-        lua_pushinteger(L, 1);
-        return 2;
-      }
-      if (pos + (lua_Integer)n != (lua_Integer)len + 1) {
-        lua_pushliteral(L, "error");      /* stopped short with no error: upgrade */
-        lua_pushinteger(L, 400);
-        lua_pushliteral(L, "unexpected data after the request");
-        return 3;
-      }
-      lua_pushliteral(L, "more");
-      lua_pushinteger(L, (lua_Integer)len + 1);
-      return 2;
-  }
+  step = lasync__http_step(ps, data, len, (size_t)pos - 1, &next);
+  return lasync__http_push(L, ps, step, next);
 }
 
 static size_t opt_limit(lua_State *L, const char *key, size_t dflt) {
@@ -507,12 +513,16 @@ static const luaL_Reg parser_methods[] = {{"execute", NULL}, {NULL, NULL}};
 
 static const luaL_Reg parser_meta[] = {{"__gc", parser_gc}, {NULL, NULL}};
 
-int lasync__luaopen_http_parser(lua_State *L) {
+void lasync__http_push_keys(lua_State *L) {
   int k;
+  luaL_getmetatable(L, PARSER_MT);
+  for (k = K_METHOD; k < K_END; k++) lua_pushstring(L, keys[k - K_METHOD]);
+}
+
+int lasync__luaopen_http_parser(lua_State *L) {
   lasync__class(L, PARSER_MT, parser_meta, parser_methods);
   lua_getfield(L, -1, "__index");
-  lua_pushvalue(L, -2);                    /* upvalue 1: the metatable */
-  for (k = K_METHOD; k < K_END; k++) lua_pushstring(L, keys[k - K_METHOD]);
+  lasync__http_push_keys(L);
   lua_pushcclosure(L, parser_execute, K_END - 1);
   lua_setfield(L, -2, "execute");
   lua_pop(L, 2);
@@ -521,5 +531,13 @@ int lasync__luaopen_http_parser(lua_State *L) {
   lua_setfield(L, -2, "new");
   lua_pushcfunction(L, parser_headers);
   lua_setfield(L, -2, "headers");
+  lasync__http_push_loop(L);
+  lua_setfield(L, -2, "serve");
+  lasync__http_push_keys(L);
+  lua_pushcclosure(L, parser_phase, K_END - 1);
+  lua_setfield(L, -2, "phase");
+  lasync__http_push_keys(L);
+  lua_pushcclosure(L, parser_set_phase, K_END - 1);
+  lua_setfield(L, -2, "set_phase");
   return 1;
 }

@@ -7,6 +7,7 @@
 -- both ways).
 local async = require "async"
 local hp = require "async.core.http_parser"
+local serve, phase, set_phase_p = hp.serve, hp.phase, hp.set_phase
 local reasons = require "async.http.status"
 
 local format, concat, lower = string.format, table.concat, string.lower
@@ -64,10 +65,9 @@ end}
 
 --------------------------------------------------------- the connection
 
-local function set_phase(c, phase)
-  c.phase = phase
-  c.mark = c.mark + 1
-end
+-- The connection's phase and its count of changes live in its parser
+-- (hp.phase, hp.set_phase): serve changes them without a table write.
+local function set_phase(c, ph) set_phase_p(c.p, ph) end
 
 -- The next parser event: "head", "body", "done", "error" (status,
 -- message) or "eof" (the peer ended the stream between requests).
@@ -89,7 +89,7 @@ local function next_event(c)
       return "eof"
     end
     c.buf, c.pos = data, 1
-    if c.phase == "idle" then c.phase, c.mark = "head", c.mark + 1 end
+    if phase(c.p) == "idle" then set_phase_p(c.p, "head") end
   end
 end
 
@@ -181,7 +181,7 @@ function Request:read()
     self.continued = true
     c.sock:write("HTTP/1.1 100 Continue\r\n\r\n")
   end
-  local was = c.phase
+  local was = phase(c.p)
   set_phase(c, "body")
   local ev, a, b = next_event(c)
   set_phase(c, was)
@@ -311,10 +311,9 @@ end
 -- Writes; the "send" phase lets the sweeper reset a peer that does not
 -- read (set_phase inlined: this is on every response).
 local function send(c, data)
-  local mark = c.mark
-  c.phase, c.mark = "send", mark + 1
+  set_phase_p(c.p, "send")
   c.sock:write(data)
-  c.phase, c.mark = "handler", mark + 2
+  set_phase_p(c.p, "handler")
 end
 
 Response = {bytes = 0, status = 200}           -- defaults: two fields fewer per request
@@ -475,64 +474,51 @@ end
 -- Answers the connection's requests in order until it ends. A handler's
 -- error is raised out of it (conn_loop answers it and calls again): one
 -- xpcall per connection rather than one per request. c.current is the
--- request between its head and its end.
+-- request between its head and its end. Between requests the loop is
+-- async.core.http_parser's serve (C): it answers plain requests itself
+-- (the common response: what respond sends for them, byte for byte) and
+-- hands back anything else at the point it reached.
 local function requests(srv, c)
   local p, sock = c.p, c.sock                   -- neither changes while the loop runs
-  local execute, read, write = p.execute, sock.read, sock.write  -- looked up once
-  local handler, res_arg = srv.handler, srv.res_arg
+  local read, write = sock.read, sock.write     -- looked up once
+  local handler, res_arg = srv.handler, srv.res_arg or false
   while true do
-    local ev, a, b, plain                         -- plain: see async.core.http_parser
-    if c.buf == nil and c.phase == "idle" then    -- between requests: next_event inlined
-      local data = read(sock)
-      if data then                              -- a whole head goes from idle to handler
-        ev, a, b, plain = execute(p, data, 1)
-        if ev == "more" then
-          c.phase, c.mark = "head", c.mark + 1
-          ev, a, b, plain = next_event(c)
-        elseif ev ~= "error" and a <= #data then c.buf, c.pos = data, a end  -- else all read
-      else                                      -- the end of the stream: as next_event says it
-        ev, a, b = execute(p, "", 1)
-        if ev ~= "error" then ev = "eof" end
+    local ev, a, b, plain, body, headers        -- plain: see async.core.http_parser
+    if c.buf == nil and phase(p) == "idle" then
+      ev, a, b, plain, body, headers = serve(p, c, srv, sock, read, write, handler, res_arg,
+                                             Response, plain_status, plain_tails)
+      if ev == "more" then
+        set_phase_p(p, "head")
+        ev, a, b, plain = next_event(c)
+      elseif ev == "stop" then return
       end
     else
       ev, a, b, plain = next_event(c)
     end
-    if ev == "eof" then return end
-    if ev == "error" then return refuse(c, a, b) end
-    if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
-    c.phase, c.mark = "handler", c.mark + 1             -- set_phase, inlined: per request
-    local req = b                                       -- the parser set the metatable
-    req.conn = c
-    c.current = req
-    local keep = (plain or req.keep_alive) and not srv.closing
-    c.keep = keep
-    local res                                           -- made only for a handler that takes it
-    if res_arg then
-      res = setmetatable({conn = c, req = req}, Response)
-      req.res = res
+    local req, res, status
+    if ev == "slow" then                          -- serve ran the handler: a, b, plain
+      req, res, status = a, b, plain
+    elseif ev ~= "next" then
+      if ev == "eof" then return end
+      if ev == "error" then return refuse(c, a, b) end
+      if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
+      set_phase_p(p, "handler")
+      req = b                                           -- the parser set the metatable
+      req.conn = c
+      c.current = req
+      c.keep = (plain or req.keep_alive) and not srv.closing
+      if res_arg then                                   -- made only for a handler that takes it
+        res = setmetatable({conn = c, req = req}, Response)
+        req.res = res
+      end
+      status, body, headers = handler(req, res)
     end
-    local status, body, headers = handler(req, res)
-    -- The common case, respond and build_head and send inlined (this is
-    -- most of the server's own work per request): a keep-alive HTTP/1.1
-    -- request read to its end, a status seen before, a string body, no
-    -- headers, nothing streamed. The bytes are exactly what respond sends.
-    local line = plain_status[status]
-    if line and plain and headers == nil and not srv.closing and not c.broken and type(body) == "string"
-        and not c.made_res and not c.upgraded and not (res and res.started) then
-      local n = #body
-      local mark = c.mark
-      c.phase, c.mark = "send", mark + 1
-      write(sock, line, srv.date, plain_tails[n], body)  -- one writev, no string made
-      c.phase, c.mark = "idle", mark + 2
-      c.current = nil                                   -- (a failing log is not the handler's)
-      if srv.access_log then srv:log_access(c, req, status, n) end
-      if srv.closing then return end
-    else
+    if req then
       if not slow_end(srv, c, req, res, status, body, headers) or srv.closing then return end
-      c.phase, c.mark = "idle", c.mark + 1
+      set_phase_p(p, "idle")
+      local buf = c.buf                                 -- all read: no parser call to say so
+      if buf and c.pos > #buf then c.buf = nil end
     end
-    local buf = c.buf                                   -- all read: no parser call to say so
-    if buf and c.pos > #buf then c.buf = nil end
   end
 end
 
@@ -549,7 +535,7 @@ local function conn_loop(srv, c)
       error(e.error, 0)
     end
     if not conclude(srv, c, req, rawget(req, "res"), false, e) or srv.closing then return end
-    c.phase, c.mark = "idle", c.mark + 1
+    set_phase(c, "idle")
     local buf = c.buf
     if buf and c.pos > #buf then c.buf = nil end
   end
@@ -559,8 +545,7 @@ local function tls_accept(ctx, sock) return require("async.tls").accept(ctx, soc
 
 -- The task of a connection (net.listen's handler).
 local function serve_conn(srv, sock)
-  local c = {srv = srv, sock = sock, p = hp.new(srv.limits, RequestMT), phase = "head", mark = 0,
-             seen = -1, age = 0}
+  local c = {srv = srv, sock = sock, p = hp.new(srv.limits, RequestMT), seen = -1, age = 0}
   if srv.closing then return end
   if srv.nconn >= srv.max_connections then
     return refuse(c, 503, "too many connections")

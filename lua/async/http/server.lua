@@ -4,13 +4,14 @@
 -- async.http.conn.
 --
 -- Timeouts cost nothing per request: each connection counts its phase
--- changes (c.mark) and one sweeper task per server, waking a few times per
+-- changes (in its parser: hp.phase) and one sweeper task per server, waking a few times per
 -- shortest timeout, expires the connections whose phase has not changed
 -- for too long (slowloris: 408; idle keep-alive: closed; a peer that does
 -- not read its response: reset).
 local async = require "async"
 local net = require "async.net"
 local conn = require "async.http.conn"
+local phase = require("async.core.http_parser").phase
 
 local format, pairs, type = string.format, pairs, type
 local serve_conn = conn.serve_conn
@@ -29,7 +30,7 @@ local PHASE_LIMIT = {head = "header_timeout", handshake = "header_timeout", idle
 -- What the sweeper does to a connection stuck in its phase.
 local function expire(c)
   c.expired = true
-  local ph = c.phase
+  local ph = phase(c.p)
   if ph == "head" or ph == "body" then
     c.broken = true
     pcall(c.sock.write, c.sock, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n" ..
@@ -47,10 +48,11 @@ local function sweep(srv)
     async.sleep(srv.tick)
     srv.date = http_date()
     for c in pairs(srv.conns) do
-      if c.mark ~= c.seen then c.seen, c.age = c.mark, 0
+      local ph, mark = phase(c.p)
+      if mark ~= c.seen then c.seen, c.age = mark, 0
       else
         c.age = c.age + 1
-        local lim = limits[c.phase]
+        local lim = limits[ph]
         if lim and c.age >= lim and not c.expired then expire(c) end
       end
     end
@@ -145,7 +147,8 @@ function Server:shutdown(deadline)
   self.closing = true
   self.net:address()
   for c in pairs(self.conns) do
-    if c.phase == "idle" or (c.phase == "head" and c.buf == nil and c.mark == 0) then
+    local ph, mark = phase(c.p)
+    if ph == "idle" or (ph == "head" and c.buf == nil and mark == 0) then
       c.sock:close()
     elseif c.ws then
       c.ws:_going_away()

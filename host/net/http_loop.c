@@ -1,0 +1,249 @@
+/*
+** http_loop.c: the server's request loop for the common request, in C
+** (async.core.http_parser's serve). async.http.conn's Lua loop calls it
+** whenever a connection is idle between requests; it reads, parses, calls
+** the handler and writes the response for as long as the requests are
+** plain (keep-alive HTTP/1.1, no body, not HEAD, read whole) and the
+** handler's answer is the common one (a status seen before, a string body,
+** no headers, nothing streamed), and hands anything else back to Lua as it
+** stands. It does what the Lua loop did, field for field, without the Lua
+** VM's steps between the calls (they were a quarter of a request's
+** instructions).
+**
+** serve(p, c, srv, sock, read, write, handler, res_arg, Response,
+**       plain_status, plain_tails) returns one of
+**   "more"                      the read ended inside a head: the
+**                               parser holds it; go on with next_event
+**   ev, a, b, plain             a parser event it does not handle (as
+**                               p:execute returns it; c.buf and c.pos are
+**                               set when the read goes on past it), or "eof"
+**   "slow", req, res, status, body, headers
+**                               the handler ran (c.current is req) and its
+**                               answer is not the common one
+**   "stop"                      the server is closing
+**   "next"                      a response went out and c.buf holds more
+** The handler and the stream's read and write are called with lua_callk,
+** so each may wait; an error in them leaves this function as it was raised.
+*/
+#include <string.h>
+#include "http_parse.h"
+
+/* The arguments' places on the stack. */
+enum { A_P = 1, A_C, A_SRV, A_SOCK, A_READ, A_WRITE, A_HANDLER, A_RESARG, A_RESMT,
+       A_STATUS, A_TAILS, A_TOP = A_TAILS };
+/* A request's places above them. */
+enum { S_DATA = A_TOP + 1, S_REQ, S_RES, S_STATUS, S_BODY, S_HEADERS, S_END };
+
+/* The upvalues after the parser's K_ ones: field names and values. */
+enum { U_CURRENT = K_END, U_KEEP, U_BUF, U_POS, U_BROKEN, U_MADE_RES, U_UPGRADED,
+       U_CLOSING, U_DATE, U_ACCESS_LOG, U_STARTED, U_CONN, U_REQ, U_RES, U_LOG_ACCESS, U_END };
+static const char *const names[] = {"current", "keep", "buf", "pos", "broken", "made_res",
+  "upgraded", "closing", "date", "access_log", "started", "conn", "req", "res", "log_access"};
+
+/* The continuation's places. */
+enum { K_READ, K_HANDLER, K_WRITE, K_LOG };
+
+/* t[key], raw, pushed; its type. (Every table here is the server's own:
+** the connection, the server, the request, the response; none has an
+** __index that gives these fields.) */
+static int get(lua_State *L, int t, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  return lua_rawget(L, t);
+}
+
+/* Whether t[key] is neither nil nor false. */
+static int is_set(lua_State *L, int t, int key) {
+  int on;
+  get(L, t, key);
+  on = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return on;
+}
+
+/* t[key] = the value at index v (t and v absolute indexes). */
+static void set(lua_State *L, int t, int key, int v) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  lua_pushvalue(L, v);
+  lua_rawset(L, t);
+}
+
+/* c.buf, c.pos = data, next + 1: the rest of the read. */
+static void keep_rest(lua_State *L, size_t next) {
+  set(L, A_C, U_BUF, S_DATA);
+  lua_pushvalue(L, lua_upvalueindex(U_POS));
+  lua_pushinteger(L, (lua_Integer)next + 1);
+  lua_rawset(L, A_C);
+}
+
+/* A phase change the sweeper sees. */
+static void set_phase(lua_State *L, int phase) {
+  Parser *ps = (Parser *)lua_touserdata(L, A_P);
+  ps->phase = phase;
+  ps->mark++;
+}
+
+static int serve_k(lua_State *L, int status, lua_KContext ctx);
+static int after_log(lua_State *L);
+
+/* Reads the next request (the connection is idle and has nothing
+** buffered). */
+static int read_next(lua_State *L) {
+  lua_settop(L, A_TOP);
+  lua_pushvalue(L, A_READ);
+  lua_pushvalue(L, A_SOCK);
+  lua_callk(L, 1, 1, K_READ, serve_k);
+  return serve_k(L, LUA_OK, K_READ);
+}
+
+/* Hands an event back to Lua as p:execute gives it; c.buf and c.pos keep
+** the rest of the read (the Lua loop's own steps after its execute). */
+static int hand_back(lua_State *L, Parser *ps, int step, size_t next, size_t len) {
+  int n;
+  if (step == STEP_MORE && len > 0) {
+    lua_pushliteral(L, "more");
+    return 1;
+  }
+  n = lasync__http_push(L, ps, step, next);
+  if (step != STEP_ERROR && step != STEP_EXTRA && step != STEP_MORE && next < len)
+    keep_rest(L, next);
+  return n;
+}
+
+/* After the read: parse, and call the handler of a plain request. */
+static int after_read(lua_State *L) {
+  Parser *ps = (Parser *)lua_touserdata(L, A_P);
+  size_t len, next;
+  const char *data;
+  int step, t = lua_type(L, S_DATA);
+  if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, S_DATA))) {
+    step = lasync__http_step(ps, "", 0, 0, &next);   /* the end of the stream */
+    if (step == STEP_ERROR) return lasync__http_push(L, ps, step, next);
+    lua_pushliteral(L, "eof");
+    return 1;
+  }
+  if (t != LUA_TSTRING) return luaL_error(L, "http serve: read gave a %s", lua_typename(L, t));
+  data = lua_tolstring(L, S_DATA, &len);
+  step = lasync__http_step(ps, data, len, 0, &next);
+  if (step != STEP_HEAD || !lasync__http_plain(ps)) return hand_back(L, ps, step, next, len);
+  if (next < len) keep_rest(L, next);             /* pipelined: the rest waits in c.buf */
+  lasync__http_request(L, ps);                    /* S_REQ */
+  set_phase(L, PH_HANDLER);
+  set(L, S_REQ, U_CONN, A_C);
+  set(L, A_C, U_CURRENT, S_REQ);
+  lua_pushvalue(L, lua_upvalueindex(U_KEEP));
+  lua_pushboolean(L, !is_set(L, A_SRV, U_CLOSING));
+  lua_rawset(L, A_C);
+  if (lua_toboolean(L, A_RESARG)) {               /* S_RES: made for a handler that takes it */
+    lua_createtable(L, 0, 2);
+    set(L, S_RES, U_CONN, A_C);
+    set(L, S_RES, U_REQ, S_REQ);
+    lua_pushvalue(L, A_RESMT);
+    lua_setmetatable(L, S_RES);
+    set(L, S_REQ, U_RES, S_RES);
+  }
+  else lua_pushnil(L);
+  lua_pushvalue(L, A_HANDLER);
+  lua_pushvalue(L, S_REQ);
+  lua_pushvalue(L, S_RES);
+  lua_callk(L, 2, 3, K_HANDLER, serve_k);
+  return serve_k(L, LUA_OK, K_HANDLER);
+}
+
+/* After the handler: write the common response, or hand the rest back. */
+static int after_handler(lua_State *L) {
+  int common = 0;
+  if (!lua_isnil(L, S_STATUS) && lua_type(L, S_BODY) == LUA_TSTRING && lua_isnil(L, S_HEADERS)) {
+    lua_pushvalue(L, S_STATUS);
+    common = lua_rawget(L, A_STATUS) == LUA_TSTRING;   /* the status line, kept */
+    lua_pop(L, 1);
+  }
+  common = common && !is_set(L, A_SRV, U_CLOSING) && !is_set(L, A_C, U_BROKEN) &&
+           !is_set(L, A_C, U_MADE_RES) && !is_set(L, A_C, U_UPGRADED) &&
+           !(lua_toboolean(L, S_RES) && is_set(L, S_RES, U_STARTED));
+  if (!common) {
+    lua_pushliteral(L, "slow");
+    lua_replace(L, S_DATA);
+    return 6;                                     /* "slow", req, res, status, body, headers */
+  }
+  set_phase(L, PH_SEND);
+  lua_pushvalue(L, A_WRITE);
+  lua_pushvalue(L, A_SOCK);
+  lua_pushvalue(L, S_STATUS);
+  lua_rawget(L, A_STATUS);
+  get(L, A_SRV, U_DATE);
+  lua_geti(L, A_TAILS, (lua_Integer)lua_rawlen(L, S_BODY));  /* its __index makes a new length's */
+  lua_pushvalue(L, S_BODY);
+  lua_callk(L, 5, 0, K_WRITE, serve_k);           /* one writev, no string made */
+  return serve_k(L, LUA_OK, K_WRITE);
+}
+
+/* After the write: the phase, the log, and the next request. */
+static int after_write(lua_State *L) {
+  set_phase(L, PH_IDLE);
+  lua_pushvalue(L, lua_upvalueindex(U_CURRENT));  /* (a failing log is not the handler's) */
+  lua_pushnil(L);
+  lua_rawset(L, A_C);
+  if (is_set(L, A_SRV, U_ACCESS_LOG)) {          /* srv:log_access(c, req, status, #body) */
+    lua_pushvalue(L, lua_upvalueindex(U_LOG_ACCESS));
+    lua_gettable(L, A_SRV);                       /* a method: through the metatable */
+    lua_pushvalue(L, A_SRV);
+    lua_pushvalue(L, A_C);
+    lua_pushvalue(L, S_REQ);
+    lua_pushvalue(L, S_STATUS);
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, S_BODY));
+    lua_callk(L, 5, 0, K_LOG, serve_k);
+    return serve_k(L, LUA_OK, K_LOG);
+  }
+  return after_log(L);
+}
+
+/* After the log: on to the next request, or back to Lua. */
+static int after_log(lua_State *L) {
+  size_t len;
+  if (is_set(L, A_SRV, U_CLOSING)) {
+    lua_pushliteral(L, "stop");
+    return 1;
+  }
+  if (get(L, A_C, U_BUF) == LUA_TSTRING) {        /* all read: no parser call to say so */
+    len = lua_rawlen(L, -1);
+    get(L, A_C, U_POS);
+    if (lua_tointeger(L, -1) <= (lua_Integer)len) {
+      lua_pushliteral(L, "next");
+      return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(U_BUF));
+    lua_pushnil(L);
+    lua_rawset(L, A_C);
+  }
+  return read_next(L);
+}
+
+static int serve_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  switch (ctx) {
+    case K_READ: return after_read(L);
+    case K_HANDLER: return after_handler(L);
+    case K_WRITE: return after_write(L);
+    default: return after_log(L);
+  }
+}
+
+static int serve(lua_State *L) {
+  lasync__http_check(L);
+  luaL_checktype(L, A_C, LUA_TTABLE);
+  luaL_checktype(L, A_SRV, LUA_TTABLE);
+  if (!lua_isnil(L, A_RESMT)) luaL_checktype(L, A_RESMT, LUA_TTABLE);
+  luaL_checktype(L, A_STATUS, LUA_TTABLE);
+  luaL_checktype(L, A_TAILS, LUA_TTABLE);
+  lua_settop(L, A_TOP);
+  luaL_checkstack(L, S_END + 8 - A_TOP, "http serve");
+  return read_next(L);
+}
+
+void lasync__http_push_loop(lua_State *L) {
+  int k;
+  luaL_checkstack(L, U_END, "http serve");       /* more upvalues than LUA_MINSTACK */
+  lasync__http_push_keys(L);
+  for (k = U_CURRENT; k < U_END; k++) lua_pushstring(L, names[k - U_CURRENT]);
+  lua_pushcclosure(L, serve, U_END - 1);
+}
