@@ -32,7 +32,7 @@
 enum { A_P = 1, A_C, A_SRV, A_SOCK, A_READ, A_WRITE, A_HANDLER, A_RESARG, A_RESMT,
        A_STATUS, A_TAILS, A_TOP = A_TAILS };
 /* A request's places above them. */
-enum { S_DATA = A_TOP + 1, S_REQ, S_RES, S_STATUS, S_BODY, S_HEADERS, S_END };
+enum { S_DATA = A_TOP + 1, S_REQ, S_RES, S_STATUS, S_BODY, S_HEADERS, S_LINE, S_END };
 
 /* The upvalues after the parser's K_ ones: field names and values. */
 enum { U_CURRENT = K_END, U_KEEP, U_BUF, U_POS, U_BROKEN, U_MADE_RES, U_UPGRADED,
@@ -124,8 +124,8 @@ static int after_read(lua_State *L) {
   if (t != LUA_TSTRING) return luaL_error(L, "http serve: read gave a %s", lua_typename(L, t));
   data = lua_tolstring(L, S_DATA, &len);
   step = lasync__http_step(ps, data, len, 0, &next);
-  if (step != STEP_HEAD || !lasync__http_plain(ps)) return hand_back(L, ps, step, next, len);
-  if (next < len) keep_rest(L, next);             /* pipelined: the rest waits in c.buf */
+  if (step != STEP_HEAD || !lasync__http_plain(ps) || next < len)  /* (or pipelined) */
+    return hand_back(L, ps, step, next, len);
   lasync__http_request(L, ps);                    /* S_REQ */
   set_phase(L, PH_HANDLER);
   set(L, S_REQ, U_CONN, A_C);
@@ -154,13 +154,13 @@ static int after_handler(lua_State *L) {
   int common = 0;
   if (!lua_isnil(L, S_STATUS) && lua_type(L, S_BODY) == LUA_TSTRING && lua_isnil(L, S_HEADERS)) {
     lua_pushvalue(L, S_STATUS);
-    common = lua_rawget(L, A_STATUS) == LUA_TSTRING;   /* the status line, kept */
-    lua_pop(L, 1);
+    common = lua_rawget(L, A_STATUS) == LUA_TSTRING;   /* S_LINE: the status line, kept */
   }
   common = common && !is_set(L, A_SRV, U_CLOSING) && !is_set(L, A_C, U_BROKEN) &&
            !is_set(L, A_C, U_MADE_RES) && !is_set(L, A_C, U_UPGRADED) &&
            !(lua_toboolean(L, S_RES) && is_set(L, S_RES, U_STARTED));
   if (!common) {
+    lua_settop(L, S_HEADERS);
     lua_pushliteral(L, "slow");
     lua_replace(L, S_DATA);
     return 6;                                     /* "slow", req, res, status, body, headers */
@@ -168,8 +168,7 @@ static int after_handler(lua_State *L) {
   set_phase(L, PH_SEND);
   lua_pushvalue(L, A_WRITE);
   lua_pushvalue(L, A_SOCK);
-  lua_pushvalue(L, S_STATUS);
-  lua_rawget(L, A_STATUS);
+  lua_pushvalue(L, S_LINE);
   get(L, A_SRV, U_DATE);
   lua_geti(L, A_TAILS, (lua_Integer)lua_rawlen(L, S_BODY));  /* its __index makes a new length's */
   lua_pushvalue(L, S_BODY);
@@ -199,23 +198,11 @@ static int after_write(lua_State *L) {
 
 /* After the log: on to the next request, or back to Lua. */
 static int after_log(lua_State *L) {
-  size_t len;
   if (is_set(L, A_SRV, U_CLOSING)) {
     lua_pushliteral(L, "stop");
     return 1;
   }
-  if (get(L, A_C, U_BUF) == LUA_TSTRING) {        /* all read: no parser call to say so */
-    len = lua_rawlen(L, -1);
-    get(L, A_C, U_POS);
-    if (lua_tointeger(L, -1) <= (lua_Integer)len) {
-      lua_pushliteral(L, "next");
-      return 1;
-    }
-    lua_pushvalue(L, lua_upvalueindex(U_BUF));
-    lua_pushnil(L);
-    lua_rawset(L, A_C);
-  }
-  return read_next(L);
+  return read_next(L);                            /* (the read was used up: c.buf is nil) */
 }
 
 static int serve_k(lua_State *L, int status, lua_KContext ctx) {
