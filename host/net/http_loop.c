@@ -30,7 +30,7 @@
 
 /* The arguments' places on the stack. */
 enum { A_P = 1, A_C, A_SRV, A_SOCK, A_READ, A_WRITE, A_HANDLER, A_RESARG, A_RESMT,
-       A_STATUS, A_TAILS, A_TOP = A_TAILS };
+       A_STATUS, A_TAILS, A_LOGGING, A_TOP = A_LOGGING };   /* A_LOGGING: srv.access_log, read once */
 /* A request's places above them. */
 enum { S_DATA = A_TOP + 1, S_REQ, S_RES, S_STATUS, S_BODY, S_HEADERS, S_LINE, S_END };
 
@@ -130,8 +130,8 @@ static int after_read(lua_State *L) {
   set_phase(L, PH_HANDLER);
   set(L, S_REQ, U_CONN, A_C);
   set(L, A_C, U_CURRENT, S_REQ);
-  lua_pushvalue(L, lua_upvalueindex(U_KEEP));
-  lua_pushboolean(L, !is_set(L, A_SRV, U_CLOSING));
+  lua_pushvalue(L, lua_upvalueindex(U_KEEP));   /* (the Lua loop's "and not srv.closing": */
+  lua_pushboolean(L, 1);                          /* every reader of c.keep checks closing too) */
   lua_rawset(L, A_C);
   if (lua_toboolean(L, A_RESARG)) {               /* S_RES: made for a handler that takes it */
     lua_createtable(L, 0, 2);
@@ -182,7 +182,7 @@ static int after_write(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(U_CURRENT));  /* (a failing log is not the handler's) */
   lua_pushnil(L);
   lua_rawset(L, A_C);
-  if (is_set(L, A_SRV, U_ACCESS_LOG)) {          /* srv:log_access(c, req, status, #body) */
+  if (lua_toboolean(L, A_LOGGING)) {              /* srv:log_access(c, req, status, #body) */
     lua_pushvalue(L, lua_upvalueindex(U_LOG_ACCESS));
     lua_gettable(L, A_SRV);                       /* a method: through the metatable */
     lua_pushvalue(L, A_SRV);
@@ -222,7 +222,8 @@ static int serve(lua_State *L) {
   if (!lua_isnil(L, A_RESMT)) luaL_checktype(L, A_RESMT, LUA_TTABLE);
   luaL_checktype(L, A_STATUS, LUA_TTABLE);
   luaL_checktype(L, A_TAILS, LUA_TTABLE);
-  lua_settop(L, A_TOP);
+  lua_settop(L, A_TAILS);
+  lua_pushboolean(L, is_set(L, A_SRV, U_ACCESS_LOG));  /* A_LOGGING */
   luaL_checkstack(L, S_END + 8 - A_TOP, "http serve");
   return read_next(L);
 }
