@@ -99,6 +99,20 @@ void lasync__stream_close(lasync_Stream *s, int abort);
 ** 127.0.0.1:80"), copied. */
 void lasync__stream_describe(lasync_Stream *s, const char *what);
 
+/* A reader in C over a stream's buffer (the HTTP server's request loop):
+** no string is made for what it reads. lasync__stream_test is the stream
+** object at idx, or NULL for anything else (a TLS stream: read through
+** Lua). lasync__stream_peek gives the unread bytes (*p, the count), or 0 at
+** the end, after an error, or for a file: then read() says which. With
+** nothing to give it waits: the task yields and continuation k is called
+** with ctx when there is; k calls it again with first = 0. Raises for a
+** closed stream or a second reader. lasync__stream_consume drops the
+** first n unread bytes (*p is invalid after it). */
+lasync_Stream **lasync__stream_test(lua_State *L, int idx);
+size_t lasync__stream_peek(lua_State *L, int idx, int first, const char **p,
+                           lua_KFunction k, lua_KContext ctx);
+void lasync__stream_consume(lua_State *L, int idx, size_t n);
+
 /* The stream module (metatable, stdio). */
 int lasync__open_stream(lua_State *L);
 

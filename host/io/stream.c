@@ -539,6 +539,51 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   return read_step(L, (int)(ctx / 8), 0, (int)(ctx % 8));
 }
 
+/* ------------------------------------------------ a reader in C (io.h) */
+
+lasync_Stream **lasync__stream_test(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_getmetatable(L, idx)) {
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (mt == *lasync__host_stream_mt(lasync_host(L))) return (lasync_Stream **)p;
+  }
+  return NULL;
+}
+
+size_t lasync__stream_peek(lua_State *L, int idx, int first, const char **p,
+                           lua_KFunction k, lua_KContext ctx) {
+  lasync_Stream *s = *(lasync_Stream **)lua_touserdata(L, idx);
+  if (s == NULL) {
+    if (first) lasync__closed_error(L, "read", "stream");
+    lasync__stream_closed_error(L, "read");
+  }
+  if (first && s->rmode != R_NONE)
+    luaL_error(L, "read: another task is already reading this stream");
+  if (unread(s) > 0) {
+    *p = s->buf + s->off;
+    return unread(s);
+  }
+  if ((s->flags & F_EOF) || s->rerr || s->kind == STREAM_FILE) return 0;
+  lasync_checktask(L, "read");
+  s->rmode = R_ANY;
+  s->flags |= F_STARTED;
+  lasync__stream_pump(s);
+  if (s->rerr) {                          /* reading could not start */
+    s->rmode = R_NONE;
+    return 0;
+  }
+  s->rwait.what = "stream read";
+  lasync_wait(L, &s->rwait, read_cancel, k, ctx);  /* yields: does not return */
+  return 0;
+}
+
+void lasync__stream_consume(lua_State *L, int idx, size_t n) {
+  lasync_Stream *s = *(lasync_Stream **)lua_touserdata(L, idx);
+  buf_consume(s, n);
+  lasync__stream_pump(s);                 /* consumed: may read ahead again */
+}
+
 static int stream_read(lua_State *L) { return read_step(L, OP_READ, 1, 2); }
 static int stream_read_line(lua_State *L) { return read_step(L, OP_LINE, 1, 2); }
 static int stream_read_exactly(lua_State *L) { return read_step(L, OP_EXACT, 1, 2); }

@@ -26,11 +26,15 @@
 ** so each may wait; an error in them leaves this function as it was raised.
 */
 #include <string.h>
+#include "io/io.h"
 #include "http_parse.h"
 
 /* The arguments' places on the stack. */
 enum { A_P = 1, A_C, A_SRV, A_SOCK, A_READ, A_WRITE, A_HANDLER, A_RESARG, A_RESMT,
-       A_STATUS, A_TAILS, A_LOGGING, A_TOP = A_LOGGING };   /* A_LOGGING: srv.access_log, read once */
+       A_STATUS, A_TAILS, A_LOGGING, A_DIRECT, A_TOP = A_DIRECT };
+/* A_LOGGING: srv.access_log, read once. A_DIRECT: sock is a lasync.Stream,
+** read in C from its buffer (no string per read); otherwise (TLS) through
+** read. */
 /* A request's places above them. */
 enum { S_DATA = A_TOP + 1, S_REQ, S_RES, S_STATUS, S_BODY, S_HEADERS, S_LINE, S_END };
 
@@ -41,7 +45,7 @@ static const char *const names[] = {"current", "keep", "buf", "pos", "broken", "
   "upgraded", "closing", "date", "access_log", "started", "conn", "req", "res", "log_access"};
 
 /* The continuation's places. */
-enum { K_READ, K_HANDLER, K_WRITE, K_LOG };
+enum { K_READ, K_PEEK, K_HANDLER, K_WRITE, K_LOG };
 
 /* t[key], raw, pushed; its type. (Every table here is the server's own:
 ** the connection, the server, the request, the response; none has an
@@ -85,10 +89,31 @@ static void set_phase(lua_State *L, int phase) {
 static int serve_k(lua_State *L, int status, lua_KContext ctx);
 static int after_log(lua_State *L);
 
+static int start_request(lua_State *L, Parser *ps);
+static int hand_back(lua_State *L, Parser *ps, int step, size_t next, size_t len);
+
 /* Reads the next request (the connection is idle and has nothing
-** buffered). */
-static int read_next(lua_State *L) {
+** buffered): from the stream's buffer, or through read. first: not the
+** continuation of a wait (see lasync__stream_peek). */
+static int read_next(lua_State *L, int first) {
   lua_settop(L, A_TOP);
+  if (lua_toboolean(L, A_DIRECT)) {
+    Parser *ps = (Parser *)lua_touserdata(L, A_P);
+    const char *data;
+    size_t next, len = lasync__stream_peek(L, A_SOCK, first, &data, serve_k, K_PEEK);
+    if (len > 0) {
+      int step = lasync__http_step(ps, data, len, 0, &next);
+      if (step == STEP_HEAD && lasync__http_plain(ps) && next == len) {
+        lasync__stream_consume(L, A_SOCK, len);
+        lua_pushnil(L);                           /* S_DATA: no string */
+        return start_request(L, ps);
+      }
+      lua_pushlstring(L, data, len);              /* S_DATA: the read as read() gives it */
+      step = hand_back(L, ps, step, next, len);   /* (a body's piece is copied out first) */
+      lasync__stream_consume(L, A_SOCK, len);
+      return step;
+    }                                             /* the end, an error: read says which */
+  }
   lua_pushvalue(L, A_READ);
   lua_pushvalue(L, A_SOCK);
   lua_callk(L, 1, 1, K_READ, serve_k);
@@ -126,6 +151,11 @@ static int after_read(lua_State *L) {
   step = lasync__http_step(ps, data, len, 0, &next);
   if (step != STEP_HEAD || !lasync__http_plain(ps) || next < len)  /* (or pipelined) */
     return hand_back(L, ps, step, next, len);
+  return start_request(L, ps);
+}
+
+/* A plain request's head is parsed: make the request, call the handler. */
+static int start_request(lua_State *L, Parser *ps) {
   lasync__http_request(L, ps);                    /* S_REQ */
   set_phase(L, PH_HANDLER);
   set(L, S_REQ, U_CONN, A_C);
@@ -202,13 +232,14 @@ static int after_log(lua_State *L) {
     lua_pushliteral(L, "stop");
     return 1;
   }
-  return read_next(L);                            /* (the read was used up: c.buf is nil) */
+  return read_next(L, 1);                         /* (the read was used up: c.buf is nil) */
 }
 
 static int serve_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   switch (ctx) {
     case K_READ: return after_read(L);
+    case K_PEEK: return read_next(L, 0);
     case K_HANDLER: return after_handler(L);
     case K_WRITE: return after_write(L);
     default: return after_log(L);
@@ -224,8 +255,9 @@ static int serve(lua_State *L) {
   luaL_checktype(L, A_TAILS, LUA_TTABLE);
   lua_settop(L, A_TAILS);
   lua_pushboolean(L, is_set(L, A_SRV, U_ACCESS_LOG));  /* A_LOGGING */
+  lua_pushboolean(L, lasync__stream_test(L, A_SOCK) != NULL);  /* A_DIRECT */
   luaL_checkstack(L, S_END + 8 - A_TOP, "http serve");
-  return read_next(L);
+  return read_next(L, 1);
 }
 
 void lasync__http_push_loop(lua_State *L) {
