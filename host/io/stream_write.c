@@ -194,6 +194,44 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   return write_step(L, 0);
 }
 
+/* A writer in C (io.h): what write(...) does when it need not wait. */
+int lasync__stream_writev(lua_State *L, int idx, const uv_buf_t *b, unsigned n) {
+  lasync_Stream *s = *(lasync_Stream **)lua_touserdata(L, idx);
+  size_t total = 0, done;
+  unsigned i;
+  int r;
+  char *rest;
+  if (s == NULL || s->werr || (s->flags & F_SHUT) || s->kind == STREAM_FILE ||
+      s->wqueued != 0 || !lasync_waitlist_empty(&s->writers))
+    return 0;
+  for (i = 0; i < n; i++) total += b[i].len;
+  if (total > INT_MAX) return 0;
+  r = uv_try_write(&s->h.stream, b, n);
+  if (r == (int)total) return 1;
+  done = r > 0 ? (size_t)r : 0;
+  if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+    s->werr = r;                          /* write() raises it */
+    write_wake(s);
+    return 0;
+  }
+  if ((rest = (char *)malloc(total - done)) == NULL) {
+    s->werr = UV_ENOMEM;                  /* part went: write() must not send it again */
+    write_wake(s);
+    return 0;
+  }
+  for (i = 0, total = 0; i < n; total += b[i].len, i++) {  /* the bytes after `done` */
+    size_t from = done > total ? done - total : 0;
+    if (from < b[i].len) memcpy(rest + total + from - done, b[i].base + from, b[i].len - from);
+  }
+  r = enqueue(s, rest, total - done);
+  free(rest);
+  if (r != 0) {
+    s->werr = r;
+    write_wake(s);
+  }
+  return r == 0;
+}
+
 static int stream_write(lua_State *L) { return write_step(L, 1); }
 
 static int drain_k(lua_State *L, int status, lua_KContext ctx);

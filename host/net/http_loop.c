@@ -88,6 +88,7 @@ static void set_phase(lua_State *L, int phase) {
 
 static int serve_k(lua_State *L, int status, lua_KContext ctx);
 static int after_log(lua_State *L);
+static int after_write(lua_State *L);
 
 static int start_request(lua_State *L, Parser *ps);
 static int hand_back(lua_State *L, Parser *ps, int step, size_t next, size_t len);
@@ -195,12 +196,25 @@ static int after_handler(lua_State *L) {
     lua_replace(L, S_DATA);
     return 6;                                     /* "slow", req, res, status, body, headers */
   }
-  set_phase(L, PH_SEND);
+  get(L, A_SRV, U_DATE);                          /* S_LINE + 1 */
+  lua_geti(L, A_TAILS, (lua_Integer)lua_rawlen(L, S_BODY));  /* its __index makes a new length's */
+  if (lua_toboolean(L, A_DIRECT) && lua_type(L, -1) == LUA_TSTRING &&
+      lua_type(L, -2) == LUA_TSTRING) {           /* one writev, no string made, no call */
+    uv_buf_t b[4];
+    int i;
+    for (i = 0; i < 4; i++) {
+      size_t n;
+      const char *p = lua_tolstring(L, i < 3 ? S_LINE + i : S_BODY, &n);
+      b[i] = uv_buf_init((char *)p, (unsigned)n);
+    }
+    if (lasync__stream_writev(L, A_SOCK, b, 4)) return after_write(L);
+  }
+  set_phase(L, PH_SEND);                          /* write may wait for a slow peer */
   lua_pushvalue(L, A_WRITE);
   lua_pushvalue(L, A_SOCK);
   lua_pushvalue(L, S_LINE);
-  get(L, A_SRV, U_DATE);
-  lua_geti(L, A_TAILS, (lua_Integer)lua_rawlen(L, S_BODY));  /* its __index makes a new length's */
+  lua_pushvalue(L, S_LINE + 1);
+  lua_pushvalue(L, S_LINE + 2);
   lua_pushvalue(L, S_BODY);
   lua_callk(L, 5, 0, K_WRITE, serve_k);           /* one writev, no string made */
   return serve_k(L, LUA_OK, K_WRITE);
