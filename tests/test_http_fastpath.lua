@@ -163,4 +163,108 @@ function TestHttpFastPath:test_fields_left_out_read_as_sent()
   srv:close()
 end
 
+-- The request loop in C (hp.serve): it answers the common request itself
+-- and hands the rest back to the Lua loop where it stands. These go back
+-- and forth between the two on one connection.
+
+-- A body whose every 8 bytes say where they are: a byte lost, doubled or
+-- moved shows.
+local function numbered(n)
+  local t = {}
+  for i = 1, n // 8 do t[i] = format("%07d\n", i) end
+  return table.concat(t)
+end
+
+TestHttpServeLoop = {}
+
+-- The common response larger than the socket takes at once (the kernel
+-- takes part, the rest is queued), then more requests on the connection
+-- while it is still queued: every byte in order.
+function TestHttpServeLoop:test_a_common_response_larger_than_the_socket_takes()
+  local big = numbered(16 * 1024 * 1024)
+  local srv = http.serve{port = 0, error_log = function() end, handler = function(req)
+    if req.path == "/big" then return 200, big end
+    return 200, "small " .. req.path
+  end}
+  local s <close> = H.connect(select(2, srv:address()))
+  s:write(H.get("/first"))                        -- 200's first: the general path
+  lu.assertEquals(H.read_response(s).body, "small /first")
+  s:write(H.get("/big"))
+  s:write(H.get("/after"))                        -- sent before the big one is read
+  local r = H.read_response(s)
+  lu.assertEquals(#r.body, #big)
+  lu.assertTrue(r.body == big, "the large body came back changed")
+  lu.assertEquals(H.read_response(s).body, "small /after")
+  s:write(H.get("/big"))
+  lu.assertTrue(H.read_response(s).body == big)
+  srv:close()
+end
+
+-- A handler that waits (here longer than the idle timeout) is in the
+-- handler phase, which has no timeout: its connection is not expired, and
+-- it goes on with the next request.
+function TestHttpServeLoop:test_a_waiting_handler_is_not_taken_for_an_idle_connection()
+  local srv = http.serve{port = 0, error_log = function() end,
+                         limits = {idle_timeout = 0.05, header_timeout = 0.05},
+                         handler = function(req)
+    if req.path == "/slow" then async.sleep(0.3) end
+    return 200, "done " .. req.path
+  end}
+  local s <close> = H.connect(select(2, srv:address()))
+  for _, path in ipairs{"/a", "/slow", "/b", "/slow"} do
+    s:write(H.get(path))
+    lu.assertEquals(H.read_response(s).body, "done " .. path)
+  end
+  srv:close()
+end
+
+-- One connection through every turn between the C loop and the Lua one: a
+-- head in two pieces, a body in the head's read, pipelined requests, HEAD,
+-- HTTP/1.0 keep-alive, a handler's error, headers returned, a status not
+-- seen before; each answer as the general path gives it.
+function TestHttpServeLoop:test_one_connection_through_both_loops()
+  local srv = http.serve{port = 0, error_log = function() end, handler = function(req)
+    if req.method == "POST" then return 201, "got " .. req:body() end
+    if req.path == "/boom" then error("boom") end
+    if req.path == "/h" then return 200, "h", {["X-H"] = "1"} end
+    if req.path == "/new" then return 203, "new" end
+    return 200, req.method .. " " .. req.path
+  end}
+  local s <close> = H.connect(select(2, srv:address()))
+  local function expect(status, body, head_only)
+    local r = H.read_response(s, head_only)
+    lu.assertEquals(r.status, status)
+    lu.assertEquals(r.body, body)
+    return r
+  end
+  s:write(H.get("/1")); expect(200, "GET /1")
+  s:write("GET /2 HTTP/1.1\r\nHo")              -- the rest comes later: "more"
+  async.sleep(0.01)
+  s:write("st: t\r\n\r\n"); expect(200, "GET /2")
+  s:write("POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"); expect(201, "got abc")
+  s:write(H.get("/3") .. H.get("/4")); expect(200, "GET /3"); expect(200, "GET /4")
+  s:write("HEAD /5 HTTP/1.1\r\nHost: t\r\n\r\n")
+  lu.assertEquals(expect(200, "", true).headers["content-length"], "7")
+  s:write(H.get("/boom")); expect(500, "Internal Server Error\n")
+  s:write(H.get("/h")); lu.assertEquals(expect(200, "h").headers["x-h"], "1")
+  s:write(H.get("/new")); expect(203, "new")
+  s:write(H.get("/new")); expect(203, "new")
+  s:write("GET /6 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"); expect(200, "GET /6")
+  s:write(H.get("/7")); expect(200, "GET /7")
+  srv:close()
+end
+
+-- The loop's functions refuse what is not theirs.
+function TestHttpServeLoop:test_serve_and_phase_refuse_wrong_arguments()
+  local p = hp.new()
+  lu.assertEquals({hp.phase(p)}, {"head", 0})
+  hp.set_phase(p, "idle")
+  lu.assertEquals({hp.phase(p)}, {"idle", 1})
+  lu.assertErrorMsgContains("invalid option", hp.set_phase, p, "nap")
+  lu.assertErrorMsgContains("lasync.HttpParser expected", hp.phase, {})
+  lu.assertErrorMsgContains("lasync.HttpParser expected", hp.serve, {}, {}, {})
+  lu.assertErrorMsgContains("table expected", hp.serve, p, 1, {})
+  lu.assertErrorMsgContains("table expected", hp.serve, p, {}, {}, nil, nil, nil, nil, false, nil, 5, {})
+end
+
 support.run(...)
