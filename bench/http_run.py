@@ -7,8 +7,10 @@ Environment: BENCH_REPS (default 3), HTTP_SECS (default 5), LASYNC.
 Each server is pinned to CPU 0 and wrk to CPU 1 (taskset). The server's CPU time (user +
 system of its process) is read from /proc before and after the measured run, so the
 figure that matters is the server's CPU per request: on two shared cores wrk often limits
-the rate. Repetitions take turns across peers; the table shows the median and the range,
-and each peer's CPU per request as a ratio to lasync's (>1: the peer spends more).
+the rate. It is shown whole and its user-space part alone: the kernel's part is the same
+work for every peer (one read and one writev per request) and most of the figure.
+Repetitions take turns across peers; the table shows the median and the range, and each
+peer's figure as a ratio to lasync's (>1: the peer spends more).
 """
 import os
 import re
@@ -79,9 +81,10 @@ def start(peer, tmp):
 
 
 def cpu_seconds(pid):
+    """The process's user and system CPU time so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def wrk(port, secs):
@@ -99,10 +102,10 @@ def run_once(peer):
         p, port = start(peer, tmp)
         try:
             wrk(port, 1)                                        # warm-up
-            c0, t0 = cpu_seconds(p.pid), time.monotonic()
+            (u0, s0), t0 = cpu_seconds(p.pid), time.monotonic()
             n = wrk(port, SECS)
-            c1, t1 = cpu_seconds(p.pid), time.monotonic()
-            return n / (t1 - t0), (c1 - c0) / n * 1e6
+            (u1, s1), t1 = cpu_seconds(p.pid), time.monotonic()
+            return n / (t1 - t0), (u1 - u0 + s1 - s0) / n * 1e6, (u1 - u0) / n * 1e6
         finally:
             p.kill()
             p.wait()
@@ -114,16 +117,22 @@ def main(peers):
         for i in range(len(peers)):
             peer = peers[(i + rep) % len(peers)]
             res[peer].append(run_once(peer))
-    base = statistics.median(c for _, c in res["lasync"]) if "lasync" in res else None
+    def med(peer, i):
+        return statistics.median(r[i] for r in res[peer])
+    base = (med("lasync", 1), med("lasync", 2)) if "lasync" in res else None
     print(f"HTTP hello-world, wrk -t1 -c64 -d{SECS}s, server on one core; {REPS} runs (median, range)")
-    print(f"{'peer':<10} {'requests/s':>22} {'server CPU us/req':>24} {'CPU ratio to lasync':>20}")
+    print("The server's CPU per request is user + system time; the system part (one read and one")
+    print("writev per request, the same for every peer) is most of it, so the user part is shown too.")
+    print(f"{'peer':<10} {'requests/s':>22} {'server CPU us/req':>22} {'ratio':>6}"
+          f" {'user us/req':>20} {'ratio':>6}")
     for peer in peers:
-        rates = [r for r, _ in res[peer]]
-        cpus = [c for _, c in res[peer]]
-        cm = statistics.median(cpus)
+        rates, cpus, users = ([r[i] for r in res[peer]] for i in range(3))
+        cm, um = med(peer, 1), med(peer, 2)
         print(f"{peer:<10} {statistics.median(rates):>10.0f} ({min(rates):.0f}-{max(rates):.0f})"
-              f" {cm:>10.2f} ({min(cpus):.2f}-{max(cpus):.2f})"
-              f" {cm / base if base else float('nan'):>12.2f}")
+              f" {cm:>8.2f} ({min(cpus):.2f}-{max(cpus):.2f})"
+              f" {cm / base[0] if base else float('nan'):>6.2f}"
+              f" {um:>7.2f} ({min(users):.2f}-{max(users):.2f})"
+              f" {um / base[1] if base else float('nan'):>6.2f}")
 
 
 if __name__ == "__main__":

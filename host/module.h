@@ -110,6 +110,7 @@ lasync_NewFn lasync__host_maker(lasync_Host *H);
 int lasync__luaopen_json(lua_State *L);      /* data/json.c: async.core.json */
 int lasync__luaopen_http(lua_State *L);      /* net/http_session.c: async.core.http */
 int lasync__luaopen_http_parser(lua_State *L);  /* net/http_parser.c: async.core.http_parser */
+int lasync__luaopen_http_loop(lua_State *L);    /* net/http_loop.c: async.core.http_loop */
 int lasync__luaopen_ws(lua_State *L);        /* net/ws.c: async.core.ws */
 int lasync__luaopen_tls(lua_State *L);       /* net/tls.c: async.core.tls */
 int lasync__luaopen_pg(lua_State *L);        /* db/pg.c: async.core.pg */

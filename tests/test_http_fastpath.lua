@@ -8,6 +8,7 @@ local lu = require "luaunit"
 local support = require "support"
 local H = require "rawhttp"
 local hp = require "async.core.http_parser"
+local loop = require "async.core.http_loop"
 local http = async.http
 local format = string.format
 
@@ -163,7 +164,7 @@ function TestHttpFastPath:test_fields_left_out_read_as_sent()
   srv:close()
 end
 
--- The request loop in C (hp.serve): it answers the common request itself
+-- The request loop in C (async.core.http_loop's serve): it answers the common request itself
 -- and hands the rest back to the Lua loop where it stands. These go back
 -- and forth between the two on one connection.
 
@@ -262,9 +263,9 @@ function TestHttpServeLoop:test_serve_and_phase_refuse_wrong_arguments()
   lu.assertEquals({hp.phase(p)}, {"idle", 1})
   lu.assertErrorMsgContains("invalid option", hp.set_phase, p, "nap")
   lu.assertErrorMsgContains("lasync.HttpParser expected", hp.phase, {})
-  lu.assertErrorMsgContains("lasync.HttpParser expected", hp.serve, {}, {}, {})
-  lu.assertErrorMsgContains("table expected", hp.serve, p, 1, {})
-  lu.assertErrorMsgContains("table expected", hp.serve, p, {}, {}, nil, nil, nil, nil, false, nil, 5, {})
+  lu.assertErrorMsgContains("lasync.HttpParser expected", loop.serve, {}, {}, {})
+  lu.assertErrorMsgContains("table expected", loop.serve, p, 1, {})
+  lu.assertErrorMsgContains("table expected", loop.serve, p, {}, {}, nil, nil, nil, nil, false, nil, 5, {})
 end
 
 support.run(...)

@@ -131,6 +131,7 @@ static const luaL_Reg natives[] = {
   {"async.core.redis", lasync__luaopen_redis},
   {"async.core.http", lasync__luaopen_http},
   {"async.core.http_parser", lasync__luaopen_http_parser},
+  {"async.core.http_loop", lasync__luaopen_http_loop},
   {"async.core.ws", lasync__luaopen_ws},
   {"async.core.tls", lasync__luaopen_tls},
   {NULL, NULL}

@@ -1,6 +1,6 @@
 /*
-** http_loop.c: the server's request loop for the common request, in C
-** (async.core.http_parser's serve). async.http.conn's Lua loop calls it
+** http_loop.c: the native module "async.core.http_loop": the server's
+** request loop for the common request, in C. async.http.conn's Lua loop calls it
 ** whenever a connection is idle between requests; it reads, parses, calls
 ** the handler and writes the response for as long as the requests are
 ** plain (keep-alive HTTP/1.1, no body, not HEAD, read whole) and the
@@ -274,10 +274,17 @@ static int serve(lua_State *L) {
   return read_next(L, 1);
 }
 
-void lasync__http_push_loop(lua_State *L) {
+int lasync__luaopen_http_loop(lua_State *L) {
   int k;
-  luaL_checkstack(L, U_END, "http serve");       /* more upvalues than LUA_MINSTACK */
+  /* the parser's metatable and its interned names are this loop's first
+  ** upvalues too (lasync__http_check and push_request use them) */
+  luaL_requiref(L, "async.core.http_parser", lasync__luaopen_http_parser, 0);
+  lua_pop(L, 1);
+  luaL_checkstack(L, U_END, "async.core.http_loop");  /* more upvalues than LUA_MINSTACK */
+  lua_createtable(L, 0, 1);
   lasync__http_push_keys(L);
   for (k = U_CURRENT; k < U_END; k++) lua_pushstring(L, names[k - U_CURRENT]);
   lua_pushcclosure(L, serve, U_END - 1);
+  lua_setfield(L, -2, "serve");
+  return 1;
 }

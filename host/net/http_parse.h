@@ -1,8 +1,9 @@
 /*
 ** http_parse.h: the request parser's state and steps, shared by the
-** parser module (http_parser.c: p:execute, the general path) and the
-** server's request loop (http_loop.c: the common request without a Lua
-** call per step). Not installed.
+** parser module (http_parser.c, async.core.http_parser: p:execute, the
+** general path) and the server's request loop (http_loop.c,
+** async.core.http_loop: the common request without a Lua call per step).
+** Not installed.
 */
 #ifndef LASYNC_HTTP_PARSE_H
 #define LASYNC_HTTP_PARSE_H
@@ -74,7 +75,5 @@ void lasync__http_request(lua_State *L, Parser *ps);
 /* Whether the head just parsed is plain: keep-alive HTTP/1.1, no body, not
 ** HEAD (the server's common case). */
 int lasync__http_plain(Parser *ps);
-/* Pushes the request loop, hp.serve (http_loop.c). */
-void lasync__http_push_loop(lua_State *L);
 
 #endif

@@ -531,8 +531,6 @@ int lasync__luaopen_http_parser(lua_State *L) {
   lua_setfield(L, -2, "new");
   lua_pushcfunction(L, parser_headers);
   lua_setfield(L, -2, "headers");
-  lasync__http_push_loop(L);
-  lua_setfield(L, -2, "serve");
   lasync__http_push_keys(L);
   lua_pushcclosure(L, parser_phase, K_END - 1);
   lua_setfield(L, -2, "phase");

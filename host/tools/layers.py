@@ -37,8 +37,7 @@ CORE_CYCLE = {"core/sched", "core/task", "core/timer", "core/watch", "core/watch
 SPLIT = [{"io/stream", "io/stream_info", "io/stream_write"},
          {"db/pg", "db/pg_query", "db/pg_copy", "db/pg_types"},
          {"repl/repl", "repl/repl_edit"},
-         {"net/curl", "net/http_client", "net/http_session"},  # the HTTP client
-         {"net/http_parser", "net/http_loop"}]  # the server's request path
+         {"net/curl", "net/http_client", "net/http_session"}]  # the HTTP client
 PRIVILEGED = ("core", "embed")   # may include core/core.h
 
 

@@ -7,7 +7,8 @@
 -- both ways).
 local async = require "async"
 local hp = require "async.core.http_parser"
-local serve, phase, set_phase_p = hp.serve, hp.phase, hp.set_phase
+local serve = require("async.core.http_loop").serve
+local phase, set_phase_p = hp.phase, hp.set_phase
 local reasons = require "async.http.status"
 
 local format, concat, lower = string.format, table.concat, string.lower
@@ -475,7 +476,7 @@ end
 -- error is raised out of it (conn_loop answers it and calls again): one
 -- xpcall per connection rather than one per request. c.current is the
 -- request between its head and its end. Between requests the loop is
--- async.core.http_parser's serve (C): it answers plain requests itself
+-- async.core.http_loop's serve (C): it answers plain requests itself
 -- (the common response: what respond sends for them, byte for byte) and
 -- hands back anything else at the point it reached.
 local function requests(srv, c)
