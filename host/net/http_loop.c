@@ -44,8 +44,12 @@ enum { U_CURRENT = K_END, U_KEEP, U_BUF, U_POS, U_BROKEN, U_MADE_RES, U_UPGRADED
 static const char *const names[] = {"current", "keep", "buf", "pos", "broken", "made_res",
   "upgraded", "closing", "date", "access_log", "started", "conn", "req", "res", "log_access"};
 
-/* The continuation's places. */
-enum { K_READ, K_PEEK, K_HANDLER, K_WRITE, K_LOG };
+/* The loop's states, each the continuation of a call that may wait. A
+** step returns its results for Lua (a count, 1 or more) or GO(the next
+** state): serve_k runs the states in a loop, so a connection that never
+** waits (pipelined TLS records, say) does not deepen the C stack. */
+enum { K_NEXT, K_PEEK, K_READ, K_HANDLER, K_WRITE, K_LOG };
+#define GO(k) (-(k) - 1)
 
 /* t[key], raw, pushed; its type. (Every table here is the server's own:
 ** the connection, the server, the request, the response; none has an
@@ -87,9 +91,6 @@ static void set_phase(lua_State *L, int phase) {
 }
 
 static int serve_k(lua_State *L, int status, lua_KContext ctx);
-static int after_log(lua_State *L);
-static int after_write(lua_State *L);
-
 static int start_request(lua_State *L, Parser *ps);
 static int hand_back(lua_State *L, Parser *ps, int step, size_t next, size_t len);
 
@@ -118,7 +119,7 @@ static int read_next(lua_State *L, int first) {
   lua_pushvalue(L, A_READ);
   lua_pushvalue(L, A_SOCK);
   lua_callk(L, 1, 1, K_READ, serve_k);
-  return serve_k(L, LUA_OK, K_READ);
+  return GO(K_READ);
 }
 
 /* Hands an event back to Lua as p:execute gives it; c.buf and c.pos keep
@@ -177,7 +178,7 @@ static int start_request(lua_State *L, Parser *ps) {
   lua_pushvalue(L, S_REQ);
   lua_pushvalue(L, S_RES);
   lua_callk(L, 2, 3, K_HANDLER, serve_k);
-  return serve_k(L, LUA_OK, K_HANDLER);
+  return GO(K_HANDLER);
 }
 
 /* After the handler: write the common response, or hand the rest back. */
@@ -207,7 +208,7 @@ static int after_handler(lua_State *L) {
       const char *p = lua_tolstring(L, i < 3 ? S_LINE + i : S_BODY, &n);
       b[i] = uv_buf_init((char *)p, (unsigned)n);
     }
-    if (lasync__stream_writev(L, A_SOCK, b, 4)) return after_write(L);
+    if (lasync__stream_writev(L, A_SOCK, b, 4)) return GO(K_WRITE);
   }
   set_phase(L, PH_SEND);                          /* write may wait for a slow peer */
   lua_pushvalue(L, A_WRITE);
@@ -217,7 +218,7 @@ static int after_handler(lua_State *L) {
   lua_pushvalue(L, S_LINE + 2);
   lua_pushvalue(L, S_BODY);
   lua_callk(L, 5, 0, K_WRITE, serve_k);           /* one writev, no string made */
-  return serve_k(L, LUA_OK, K_WRITE);
+  return GO(K_WRITE);
 }
 
 /* After the write: the phase, the log, and the next request. */
@@ -235,9 +236,8 @@ static int after_write(lua_State *L) {
     lua_pushvalue(L, S_STATUS);
     lua_pushinteger(L, (lua_Integer)lua_rawlen(L, S_BODY));
     lua_callk(L, 5, 0, K_LOG, serve_k);
-    return serve_k(L, LUA_OK, K_LOG);
   }
-  return after_log(L);
+  return GO(K_LOG);
 }
 
 /* After the log: on to the next request, or back to Lua. */
@@ -246,17 +246,23 @@ static int after_log(lua_State *L) {
     lua_pushliteral(L, "stop");
     return 1;
   }
-  return read_next(L, 1);                         /* (the read was used up: c.buf is nil) */
+  return GO(K_NEXT);                              /* (the read was used up: c.buf is nil) */
 }
 
 static int serve_k(lua_State *L, int status, lua_KContext ctx) {
+  int r;
   (void)status;
-  switch (ctx) {
-    case K_READ: return after_read(L);
-    case K_PEEK: return read_next(L, 0);
-    case K_HANDLER: return after_handler(L);
-    case K_WRITE: return after_write(L);
-    default: return after_log(L);
+  for (;;) {
+    switch (ctx) {
+      case K_NEXT: r = read_next(L, 1); break;
+      case K_PEEK: r = read_next(L, 0); break;
+      case K_READ: r = after_read(L); break;
+      case K_HANDLER: r = after_handler(L); break;
+      case K_WRITE: r = after_write(L); break;
+      default: r = after_log(L); break;
+    }
+    if (r >= 0) return r;
+    ctx = -r - 1;
   }
 }
 
@@ -271,7 +277,7 @@ static int serve(lua_State *L) {
   lua_pushboolean(L, is_set(L, A_SRV, U_ACCESS_LOG));  /* A_LOGGING */
   lua_pushboolean(L, lasync__stream_test(L, A_SOCK) != NULL);  /* A_DIRECT */
   luaL_checkstack(L, S_END + 8 - A_TOP, "http serve");
-  return read_next(L, 1);
+  return serve_k(L, LUA_OK, K_NEXT);
 }
 
 int lasync__luaopen_http_loop(lua_State *L) {
