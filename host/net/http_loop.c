@@ -1,19 +1,22 @@
 /*
-** http_loop.c: the native module "async.core.http_loop": the server's
-** request loop for the common request, in C. async.http.conn's Lua loop calls it
-** whenever a connection is idle between requests; it reads, parses, calls
-** the handler and writes the response for as long as the requests are
-** plain (keep-alive HTTP/1.1, no body, not HEAD, read whole) and the
-** handler's answer is the common one (a status seen before, a string body,
-** no headers, nothing streamed), and hands anything else back to Lua as it
-** stands. It does what the Lua loop did, field for field, without the Lua
-** VM's steps between the calls (they were a quarter of a request's
-** instructions).
+** http_loop.c: the native module "async.core.http_loop": the HTTP
+** server's request loop for the common request, in C. async.http.conn's
+** Lua loop calls serve whenever a connection is idle between requests;
+** serve reads, parses, calls the handler and writes the response for as
+** long as the requests are plain (keep-alive HTTP/1.1, no body, not HEAD,
+** one read each) and the handler's answer is the common one (a status seen
+** before, a string body, no headers, nothing streamed). It hands anything
+** else back to the Lua loop where it stands. It does what the Lua loop did,
+** field for field, without the Lua VM's steps between the calls; on a
+** plain TCP stream it also reads from the stream's buffer and writes with
+** one writev in C (io.h's reader and writer), so a request makes no string
+** of its bytes and no read or write call (a TLS stream's read and write
+** are called). Together, 30% of a request's instructions.
 **
 ** serve(p, c, srv, sock, read, write, handler, res_arg, Response,
 **       plain_status, plain_tails) returns one of
-**   "more"                      the read ended inside a head: the
-**                               parser holds it; go on with next_event
+**   "more"                      the read ended inside a head: the parser
+**                               holds it; go on with next_event
 **   ev, a, b, plain             a parser event it does not handle (as
 **                               p:execute returns it; c.buf and c.pos are
 **                               set when the read goes on past it), or "eof"
@@ -21,9 +24,8 @@
 **                               the handler ran (c.current is req) and its
 **                               answer is not the common one
 **   "stop"                      the server is closing
-**   "next"                      a response went out and c.buf holds more
 ** The handler and the stream's read and write are called with lua_callk,
-** so each may wait; an error in them leaves this function as it was raised.
+** so each may wait; an error in them leaves serve as it was raised.
 */
 #include <string.h>
 #include "io/io.h"

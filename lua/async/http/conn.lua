@@ -499,7 +499,7 @@ local function requests(srv, c)
     local req, res, status
     if ev == "slow" then                          -- serve ran the handler: a, b, plain
       req, res, status = a, b, plain
-    elseif ev ~= "next" then
+    else
       if ev == "eof" then return end
       if ev == "error" then return refuse(c, a, b) end
       if ev ~= "head" then return refuse(c, 400, "unexpected " .. ev) end
@@ -514,12 +514,10 @@ local function requests(srv, c)
       end
       status, body, headers = handler(req, res)
     end
-    if req then
-      if not slow_end(srv, c, req, res, status, body, headers) or srv.closing then return end
-      set_phase_p(p, "idle")
-      local buf = c.buf                                 -- all read: no parser call to say so
-      if buf and c.pos > #buf then c.buf = nil end
-    end
+    if not slow_end(srv, c, req, res, status, body, headers) or srv.closing then return end
+    set_phase_p(p, "idle")
+    local buf = c.buf                                   -- all read: no parser call to say so
+    if buf and c.pos > #buf then c.buf = nil end
   end
 end
 
