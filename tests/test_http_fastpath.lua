@@ -255,6 +255,24 @@ function TestHttpServeLoop:test_one_connection_through_both_loops()
   srv:close()
 end
 
+-- A script that serves HTTP does not load libcurl (the client's global
+-- init costs milliseconds at start); the client loads it on first use, and
+-- http.curl_version still reads.
+function TestHttpServeLoop:test_serving_does_not_load_the_client_library()
+  local r = support.lasync_run([[
+    local http = async.http
+    local srv = http.serve{port = 0, handler = function() return 200, "x" end}
+    local s = async.net.connect("127.0.0.1", select(2, srv:address()))
+    s:write("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert(s:read():find("200 OK", 1, true))
+    print(package.loaded["async.core.http"] == nil)
+    print(type(http.curl_version), package.loaded["async.core.http"] ~= nil)
+    srv:close()
+  ]])
+  lu.assertEquals(r.stderr, "")
+  lu.assertEquals(r.stdout, "true\nstring\ttrue\n")
+end
+
 -- The loop's functions refuse what is not theirs.
 function TestHttpServeLoop:test_serve_and_phase_refuse_wrong_arguments()
   local p = hp.new()

@@ -5,7 +5,9 @@
 -- merging, JSON bodies, the total timeout across the pool wait, the
 -- response object with its streaming reads, and atomic downloads.
 local async = require "async"
-local core = require "async.core.http"
+-- libcurl is loaded on first use (its global init costs a script that only
+-- serves HTTP about 2 ms at start).
+local function core() return require "async.core.http" end
 local json = require "async.json"
 local sync = require "async.sync"
 
@@ -332,7 +334,7 @@ function M.session(opts)
     if math.type(v) ~= "integer" or v <= 0 then argerror("session", name .. " must be a positive integer") end
   end
   local s = setmetatable({
-    _core = core.session(limit, per_host, opts.cookies ~= false),
+    _core = core().session(limit, per_host, opts.cookies ~= false),
     _total = sync.semaphore(limit), _hosts = {}, _per_host = per_host,
     defaults = opts, limit = limit, limit_per_host = per_host,
   }, Session)
@@ -514,8 +516,7 @@ for _, m in ipairs{"get", "post", "put", "delete", "patch", "head", "download"} 
 end
 
 -- stats(): {easy = libcurl easy handles alive}, for leak checks.
-M.stats = core.stats
-M.curl_version = core.curl_version
+function M.stats() return core().stats() end
 
 local class = require "async.class"
 class.check_self(Response)   -- a wrong self raises at once (it wrote into

@@ -10,4 +10,7 @@ for k, v in pairs(require "async.http.client") do http[k] = v end
 for k, v in pairs(require "async.http.server") do http[k] = v end
 http.router = require("async.http.router").new
 
-return http
+-- http.curl_version, the libcurl in use, loads libcurl when read.
+return setmetatable(http, {__index = function(_, k)
+  if k == "curl_version" then return require("async.core.http").curl_version end
+end})
