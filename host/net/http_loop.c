@@ -27,6 +27,7 @@
 ** The handler and the stream's read and write are called with lua_callk,
 ** so each may wait; an error in them leaves serve as it was raised.
 */
+#include <limits.h>
 #include <string.h>
 #include "io/io.h"
 #include "http_parse.h"
@@ -202,7 +203,8 @@ static int after_handler(lua_State *L) {
   get(L, A_SRV, U_DATE);                          /* S_LINE + 1 */
   lua_geti(L, A_TAILS, (lua_Integer)lua_rawlen(L, S_BODY));  /* its __index makes a new length's */
   if (lua_toboolean(L, A_DIRECT) && lua_type(L, -1) == LUA_TSTRING &&
-      lua_type(L, -2) == LUA_TSTRING) {           /* one writev, no string made, no call */
+      lua_type(L, -2) == LUA_TSTRING && lua_rawlen(L, S_BODY) <= INT_MAX) {
+    /* one writev, no string made, no call (uv_buf_t lengths are unsigned) */
     uv_buf_t b[4];
     int i;
     for (i = 0; i < 4; i++) {

@@ -310,7 +310,7 @@ local function build_head(c, req, status, headers, length, body)
 end
 
 -- Writes; the "send" phase lets the sweeper reset a peer that does not
--- read (set_phase inlined: this is on every response).
+-- read.
 local function send(c, data)
   set_phase_p(c.p, "send")
   c.sock:write(data)

@@ -4,9 +4,9 @@
 -- async.http.conn.
 --
 -- Timeouts cost nothing per request: each connection counts its phase
--- changes (in its parser: hp.phase) and one sweeper task per server, waking a few times per
--- shortest timeout, expires the connections whose phase has not changed
--- for too long (slowloris: 408; idle keep-alive: closed; a peer that does
+-- changes (in its parser: async.core.http_parser's phase) and one sweeper
+-- task per server, waking a few times per shortest timeout, expires the
+-- connections whose phase has not changed for too long (slowloris: 408; idle keep-alive: closed; a peer that does
 -- not read its response: reset).
 local async = require "async"
 local net = require "async.net"
