@@ -169,15 +169,20 @@ void lasync__stream_close(lasync_Stream *s, int abort) {
 ** lookup by a light key cost 300 instructions a call, and stream methods
 ** are on the per-message path. */
 
-lasync_Stream **lasync__stream_box(lua_State *L, int idx) {
+lasync_Stream **lasync__stream_test(lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   if (p != NULL && lua_getmetatable(L, idx)) {
     const void *mt = lua_topointer(L, -1);
     lua_pop(L, 1);
     if (mt == *lasync__host_stream_mt(lasync_host(L))) return (lasync_Stream **)p;
   }
-  luaL_typeerror(L, idx, LASYNC_STREAM_MT);
   return NULL;
+}
+
+lasync_Stream **lasync__stream_box(lua_State *L, int idx) {
+  lasync_Stream **box = lasync__stream_test(L, idx);
+  if (box == NULL) luaL_typeerror(L, idx, LASYNC_STREAM_MT);
+  return box;
 }
 
 #define box_check lasync__stream_box
@@ -540,16 +545,6 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* ------------------------------------------------ a reader in C (io.h) */
-
-lasync_Stream **lasync__stream_test(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p != NULL && lua_getmetatable(L, idx)) {
-    const void *mt = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    if (mt == *lasync__host_stream_mt(lasync_host(L))) return (lasync_Stream **)p;
-  }
-  return NULL;
-}
 
 size_t lasync__stream_peek(lua_State *L, int idx, int first, const char **p,
                            lua_KFunction k, lua_KContext ctx) {
