@@ -416,14 +416,19 @@ print("python client ok")
 end
 
 -- A handler that returns with output still queued: close flushes it in the
--- background while the test waits for the peer. 16 MB is more than the
--- kernel holds (the peer's receive buffer is pinned small, a send buffer
--- grows to 4 MB at most), so bytes are queued in lasync when the handler
--- returns, as at the end of the echo test above when the Python reader
--- lags: a helper that waited for Python blocking the loop hung here.
+-- background while the test waits for the peer. The peer starts reading
+-- only once the handler has returned (a file says so), and 16 MB is more
+-- than the kernel holds for a peer that does not read (its receive buffer
+-- is pinned small, a send buffer grows to 4 MB at most), so bytes are
+-- queued in lasync when the handler returns, as at the end of the echo
+-- test above when the Python reader lags: a helper that waited for Python
+-- blocking the loop hung here. (A peer reading while the handler wrote
+-- could take all 16 MB in one writev on a loaded machine.)
 function TestPeers:test_python_peer_hung_for_output_queued_at_handler_return()
   local size, queued = 16 << 20, nil
   local returned = async.future()
+  local go = os.tmpname()
+  os.remove(go)
   local srv = net.listen("127.0.0.1", 0, function(conn)
     conn:read_line()
     conn:write(("z"):rep(size))
@@ -431,21 +436,25 @@ function TestPeers:test_python_peer_hung_for_output_queued_at_handler_return()
     returned:resolve()
   end)
   local py = io_.python([[
-import socket, sys
+import os, socket, sys, time
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.connect(("127.0.0.1", int(sys.argv[1])))
 s.sendall(b"go\n")
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
 n = 0
 while True:
     b = s.recv(65536)
     if not b: break
     n += len(b)
 print(n)
-]], tostring(select(2, srv:address())))
+]], tostring(select(2, srv:address())), go)
   returned:await()
+  support.write_file(go, "")
   lu.assertTrue(queued > 0, "nothing was queued: the case is not exercised")
   local out, ok = py.finish()
+  os.remove(go)
   lu.assertTrue(ok, out)
   lu.assertEquals(out, size .. "\n")
   srv:shutdown()
