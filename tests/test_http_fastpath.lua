@@ -255,6 +255,30 @@ function TestHttpServeLoop:test_one_connection_through_both_loops()
   srv:close()
 end
 
+-- Connections waiting in serve's read (idle after plain requests) are
+-- cancelled cleanly: the wait on the stream's buffer is dropped, each
+-- connection ends, and its client sees the end of the stream.
+function TestHttpServeLoop:test_connections_idle_in_the_c_loop_are_cancelled_cleanly()
+  local srv = http.serve{port = 0, error_log = function() end, handler = function() return 200, "x" end}
+  local conns = {}
+  for i = 1, 5 do
+    local s = H.connect(select(2, srv:address()))
+    for _ = 1, 3 do                                -- the second and third: serve's own
+      s:write(H.get("/"))
+      lu.assertEquals(H.read_response(s).body, "x")
+    end
+    conns[i] = s
+  end
+  lu.assertEquals(srv:connections(), 5)
+  lu.assertEquals(srv.net:shutdown(0), 5)         -- cancels them where they wait
+  lu.assertEquals(srv:connections(), 0)
+  for _, s in ipairs(conns) do
+    lu.assertNil(s:read())
+    s:close()
+  end
+  srv:close()
+end
+
 -- A script that serves HTTP does not load libcurl (the client's global
 -- init costs milliseconds at start); the client loads it on first use, and
 -- http.curl_version still reads.
