@@ -114,9 +114,9 @@ size_t lasync__stream_peek(lua_State *L, int idx, int first, const char **p,
 void lasync__stream_consume(lua_State *L, int idx, size_t n);
 /* The writer beside it: writes the n pieces (to the kernel, what it does
 ** not take queued) and returns 1 when write(...) would do so without
-** waiting; otherwise returns 0 having written nothing, and the caller
-** calls write(), which waits or raises the error (a failure here is kept
-** for it to raise, and 0 returned). */
+** waiting. Otherwise it returns 0 and the caller calls write(), which
+** waits (nothing was sent) or raises the error this call met and kept
+** (what went before it is not sent again). */
 int lasync__stream_writev(lua_State *L, int idx, const uv_buf_t *b, unsigned n);
 
 /* The stream module (metatable, stdio). */

@@ -63,31 +63,50 @@ static int file_write(int fd, const char *p, size_t n) {
   return 0;
 }
 
+/* Queues the bytes of the pieces b[0..nb) after the first `skip` in one
+** request (a Lua string cannot be handed to libuv: the state may be gone
+** before the callback); returns 0 or a libuv error. */
+static int queue_pieces(lasync_Stream *s, const uv_buf_t *b, unsigned nb, size_t skip) {
+  WriteReq *w;
+  uv_buf_t q;
+  size_t total = 0, at = 0;
+  unsigned i;
+  int r;
+  for (i = 0; i < nb; i++) total += b[i].len;
+  if (total - skip > UINT_MAX) return UV_E2BIG;
+  if ((w = (WriteReq *)malloc(sizeof *w + (total - skip))) == NULL) return UV_ENOMEM;
+  for (i = 0, total = 0; i < nb; total += b[i].len, i++) {
+    size_t from = skip > total ? skip - total : 0;
+    if (from < b[i].len) {
+      memcpy(w->data + at, b[i].base + from, b[i].len - from);
+      at += b[i].len - from;
+    }
+  }
+  w->len = at;
+  q = uv_buf_init(w->data, (unsigned)at);
+  if ((r = uv_write(&w->req, &s->h.stream, &q, 1, on_write)) != 0) {
+    free(w);
+    return r;
+  }
+  s->wqueued += at;
+  return 0;
+}
+
 /* Hands n bytes to the kernel or to libuv's queue; returns 0 or a libuv
 ** error. */
 static int enqueue(lasync_Stream *s, const char *p, size_t n) {
-  WriteReq *w;
   uv_buf_t b;
   int r;
   if (n > UINT_MAX) return UV_E2BIG;
   if (s->kind == STREAM_FILE) return file_write(s->fd, p, n);
+  b = uv_buf_init((char *)p, (unsigned)n);
   if (s->wqueued == 0 && n <= INT_MAX) {
-    b = uv_buf_init((char *)p, (unsigned)n);
     r = uv_try_write(&s->h.stream, &b, 1);
     if (r == (int)n) return 0;
-    if (r >= 0) { p += r; n -= (size_t)r; }
-    else if (r != UV_EAGAIN && r != UV_ENOSYS) return r;
+    if (r >= 0) return queue_pieces(s, &b, 1, (size_t)r);
+    if (r != UV_EAGAIN && r != UV_ENOSYS) return r;
   }
-  if ((w = (WriteReq *)malloc(sizeof *w + n)) == NULL) return UV_ENOMEM;
-  memcpy(w->data, p, n);
-  w->len = n;
-  b = uv_buf_init(w->data, (unsigned)n);
-  if ((r = uv_write(&w->req, &s->h.stream, &b, 1, on_write)) != 0) {
-    free(w);
-    return r;
-  }
-  s->wqueued += n;
-  return 0;
+  return queue_pieces(s, &b, 1, 0);
 }
 
 static int write_failed(lua_State *L, lasync_Stream *s, const char *op) {
@@ -197,10 +216,9 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 /* A writer in C (io.h): what write(...) does when it need not wait. */
 int lasync__stream_writev(lua_State *L, int idx, const uv_buf_t *b, unsigned n) {
   lasync_Stream *s = *(lasync_Stream **)lua_touserdata(L, idx);
-  size_t total = 0, done;
+  size_t total = 0;
   unsigned i;
   int r;
-  char *rest;
   if (s == NULL || s->werr || (s->flags & F_SHUT) || s->kind == STREAM_FILE ||
       s->wqueued != 0 || !lasync_waitlist_empty(&s->writers))
     return 0;
@@ -208,28 +226,17 @@ int lasync__stream_writev(lua_State *L, int idx, const uv_buf_t *b, unsigned n) 
   if (total > INT_MAX) return 0;
   r = uv_try_write(&s->h.stream, b, n);
   if (r == (int)total) return 1;
-  done = r > 0 ? (size_t)r : 0;
   if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
     s->werr = r;                          /* write() raises it */
     write_wake(s);
     return 0;
   }
-  if ((rest = (char *)malloc(total - done)) == NULL) {
-    s->werr = UV_ENOMEM;                  /* part went: write() must not send it again */
+  if ((r = queue_pieces(s, b, n, r > 0 ? (size_t)r : 0)) != 0) {
+    s->werr = r;                          /* part may have gone: write() must not resend it */
     write_wake(s);
     return 0;
   }
-  for (i = 0, total = 0; i < n; total += b[i].len, i++) {  /* the bytes after `done` */
-    size_t from = done > total ? done - total : 0;
-    if (from < b[i].len) memcpy(rest + total + from - done, b[i].base + from, b[i].len - from);
-  }
-  r = enqueue(s, rest, total - done);
-  free(rest);
-  if (r != 0) {
-    s->werr = r;
-    write_wake(s);
-  }
-  return r == 0;
+  return 1;
 }
 
 static int stream_write(lua_State *L) { return write_step(L, 1); }
