@@ -21,7 +21,7 @@ typedef struct Span { uint32_t off, len; } Span;
 
 /* A connection's phase, which its timeout follows (async.http.server's
 ** sweeper): the names are phase_names in http_parser.c. */
-enum { PH_HEAD, PH_IDLE, PH_HANDLER, PH_SEND, PH_BODY, PH_LINGER, PH_HANDSHAKE, PH_COUNT };
+enum { PH_HEAD, PH_IDLE, PH_HANDLER, PH_SEND, PH_BODY, PH_LINGER, PH_HANDSHAKE };
 
 typedef struct Parser {
   http_parser p;

@@ -399,9 +399,8 @@ int lasync__http_push(lua_State *L, Parser *ps, int step, size_t next) {
     case STEP_HEAD:
       lua_pushliteral(L, "head");
       lua_pushinteger(L, at);
-      push_request(L, ps);
-      lua_pushboolean(L, lasync__http_plain(ps));
-      if (ps->bodyless) trim_head(ps);
+      lasync__http_request(L, ps);
+      lua_pushboolean(L, lasync__http_plain(ps));  /* (from the parser's state, not the head) */
       return 4;
     case STEP_BODY:
       lua_pushliteral(L, "body");
