@@ -130,6 +130,12 @@ function M.cleanup_cluster(c)
   c.nodes = {}
 end
 
+-- Waits until every redis connection is freed (its handle closed).
+function M.no_connections()
+  io_.eventually(function() return async.redis.stats().connections == 0 end,
+                 "every redis connection freed")
+end
+
 function M.cleanup(s)
   if not s then return end
   s:stop()

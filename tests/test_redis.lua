@@ -9,11 +9,7 @@ local support = require "support"
 local rs = require "redissupport"
 local redis = async.redis
 
--- Every connection freed once its handle has closed.
-local function no_connections()
-  require("iosupport").eventually(function() return redis.stats().connections == 0 end,
-                                  "every redis connection freed")
-end
+local no_connections = rs.no_connections
 
 TestRedisClient = support.suite({}, 20)
 

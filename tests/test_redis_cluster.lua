@@ -10,10 +10,7 @@ local support = require "support"
 local rs = require "redissupport"
 local redis = async.redis
 
-local function no_connections()
-  require("iosupport").eventually(function() return redis.stats().connections == 0 end,
-                                  "every redis connection freed")
-end
+local no_connections = rs.no_connections
 
 -- A plain client on node i of the cluster (for what the test does by hand).
 local function direct(cl, i)
