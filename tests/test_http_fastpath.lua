@@ -279,6 +279,43 @@ function TestHttpServeLoop:test_connections_idle_in_the_c_loop_are_cancelled_cle
   srv:close()
 end
 
+-- A common response that has to wait in the C loop's write (its peer reads
+-- nothing, the first large answer is still queued) is in the send phase:
+-- send_timeout resets the connection, and the server goes on serving.
+function TestHttpServeLoop:test_a_common_response_waiting_on_a_peer_that_does_not_read()
+  local big = ("b"):rep(4 * 1024 * 1024)
+  local first_big = async.future()
+  local srv = http.serve{port = 0, error_log = function() end, limits = {send_timeout = 0.2},
+                         handler = function(req)
+    if req.path == "/big" then
+      if not first_big:done() then first_big:resolve() end
+      return 200, big
+    end
+    return 200, "small"
+  end}
+  local port = select(2, srv:address())
+  local lazy <close> = H.connect(port)
+  lazy:set_read_buffer(1)
+  lazy:write(H.get("/small"))                     -- 200 seen: /big takes the C loop
+  lu.assertEquals(H.read_response(lazy).body, "small")
+  lazy:write(H.get("/big"))                       -- queued, not waited for
+  first_big:await()                               -- the loop reads the next one alone
+  lazy:write(H.get("/big"))
+  local good <close> = H.connect(port)
+  local function ask()
+    good:write(H.get("/small"))
+    lu.assertEquals(H.read_response(good).body, "small")
+  end
+  ask()
+  lu.assertEquals(srv:connections(), 2)
+  while srv:connections() > 1 do                  -- the lazy one is reset at last
+    ask()
+    async.sleep(0.05)
+  end
+  ask()
+  srv:close()
+end
+
 -- A script that serves HTTP does not load libcurl (the client's global
 -- init costs milliseconds at start); the client loads it on first use, and
 -- http.curl_version still reads.
