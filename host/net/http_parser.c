@@ -530,11 +530,11 @@ int lasync__luaopen_http_parser(lua_State *L) {
   lua_setfield(L, -2, "new");
   lua_pushcfunction(L, parser_headers);
   lua_setfield(L, -2, "headers");
-  lasync__http_push_keys(L);
-  lua_pushcclosure(L, parser_phase, K_END - 1);
+  luaL_getmetatable(L, PARSER_MT);               /* K_MT, all lasync__http_check needs */
+  lua_pushcclosure(L, parser_phase, 1);
   lua_setfield(L, -2, "phase");
-  lasync__http_push_keys(L);
-  lua_pushcclosure(L, parser_set_phase, K_END - 1);
+  luaL_getmetatable(L, PARSER_MT);
+  lua_pushcclosure(L, parser_set_phase, 1);
   lua_setfield(L, -2, "set_phase");
   return 1;
 }
